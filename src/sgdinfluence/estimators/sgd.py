@@ -1,0 +1,45 @@
+"""Algorithm 2: SGD-influence of every training instance in one backward sweep."""
+
+from __future__ import annotations
+
+import torch
+from torch.func import jvp, vjp, vmap
+from tqdm.auto import tqdm
+
+from ..train import Run, mode, replay_rng
+
+
+def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None,
+                  progress: bool = False) -> torch.Tensor:
+    """Estimate ``⟨u, θ_{-j}[T] - θ[T]⟩`` for every query row u of U (M, P) and every
+    training index j: returns (M, N). ``epochs=k`` sweeps over the last k epochs only
+    (``epochs=1`` is the paper's last-epoch approximation).
+
+    Per step, a forward-mode product along u gives every in-batch instance's directional
+    derivative d_i = ⟨u, ∇ℓ_i(θ[t])⟩ at once, and one reverse pass through it gives
+    H_t u = ∇_θ (1/|S_t|) Σ_i d_i. Weight decay is inside ℓ_i (``Objective.terms``).
+    """
+    objective = run.objective()
+    X, Y = run.train
+    start = 0 if epochs is None else run.epoch_starts[run.epochs - epochs]
+    scores = torch.zeros(len(U), run.num_train, dtype=U.dtype, device=U.device)
+    with mode(objective.model, train=True):
+        for t in tqdm(range(run.num_steps - 1, start - 1, -1), desc="influence sweep",
+                      disable=not progress, leave=False):      # t = T-1, ..., start
+            idx, lr, theta = run.batches[t], run.lrs[t], run.store[t]
+            x, y, size = X[idx], Y[idx], len(idx)
+
+            def adjoint(u, theta=theta, x=x, y=y, size=size):
+                d, pullback = vjp(lambda th: jvp(lambda p: objective.terms(p, x, y),
+                                                 (th,), (u,))[1], theta)
+                (Hu,) = pullback(torch.full_like(d, 1 / size))
+                return Hu, d / size                             # H_t u, ⟨u, ∇ℓ_j⟩/|S_t|
+
+            with replay_rng(run.seeds[t], theta.device):       # the same dropout as training
+                if len(U) == 1:                                 # (vmap costs ~6% here)
+                    HU, dW = (a[None] for a in adjoint(U[0]))
+                else:
+                    HU, dW = vmap(adjoint, randomness="same")(U)
+            scores.index_add_(1, idx, lr * dW)                 # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
+            U = U - lr * HU                                    # u ← (I - η_t H_t) u
+    return scores

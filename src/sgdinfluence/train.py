@@ -1,0 +1,320 @@
+"""Algorithm 1: mini-batch SGD that records its trajectory, and its exact replay.
+
+Training, counterfactual retraining (``Run.retrain``) and the backward sweep of Algorithm 2
+all use one pure function of flat parameters, :meth:`Objective.batch`, so that the three
+agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+from tqdm.auto import tqdm
+
+from . import losses
+from ._data import as_tensors
+from .trajectory import (
+    TrajectoryStore,
+    make_store,
+    read_run_file,
+    store_from_state,
+    write_run_file,
+)
+
+
+class Objective:
+    """The per-step objective ``(1/|S|) Σ_{i∈S} w_i [ℓ(z_i; θ) + (α/2)‖θ‖²]`` of flat θ (P,).
+
+    Weight decay α is part of each instance's loss, as in the paper's code, so leaving an
+    instance out (w_i = 0) removes its share of the regulariser too.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: losses.LossFn, weight_decay: float):
+        self.model, self.loss_fn, self.weight_decay = model, loss_fn, weight_decay
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            raise ValueError("the model has no trainable parameters (requires_grad=True)")
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
+        self.params = [p for _, p in named]
+
+    def flatten(self) -> torch.Tensor:
+        """The model's current trainable parameters as one vector (P,)."""
+        return torch.cat([p.detach().reshape(-1) for p in self.params])
+
+    def load(self, theta: torch.Tensor) -> None:
+        """Write flat θ into the model's parameters."""
+        with torch.no_grad():
+            for p, v in zip(self.params, theta.split(self.sizes), strict=True):
+                p.copy_(v.view_as(p))
+
+    def outputs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        views = {n: v.view(s) for n, v, s in
+                 zip(self.names, theta.split(self.sizes), self.shapes, strict=True)}
+        return functional_call(self.model, views, (x,))
+
+    def per_instance(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """ℓ(z_i; θ) for each instance of the batch, without weight decay: (B,)."""
+        return self.loss_fn(self.outputs(theta, x), y)
+
+    def terms(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each instance's share of the objective, ℓ(z_i; θ) + (α/2)‖θ‖²: (B,)."""
+        per = self.per_instance(theta, x, y)
+        return per + 0.5 * self.weight_decay * theta.square().sum() if self.weight_decay else per
+
+    def batch(self, theta: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
+              y: torch.Tensor) -> torch.Tensor:
+        """The weighted step objective; w (B,) is 1 for instances present, 0 for left out."""
+        return (w * self.terms(theta, x, y)).sum() / len(w)
+
+
+@contextlib.contextmanager
+def replay_rng(seed: int, device: torch.device):
+    """Seed the device's default generator for one step (dropout etc.), then restore it."""
+    gen = (torch.cuda.default_generators[device.index or 0] if device.type == "cuda"
+           else torch.default_generator)
+    saved = gen.get_state()
+    gen.manual_seed(seed)
+    try:
+        yield
+    finally:
+        gen.set_state(saved)
+
+
+@contextlib.contextmanager
+def mode(model: nn.Module, train: bool):
+    was = model.training
+    model.train(train)
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How a run was made; saved with it."""
+
+    loss: str
+    epochs: int
+    batch_size: int
+    lr: float | str  # the constant rate, or the repr of the schedule callable
+    weight_decay: float = 0.0
+    seed: int = 0
+    store: str = "memory"
+
+
+@dataclass
+class Run:
+    """A recorded SGD run: θ[T] in ``model``, the schedule, and the trajectory ``store``.
+
+    ``batches[t]`` (|S_t|,) are the training indices of step t, ``lrs[t]`` its learning rate,
+    ``seeds[t]`` the seed its randomness (dropout) was drawn from, ``store[t]`` = θ[t] (P,),
+    the parameters before step t. ``epoch_starts[e]`` is the first step of epoch e and
+    ``epoch_buffers[e]`` the model's buffers (e.g. batch-norm statistics) at that moment.
+    """
+
+    model: nn.Module
+    initial_state: dict[str, torch.Tensor]
+    batches: list[torch.Tensor]
+    lrs: list[float]
+    seeds: list[int]
+    epoch_starts: list[int]
+    epoch_buffers: list[dict[str, torch.Tensor]]
+    losses: np.ndarray
+    config: FitConfig
+    store: TrajectoryStore
+    train: tuple[torch.Tensor, torch.Tensor]
+    loss_fn: losses.LossFn = field(repr=False)
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.batches)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.epoch_starts)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train[0])
+
+    def objective(self, model: nn.Module | None = None) -> Objective:
+        """The step objective on ``model`` (default: a private copy of ``self.model``)."""
+        model = copy.deepcopy(self.model) if model is None else model
+        return Objective(model, self.loss_fn, self.config.weight_decay)
+
+    def retrain(self, exclude: Iterable[int] = (), from_epoch: int = 0) -> nn.Module:
+        """Counterfactual SGD: the identical schedule with the ``exclude``d instances' weights
+        set to 0 (the divisor stays |S_t|), from the recorded state at the start of epoch
+        ``from_epoch``. ``exclude=[]`` reproduces ``self.model`` bit for bit."""
+        if not 0 <= from_epoch < self.epochs:
+            raise ValueError(f"from_epoch must be in [0, {self.epochs}), got {from_epoch}")
+        weights = self.weights(exclude)
+        objective = self.objective()
+        model = objective.model
+        start = self.epoch_starts[from_epoch]
+        model.load_state_dict(self.epoch_buffers[from_epoch], strict=False)
+        theta, _ = sgd(objective, self.store[start], self, range(start, self.num_steps), weights)
+        objective.load(theta)
+        return model.eval()
+
+    def weights(self, exclude: Iterable[int] = ()) -> torch.Tensor:
+        """Instance weights w (N,): 1, and 0 for the excluded indices (checked)."""
+        X = self.train[0]
+        idx = torch.as_tensor(list(exclude) if not torch.is_tensor(exclude) else exclude,
+                              dtype=torch.long).reshape(-1)
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(X)):
+            raise IndexError(f"exclude holds indices outside [0, {len(X)}): "
+                             f"{idx[(idx < 0) | (idx >= len(X))][:10].tolist()}")
+        w = torch.ones(len(X), dtype=self.store[0].dtype, device=self.store[0].device)
+        w[idx.to(w.device)] = 0
+        return w
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the run (model, schedule, trajectory, training data) to one file, atomically."""
+        write_run_file(path, {
+            "model": self.model, "initial_state": self.initial_state,
+            "batches": self.batches, "lrs": self.lrs, "seeds": self.seeds,
+            "epoch_starts": self.epoch_starts, "epoch_buffers": self.epoch_buffers,
+            "losses": self.losses, "config": asdict(self.config), "store": self.store.state(),
+            "train": self.train, "loss_fn": self.loss_fn,
+        })
+
+
+def load_run(path: str | os.PathLike, map_location=None) -> Run:
+    """Read a run written by :meth:`Run.save`. Refuses truncated files and unknown versions."""
+    p = read_run_file(path, map_location)
+    return Run(
+        model=p["model"], initial_state=p["initial_state"], batches=p["batches"],
+        lrs=p["lrs"], seeds=p["seeds"], epoch_starts=p["epoch_starts"],
+        epoch_buffers=p["epoch_buffers"], losses=p["losses"], config=FitConfig(**p["config"]),
+        store=store_from_state(p["store"]), train=p["train"], loss_fn=p["loss_fn"],
+    )
+
+
+# --- Algorithm 1 -------------------------------------------------------------------------
+
+def sgd(objective: Objective, theta: torch.Tensor, run, steps: Sequence[int],
+        weights: torch.Tensor, record: TrajectoryStore | None = None, progress: bool = False):
+    """Run SGD steps ``θ[t+1] = θ[t] - η_t ∇_θ (1/|S_t|) Σ_{i∈S_t} w_i ℓ_i(θ[t])``.
+
+    ``run`` supplies the schedule (``batches``, ``lrs``, ``seeds``) and the data (``train``).
+    Records θ[t] before each step in ``record``. Returns θ at the end and the step losses.
+    """
+    X, Y = run.train
+    step_losses = torch.empty(len(steps), dtype=torch.float64)
+    with mode(objective.model, train=True):
+        for k, t in enumerate(tqdm(steps, desc="training", disable=not progress, leave=False)):
+            idx = run.batches[t]
+            if record is not None:
+                record.append(theta)
+            theta = theta.detach().requires_grad_()
+            with replay_rng(run.seeds[t], theta.device):
+                loss = objective.batch(theta, weights[idx], X[idx], Y[idx])
+            (g,) = torch.autograd.grad(loss, theta)
+            loss = loss.item()
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"training loss became {loss} at step {t} (epoch "
+                    f"{np.searchsorted(run.epoch_starts, t, side='right') - 1}), batch indices "
+                    f"{idx.tolist()}; lower the learning rate or check these instances")
+            step_losses[k] = loss
+            theta = theta.detach() - run.lrs[t] * g
+    return theta, step_losses.numpy()
+
+
+def schedule(n: int, epochs: int, batch_size: int, lr, seed: int):
+    """The seeded schedule: shuffled mini-batches per epoch, learning rates and step seeds."""
+    gen = torch.Generator().manual_seed(seed)
+    batches: list[torch.Tensor] = []
+    epoch_starts = []
+    for _ in range(epochs):
+        epoch_starts.append(len(batches))
+        batches.extend(torch.randperm(n, generator=gen).split(batch_size))
+    seeds = torch.randint(0, 2**62, (len(batches),), generator=gen).tolist()
+    lrs = [float(lr(t)) if callable(lr) else float(lr) for t in range(len(batches))]
+    bad = [t for t, r in enumerate(lrs) if not (math.isfinite(r) and r >= 0)]
+    if bad:
+        raise ValueError(f"lr must be finite and >= 0; step {bad[0]} has lr={lrs[bad[0]]}")
+    return batches, lrs, seeds, epoch_starts
+
+
+def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
+        epochs: int, batch_size: int, lr: float | Callable[[int], float],
+        weight_decay: float = 0.0, seed: int = 0, store="memory",
+        progress: bool = False) -> Run:
+    """Algorithm 1: train a copy of ``model`` by plain mini-batch SGD and record the trajectory.
+
+    ``train`` is ``(X, y)`` (tensors or arrays, X (N, ...), y (N,)) or a Dataset of (x, y).
+    ``lr`` is a float or a callable ``step -> float``. ``model`` itself is left untouched
+    (it is θ[0]); the trained copy is ``run.model``. Training runs in the model's dtype and
+    on its device.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            raise TypeError(f"{name} must be an int, got {v!r}")
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be finite and >= 0, got {weight_decay}")
+    loss_fn = losses.resolve(loss)
+    model = copy.deepcopy(model)
+    objective = Objective(model, loss_fn, float(weight_decay))
+    theta0 = objective.flatten()
+    X, y = as_tensors(train, "train")
+    if not 1 <= batch_size <= len(X):
+        raise ValueError(f"batch_size must be in [1, {len(X)}] (the training set size), "
+                         f"got {batch_size}")
+    X = X.to(theta0.device, theta0.dtype if X.is_floating_point() else X.dtype)
+    y = losses.prepare_targets(loss_fn, y, theta0.dtype).to(theta0.device)
+
+    batches, lrs, seeds, epoch_starts = schedule(len(X), epochs, batch_size, lr, seed)
+    config = FitConfig(loss=loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
+                       epochs=int(epochs), batch_size=int(batch_size),
+                       lr=float(lr) if not callable(lr) else repr(lr),
+                       weight_decay=float(weight_decay), seed=int(seed),
+                       store=store if isinstance(store, str) else type(store).__name__)
+    run = Run(model=model, initial_state=copy.deepcopy(model.state_dict()), batches=batches,
+              lrs=lrs, seeds=seeds, epoch_starts=epoch_starts, epoch_buffers=[],
+              losses=np.empty(0), config=config, store=make_store(store), train=(X, y),
+              loss_fn=loss_fn)
+    _check_forward(objective, theta0, X[:2], y[:2])
+    weights = torch.ones(len(X), dtype=theta0.dtype, device=theta0.device)
+    theta, step_losses = theta0, []
+    for e in range(epochs):  # epoch by epoch, to snapshot buffers where retraining can start
+        run.epoch_buffers.append({k: b.clone() for k, b in model.named_buffers()})
+        stop = epoch_starts[e + 1] if e + 1 < epochs else len(batches)
+        theta, ls = sgd(objective, theta, run, range(epoch_starts[e], stop), weights,
+                        record=run.store, progress=progress)
+        step_losses.append(ls)
+    objective.load(theta)
+    run.losses = np.concatenate(step_losses)
+    model.eval()
+    return run
+
+
+def _check_forward(objective: Objective, theta, x, y) -> None:
+    """Fail early, and readably, when the data does not fit the model or the loss."""
+    try:
+        with torch.no_grad(), mode(objective.model, train=False):
+            per = objective.per_instance(theta, x, y)
+    except (RuntimeError, ValueError, IndexError) as e:
+        raise ValueError(f"the model and loss cannot process the training data (x of shape "
+                         f"{tuple(x.shape[1:])} per instance, y of shape {tuple(y.shape)}): "
+                         f"{e}") from e
+    if per.shape != (len(x),):
+        raise ValueError(f"the loss must return one value per instance, shape ({len(x)},); "
+                         f"got {tuple(per.shape)}")
