@@ -206,7 +206,7 @@ def load_run(path: str | os.PathLike, map_location=None) -> Run:
 # --- Algorithm 1 -------------------------------------------------------------------------
 
 def sgd(objective: Objective, theta: torch.Tensor, run, steps: Sequence[int],
-        weights: torch.Tensor, record: TrajectoryStore | None = None, progress: bool = False):
+        weights: torch.Tensor, record: TrajectoryStore | None = None, bar: tqdm | None = None):
     """Run SGD steps ``θ[t+1] = θ[t] - η_t ∇_θ (1/|S_t|) Σ_{i∈S_t} w_i ℓ_i(θ[t])``.
 
     ``run`` supplies the schedule (``batches``, ``lrs``, ``seeds``) and the data (``train``).
@@ -215,7 +215,7 @@ def sgd(objective: Objective, theta: torch.Tensor, run, steps: Sequence[int],
     X, Y = run.train
     step_losses = torch.empty(len(steps), dtype=torch.float64)
     with mode(objective.model, train=True):
-        for k, t in enumerate(tqdm(steps, desc="training", disable=not progress, leave=False)):
+        for k, t in enumerate(steps):
             idx = run.batches[t]
             if record is not None:
                 record.append(theta)
@@ -231,6 +231,8 @@ def sgd(objective: Objective, theta: torch.Tensor, run, steps: Sequence[int],
                     f"{idx.tolist()}; lower the learning rate or check these instances")
             step_losses[k] = loss
             theta = theta.detach() - run.lrs[t] * g
+            if bar is not None:
+                bar.update()
     return theta, step_losses.numpy()
 
 
@@ -294,12 +296,14 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     _check_forward(objective, theta0, X[:2], y[:2])
     weights = torch.ones(len(X), dtype=theta0.dtype, device=theta0.device)
     theta, step_losses = theta0, []
+    bar = tqdm(total=len(batches), desc="training", disable=not progress, leave=False)
     for e in range(epochs):  # epoch by epoch, to snapshot buffers where retraining can start
         run.epoch_buffers.append({k: b.clone() for k, b in model.named_buffers()})
         stop = epoch_starts[e + 1] if e + 1 < epochs else len(batches)
         theta, ls = sgd(objective, theta, run, range(epoch_starts[e], stop), weights,
-                        record=run.store, progress=progress)
+                        record=run.store, bar=bar)
         step_losses.append(ls)
+    bar.close()
     objective.load(theta)
     run.losses = np.concatenate(step_losses)
     model.eval()
@@ -313,7 +317,7 @@ def _check_forward(objective: Objective, theta, x, y) -> None:
             per = objective.per_instance(theta, x, y)
     except (RuntimeError, ValueError, IndexError) as e:
         raise ValueError(f"the model and loss cannot process the training data (x of shape "
-                         f"{tuple(x.shape[1:])} per instance, y of shape {tuple(y.shape)}): "
+                         f"{tuple(x.shape[1:])} per instance, y of shape {tuple(y.shape[1:])}): "
                          f"{e}") from e
     if per.shape != (len(x),):
         raise ValueError(f"the loss must return one value per instance, shape ({len(x)},); "
