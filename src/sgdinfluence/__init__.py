@@ -11,7 +11,8 @@ Hara, Nitanda & Maehara, "Data Cleansing for Models Trained with SGD", NeurIPS 2
 from .estimators import influence
 from .queries import PerExample
 from .train import FitConfig, Run, fit, load_run
-from .trajectory import MemoryStore
+from .trajectory import DiskStore, MemoryStore, ReplayStore
 
-__all__ = ["FitConfig", "MemoryStore", "PerExample", "Run", "fit", "influence", "load_run"]
+__all__ = ["DiskStore", "FitConfig", "MemoryStore", "PerExample", "ReplayStore", "Run", "fit",
+           "influence", "load_run"]
 __version__ = "0.1.0"

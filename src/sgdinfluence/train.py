@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from . import losses
 from ._data import as_tensors
 from .trajectory import (
-    TrajectoryStore,
+    Store,
     make_store,
     read_run_file,
     store_from_state,
@@ -133,7 +133,7 @@ class Run:
     epoch_buffers: list[dict[str, torch.Tensor]]
     losses: np.ndarray
     config: FitConfig
-    store: TrajectoryStore
+    store: Store
     train: tuple[torch.Tensor, torch.Tensor]
     loss_fn: losses.LossFn = field(repr=False)
 
@@ -177,36 +177,53 @@ class Run:
         if len(idx) and (idx.min() < 0 or idx.max() >= len(X)):
             raise IndexError(f"exclude holds indices outside [0, {len(X)}): "
                              f"{idx[(idx < 0) | (idx >= len(X))][:10].tolist()}")
-        w = torch.ones(len(X), dtype=self.store[0].dtype, device=self.store[0].device)
+        p = next(self.model.parameters())
+        w = torch.ones(len(X), dtype=p.dtype, device=p.device)
         w[idx.to(w.device)] = 0
         return w
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the run (model, schedule, trajectory, training data) to one file, atomically."""
-        write_run_file(path, {
+    def replay(self, theta: torch.Tensor, steps: range) -> list[torch.Tensor]:
+        """Regenerate θ[t] for the consecutive ``steps`` from θ[steps[0]] = ``theta`` by
+        re-running the recorded training: bit-exact on CPU (a ReplayStore relies on this)."""
+        record: list[torch.Tensor] = []
+        sgd(self.objective(), theta, self, steps, self.weights(), record=record)
+        return record
+
+    def payload(self) -> dict:
+        """Everything a run file holds: model, schedule, trajectory store, training data."""
+        return {
             "model": self.model, "initial_state": self.initial_state,
             "batches": self.batches, "lrs": self.lrs, "seeds": self.seeds,
             "epoch_starts": self.epoch_starts, "epoch_buffers": self.epoch_buffers,
             "losses": self.losses, "config": asdict(self.config), "store": self.store.state(),
             "train": self.train, "loss_fn": self.loss_fn,
-        })
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the run to one file, atomically. (A DiskStore run is already saved in its
+        directory; a file saved from it refers to that directory for the trajectory.)"""
+        write_run_file(path, self.payload())
 
 
 def load_run(path: str | os.PathLike, map_location=None) -> Run:
-    """Read a run written by :meth:`Run.save`. Refuses truncated files and unknown versions."""
+    """Read a run written by :meth:`Run.save`, or a DiskStore run's directory.
+
+    Refuses truncated files, unknown format versions and interrupted disk runs."""
     p = read_run_file(path, map_location)
-    return Run(
+    run = Run(
         model=p["model"], initial_state=p["initial_state"], batches=p["batches"],
         lrs=p["lrs"], seeds=p["seeds"], epoch_starts=p["epoch_starts"],
         epoch_buffers=p["epoch_buffers"], losses=p["losses"], config=FitConfig(**p["config"]),
         store=store_from_state(p["store"]), train=p["train"], loss_fn=p["loss_fn"],
     )
+    run.store.bind(run)
+    return run
 
 
 # --- Algorithm 1 -------------------------------------------------------------------------
 
 def sgd(objective: Objective, theta: torch.Tensor, run, steps: Sequence[int],
-        weights: torch.Tensor, record: TrajectoryStore | None = None, bar: tqdm | None = None):
+        weights: torch.Tensor, record: Store | list | None = None, bar: tqdm | None = None):
     """Run SGD steps ``θ[t+1] = θ[t] - η_t ∇_θ (1/|S_t|) Σ_{i∈S_t} w_i ℓ_i(θ[t])``.
 
     ``run`` supplies the schedule (``batches``, ``lrs``, ``seeds``) and the data (``train``).
@@ -273,6 +290,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     if not (math.isfinite(weight_decay) and weight_decay >= 0):
         raise ValueError(f"weight_decay must be finite and >= 0, got {weight_decay}")
     loss_fn = losses.resolve(loss)
+    store = make_store(store)
     model = copy.deepcopy(model)
     objective = Objective(model, loss_fn, float(weight_decay))
     theta0 = objective.flatten()
@@ -288,12 +306,13 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
                        epochs=int(epochs), batch_size=int(batch_size),
                        lr=float(lr) if not callable(lr) else repr(lr),
                        weight_decay=float(weight_decay), seed=int(seed),
-                       store=store if isinstance(store, str) else type(store).__name__)
+                       store=store.kind)
     run = Run(model=model, initial_state=copy.deepcopy(model.state_dict()), batches=batches,
               lrs=lrs, seeds=seeds, epoch_starts=epoch_starts, epoch_buffers=[],
-              losses=np.empty(0), config=config, store=make_store(store), train=(X, y),
+              losses=np.empty(0), config=config, store=store, train=(X, y),
               loss_fn=loss_fn)
     _check_forward(objective, theta0, X[:2], y[:2])
+    run.store.begin(run, theta0)
     weights = torch.ones(len(X), dtype=theta0.dtype, device=theta0.device)
     theta, step_losses = theta0, []
     bar = tqdm(total=len(batches), desc="training", disable=not progress, leave=False)
@@ -307,6 +326,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     objective.load(theta)
     run.losses = np.concatenate(step_losses)
     model.eval()
+    run.store.end(run.payload())
     return run
 
 
