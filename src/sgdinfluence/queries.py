@@ -1,10 +1,14 @@
-"""Query vectors u = ∇_θ Q(θ[T]): what the influence of a training instance is measured on.
+"""Queries Q(θ): what the influence of a training instance is measured on.
 
 A query is one of
 - a validation set ``(X, y)`` or Dataset: Q = its mean loss (the paper's choice);
 - a callable ``model -> scalar tensor``;
 - ``PerExample((X, y))``: one query per validation example (M = its size);
 - a list of the above, stacked.
+
+:class:`Query` turns any of these into a vector Q(θ) (M,) of flat parameters, evaluated in
+eval mode: its ``values`` (what leave-one-out retraining compares) and its ``gradients``
+U = ∇_θ Q (M, P) (the u of Algorithm 2).
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.func import grad, vmap
+from torch.func import functional_call, grad, vmap
 from torch.utils.data import Dataset
 
 from . import losses
 from ._data import as_tensors
-from .train import Objective, Run, mode
+from .train import Run, mode
 
-CHUNK = 1024  # instances per forward pass when reducing over a validation set
+CHUNK = 1024  # validation instances per forward pass
 
 
 class PerExample:
@@ -30,34 +34,81 @@ class PerExample:
         self.data = data
 
 
+class _Called(nn.Module):
+    """Lets ``functional_call`` run a user's ``model -> scalar`` with parameters θ."""
+
+    def __init__(self, model: nn.Module, fn: Callable[[nn.Module], torch.Tensor]):
+        super().__init__()
+        self.model, self.fn = model, fn
+
+    def forward(self) -> torch.Tensor:
+        value = self.fn(self.model)
+        if not (torch.is_tensor(value) and value.numel() == 1):
+            raise ValueError("a callable query must return a scalar tensor, got "
+                             f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}")
+        return value.reshape(1)
+
+
+class Query:
+    """A parsed query: parts of kind "mean" / "each" (with data) or "call" (a callable)."""
+
+    def __init__(self, run: Run, query):
+        self.objective = run.objective()
+        self.single = not isinstance(query, (list, PerExample))
+        if isinstance(query, list) and not query:
+            raise ValueError("query is an empty list")
+        self.parts = [self._part(run, q) for q in (query if isinstance(query, list) else [query])]
+
+    def _part(self, run: Run, q):
+        if isinstance(q, PerExample):
+            return ("each", *_validation(run, q.data))
+        if isinstance(q, Dataset) or (isinstance(q, tuple) and len(q) == 2):
+            return ("mean", *_validation(run, q))
+        if callable(q):
+            return ("call", _Called(self.objective.model, q))
+        raise TypeError("query must be a validation set (X, y), a Dataset, a callable model -> "
+                        f"scalar, PerExample(...) or a list of these; got {type(q).__name__}")
+
+    def values(self, theta: torch.Tensor) -> torch.Tensor:
+        """Q(θ) (M,), a pure function of flat θ (P,) (vmappable for data queries)."""
+        out = []
+        with mode(self.objective.model, train=False):
+            for kind, *args in self.parts:
+                if kind == "call":
+                    out.append(self._call(args[0], theta))
+                    continue
+                per = torch.cat([self.objective.per_instance(theta, xc, yc)
+                                 for xc, yc in _chunks(*args)])
+                out.append(per.mean()[None] if kind == "mean" else per)
+        return torch.cat(out)
+
+    def gradients(self, theta: torch.Tensor) -> torch.Tensor:
+        """U = ∇_θ Q(θ) (M, P), reducing over the validation data chunk by chunk."""
+        per_instance = self.objective.per_instance
+        rows = []
+        with mode(self.objective.model, train=False):
+            for kind, *args in self.parts:
+                if kind == "call":
+                    rows.append(grad(lambda th, m=args[0]: self._call(m, th)[0])(theta)[None])
+                elif kind == "mean":
+                    n = len(args[0])
+                    g = grad(lambda th, xc, yc: per_instance(th, xc, yc).sum() / n)  # noqa: B023
+                    rows.append(sum(g(theta, xc, yc) for xc, yc in _chunks(*args))[None])
+                else:
+                    g = vmap(grad(lambda th, xi, yi: per_instance(th, xi[None], yi[None])[0]),
+                             in_dims=(None, 0, 0))
+                    rows.append(torch.cat([g(theta, xc, yc) for xc, yc in _chunks(*args)]))
+        return torch.cat(rows)
+
+    def _call(self, module: _Called, theta: torch.Tensor) -> torch.Tensor:
+        return functional_call(module, self.objective.views(theta, prefix="model."), ())
+
+
 def query_matrix(run: Run, query) -> tuple[torch.Tensor, bool]:
-    """Stack the query gradients at θ[T] into U (M, P); also say whether a single query was
-    given (so that the caller can return (N,) instead of (1, N))."""
-    objective = run.objective()
-    theta = objective.flatten()
-    with mode(objective.model, train=False):
-        if isinstance(query, list):
-            if not query:
-                raise ValueError("query is an empty list")
-            return torch.cat([_rows(run, objective, theta, q) for q in query]), False
-        rows = _rows(run, objective, theta, query)
-    return rows, not isinstance(query, PerExample)
-
-
-def _rows(run: Run, objective: Objective, theta: torch.Tensor, query) -> torch.Tensor:
-    if isinstance(query, PerExample):
-        x, y = _validation(run, query.data)
-        g = vmap(grad(lambda th, xi, yi: objective.per_instance(th, xi[None], yi[None])[0]),
-                 in_dims=(None, 0, 0))
-        return torch.cat([g(theta, xc, yc) for xc, yc in _chunks(x, y)])
-    if isinstance(query, Dataset) or (isinstance(query, tuple) and len(query) == 2):
-        x, y = _validation(run, query)
-        mean_loss = grad(lambda th, xc, yc: objective.per_instance(th, xc, yc).sum() / len(x))
-        return sum(mean_loss(theta, xc, yc) for xc, yc in _chunks(x, y))[None]
-    if callable(query):
-        return _callable_row(objective, theta, query)[None]
-    raise TypeError("query must be a validation set (X, y), a Dataset, a callable model -> "
-                    f"scalar, PerExample(...) or a list of these; got {type(query).__name__}")
+    """U = ∇_θ Q(θ[T]) (M, P), and whether a single query was given (so that the caller can
+    return (N,) rather than (1, N))."""
+    q = Query(run, query)
+    return q.gradients(q.objective.flatten()), q.single
 
 
 def _chunks(x: torch.Tensor, y: torch.Tensor):
@@ -77,19 +128,3 @@ def _validation(run: Run, data) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"query y has targets of shape {tuple(y.shape[1:])}, but the model was "
                          f"trained on targets of shape {tuple(y_train.shape[1:])}")
     return x, y
-
-
-def _callable_row(objective: Objective, theta: torch.Tensor,
-                  query: Callable[[nn.Module], torch.Tensor]) -> torch.Tensor:
-    model = objective.model
-    objective.load(theta)
-    value = query(model)
-    if not (torch.is_tensor(value) and value.numel() == 1):
-        raise ValueError("a callable query must return a scalar tensor, got "
-                         f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}")
-    if not value.requires_grad:
-        raise ValueError("a callable query must return a tensor that depends on the model's "
-                         "parameters (it has no gradient)")
-    grads = torch.autograd.grad(value.reshape(()), objective.params, allow_unused=True)
-    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
-                      for g, p in zip(grads, objective.params, strict=True)])

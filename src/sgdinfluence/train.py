@@ -58,10 +58,13 @@ class Objective:
             for p, v in zip(self.params, theta.split(self.sizes), strict=True):
                 p.copy_(v.view_as(p))
 
+    def views(self, theta: torch.Tensor, prefix: str = "") -> dict[str, torch.Tensor]:
+        """Flat θ as the model's named parameter tensors (views, no copy)."""
+        return {prefix + n: v.view(s) for n, v, s in
+                zip(self.names, theta.split(self.sizes), self.shapes, strict=True)}
+
     def outputs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        views = {n: v.view(s) for n, v, s in
-                 zip(self.names, theta.split(self.sizes), self.shapes, strict=True)}
-        return functional_call(self.model, views, (x,))
+        return functional_call(self.model, self.views(theta), (x,))
 
     def per_instance(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """ℓ(z_i; θ) for each instance of the batch, without weight decay: (B,)."""

@@ -1,30 +1,73 @@
-"""Estimators of the effect of leaving out each training instance, behind ``influence()``."""
+"""Estimators of the effect of leaving out each training instance, behind ``influence()``.
+
+All return the same quantity, the change of the query when instance j is left out of
+training, ``Q(θ_{-j}[T]) - Q(θ[T])`` (first-order estimates: ``⟨u, θ_{-j}[T] - θ[T]⟩``):
+
+- ``"sgd"``: SGD-influence, Algorithm 2 over the recorded trajectory (``epochs=1``: last epoch)
+- ``"tracin"``: the same sweep with u held fixed (no Hessian term)
+- ``"influence-function"``: Koh & Liang at θ[T] (``solver``, ``damping``)
+- ``"loo"``: the truth, by counterfactual retraining on the identical schedule
+"""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from ..queries import query_matrix
+from ..queries import Query
 from ..train import Run
+from .influence_function import influence_function
+from .loo import leave_one_out
 from .sgd import sgd_influence
 
-METHODS = ("sgd",)
+OPTIONS = {  # the options each method takes, besides indices and progress
+    "sgd": {"epochs"}, "tracin": {"epochs"}, "loo": {"chunk"},
+    "influence-function": {"solver", "damping", "cg_rtol", "lissa_depth", "lissa_scale"},
+}
+METHODS = tuple(OPTIONS)
 
 
-def influence(run: Run, query, method: str = "sgd", epochs: int | None = None,
-              progress: bool = False) -> np.ndarray:
+def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: bool = False,
+              **options) -> np.ndarray:
     """Estimate, for every training instance j, how the query changes when j is left out of
-    training: ``⟨u, θ_{-j}[T] - θ[T]⟩`` with u the gradient of the query at θ[T].
+    training. Negative = harmful (leaving j out lowers the validation loss).
 
-    Negative = harmful (leaving j out lowers the validation loss). Returns (N,) for a single
-    query, (M, N) for several (a list, or ``PerExample``).
+    ``query``: a validation set ``(X, y)`` (its mean loss), a callable ``model -> scalar``,
+    ``PerExample((X, y))`` or a list of these. ``indices`` restricts the result to those
+    training instances. Returns (N,) for a single query, (M, N) for several.
     """
     if not isinstance(run, Run):
         raise TypeError(f"run must be a Run from sgi.fit or sgi.load_run, got {type(run).__name__}")
-    if method not in METHODS:
+    if method not in OPTIONS:
         raise ValueError(f"unknown method {method!r}; use one of {list(METHODS)}")
+    unknown = set(options) - OPTIONS[method]
+    if unknown:
+        raise TypeError(f"method {method!r} takes no option {sorted(unknown)}; "
+                        f"its options are {sorted(OPTIONS[method])}")
+    epochs = options.get("epochs")
     if epochs is not None and not (isinstance(epochs, int) and 1 <= epochs <= run.epochs):
         raise ValueError(f"epochs must be None or an int in [1, {run.epochs}], got {epochs!r}")
-    U, single = query_matrix(run, query)
-    scores = sgd_influence(run, U, epochs=epochs, progress=progress).cpu().numpy()
-    return scores[0] if single else scores
+    idx = _indices(indices, run.num_train)
+    q = Query(run, query)
+    if method == "loo":
+        scores = leave_one_out(run, q, idx, progress=progress, **options)
+    else:
+        U = q.gradients(q.objective.flatten())
+        if method == "influence-function":
+            scores = influence_function(run, U, **options)[:, idx]
+        else:
+            scores = sgd_influence(run, U, hessian=method == "sgd", progress=progress,
+                                   **options)[:, idx]
+    scores = scores.detach().cpu().numpy()
+    return scores[0] if q.single else scores
+
+
+def _indices(indices, n: int) -> torch.Tensor:
+    if indices is None:
+        return torch.arange(n)
+    idx = torch.as_tensor(np.asarray(indices), dtype=torch.long).reshape(-1)
+    if len(idx) == 0:
+        raise ValueError("indices is empty")
+    if idx.min() < 0 or idx.max() >= n:
+        raise IndexError(f"indices must lie in [0, {n}); got {idx[(idx < 0) | (idx >= n)][:10]}")
+    return idx

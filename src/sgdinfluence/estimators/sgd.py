@@ -9,11 +9,12 @@ from tqdm.auto import tqdm
 from ..train import Run, mode, replay_rng
 
 
-def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None,
+def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian: bool = True,
                   progress: bool = False) -> torch.Tensor:
     """Estimate ``⟨u, θ_{-j}[T] - θ[T]⟩`` for every query row u of U (M, P) and every
     training index j: returns (M, N). ``epochs=k`` sweeps over the last k epochs only
-    (``epochs=1`` is the paper's last-epoch approximation).
+    (``epochs=1`` is the paper's last-epoch approximation). ``hessian=False`` keeps u fixed
+    (the estimator without the Hessian term: TracIn).
 
     Per step, a forward-mode product along u gives every in-batch instance's directional
     derivative d_i = ⟨u, ∇ℓ_i(θ[t])⟩ at once, and one reverse pass through it gives
@@ -29,17 +30,22 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None,
             idx, lr, theta = run.batches[t], run.lrs[t], run.store[t]
             x, y, size = X[idx], Y[idx], len(idx)
 
-            def adjoint(u, theta=theta, x=x, y=y, size=size):
-                d, pullback = vjp(lambda th: jvp(lambda p: objective.terms(p, x, y),
-                                                 (th,), (u,))[1], theta)
+            def directional(th, u, x=x, y=y):                   # ⟨u, ∇ℓ_i(θ)⟩ for i in S_t
+                return jvp(lambda p: objective.terms(p, x, y), (th,), (u,))[1]
+
+            def adjoint(u, theta=theta, size=size):
+                d, pullback = vjp(lambda th: directional(th, u), theta)
                 (Hu,) = pullback(torch.full_like(d, 1 / size))
                 return Hu, d / size                             # H_t u, ⟨u, ∇ℓ_j⟩/|S_t|
 
             with replay_rng(run.seeds[t], theta.device):       # the same dropout as training
-                if len(U) == 1:                                 # (vmap costs ~6% here)
+                if not hessian:
+                    dW = vmap(lambda u, th=theta: directional(th, u), randomness="same")(U) / size
+                elif len(U) == 1:                               # (vmap costs ~6% here)
                     HU, dW = (a[None] for a in adjoint(U[0]))
                 else:
                     HU, dW = vmap(adjoint, randomness="same")(U)
             scores.index_add_(1, idx, lr * dW)                 # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
-            U = U - lr * HU                                    # u ← (I - η_t H_t) u
+            if hessian:
+                U = U - lr * HU                                # u ← (I - η_t H_t) u
     return scores
