@@ -1,10 +1,11 @@
-"""Command line: ``sgdinfluence demo``."""
+"""Command line: ``sgdinfluence demo`` and ``sgdinfluence experiment estimation``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -57,7 +58,32 @@ def demo(args: argparse.Namespace) -> None:
           f"harmful and retraining on the same schedule ({time.perf_counter() - start:.0f} s)")
 
 
+def estimation(args: argparse.Namespace) -> None:
+    """The paper's Sec 7.1: estimated vs true leave-one-out change of validation loss."""
+    from .experiments.estimation import EstimationConfig, format_table, run_estimation
+
+    if args.seeds < 1:
+        raise SystemExit(f"error: --seeds must be >= 1, got {args.seeds}")
+    cfg = EstimationConfig(dataset=args.dataset, model=args.model, seeds=args.seeds)
+    out = Path(args.out or f"out/estimation-{args.dataset}-{args.model}")
+    start = time.perf_counter()
+    summary = run_estimation(cfg, out, data_dir=args.data_dir, overwrite=args.overwrite,
+                             progress=not args.quiet)
+    print(format_table(summary, cfg, args.seeds))
+    print(f"wrote {out}/results.csv, results.json, scatter.png "
+          f"({time.perf_counter() - start:.0f} s)")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
+    from .data import DATASETS
+
     parser = argparse.ArgumentParser(prog="sgdinfluence", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help=demo.__doc__)
@@ -65,8 +91,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=demo)
+
+    exp = sub.add_parser("experiment", help="reproduce the paper's experiments")
+    exps = exp.add_subparsers(dest="experiment", required=True)
+    p = exps.add_parser("estimation", help=estimation.__doc__)
+    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    p.add_argument("--model", choices=["logreg", "mlp"], required=True)
+    p.add_argument("--seeds", type=positive_int, default=30)
+    p.add_argument("--data-dir", default=None,
+                   help="holds adult/, 20newsgroups/, mnist/ (default $SGDINFLUENCE_DATA)")
+    p.add_argument("--out", default=None, help="output directory (default out/estimation-...)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=estimation)
+
     args = parser.parse_args(argv)
-    args.func(args)
+    try:
+        args.func(args)
+    except (FileNotFoundError, FileExistsError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from e
 
 
 if __name__ == "__main__":

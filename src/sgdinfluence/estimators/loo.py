@@ -10,19 +10,23 @@ from ..queries import Query
 from ..train import Run, mode, replay_rng
 
 
-def leave_one_out(run: Run, query: Query, indices: torch.Tensor, chunk: int = 64,
+def leave_one_out(run: Run, query: Query, indices: torch.Tensor, chunk: int | None = None,
                   progress: bool = False) -> torch.Tensor:
     """The true change ``Q(θ_{-j}[T]) - Q(θ[T])`` (M, len(indices)) for each j in ``indices``.
 
     Counterfactual SGD for ``chunk`` left-out instances runs at once: their parameter sets
     are stacked (C, P) and each step's gradient is vmapped over them, with instance weights
     W (C, N) that are 1 except W[c, j_c] = 0 (the divisor stays |S_t|), as in ``Run.retrain``.
+    ``chunk`` defaults to about 2M stacked parameters (all 200 runs of a logistic regression).
     """
     objective = run.objective()
     X, Y = run.train
     theta0 = run.store[0]
     base = query.values(objective.flatten())
     step_grad = vmap(grad(objective.batch), in_dims=(0, 0, None, None), randomness="same")
+    chunk = chunk or max(1, 2**21 // len(theta0))
+    if not (isinstance(chunk, int) and chunk >= 1):
+        raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
     out = []
     chunks = indices.split(chunk)
     for J in tqdm(chunks, desc="leave-one-out", disable=not progress, leave=False):
