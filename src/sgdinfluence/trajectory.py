@@ -52,31 +52,38 @@ class Store:
 
 
 class MemoryStore(Store):
-    """Every θ[t] kept in memory: T x P numbers. Fast; fine while that fits."""
+    """Every θ[t] kept in memory: one preallocated (T, P) tensor. Fast; fine while it fits."""
 
     kind = "memory"
 
-    def __init__(self, thetas: list[torch.Tensor] | None = None):
-        self._thetas: list[torch.Tensor] = list(thetas or [])
+    def __init__(self, thetas: torch.Tensor | None = None):
+        self._thetas = thetas
+        self._count = 0 if thetas is None else len(thetas)
+
+    def begin(self, run, theta0: torch.Tensor) -> None:
+        self._thetas = theta0.new_empty(run.num_steps, len(theta0))
 
     def append(self, theta: torch.Tensor) -> None:
-        self._thetas.append(theta.detach())
+        self._thetas[self._count] = theta.detach()
+        self._count += 1
 
     def __getitem__(self, t: int) -> torch.Tensor:
+        if not 0 <= t < self._count:
+            raise IndexError(f"step {t} outside [0, {self._count})")
         return self._thetas[t]
 
     def __len__(self) -> int:
-        return len(self._thetas)
+        return self._count
 
     def nbytes(self) -> int:
-        return sum(th.numel() * th.element_size() for th in self._thetas)
+        return self._count * self._thetas[0].numel() * self._thetas.element_size()
 
     def state(self) -> dict:
-        return {"kind": self.kind, "thetas": torch.stack(self._thetas)}
+        return {"kind": self.kind, "thetas": self._thetas[: self._count]}
 
     @classmethod
     def from_state(cls, state: dict) -> MemoryStore:
-        return cls(list(state["thetas"].unbind(0)))
+        return cls(state["thetas"])
 
 
 class DiskStore(Store):
