@@ -1,22 +1,25 @@
 """Trajectory stores on the paper's MNIST setting: memory kept, peak memory of the sweep, time.
 
-For each store (memory, disk, replay), in one process, one after the other: the recording
-training, then the influence sweep on the validation loss, with the peak resident memory of
-the sweep read from the kernel (VmHWM, reset before the sweep, after the query gradient).
+One invocation measures every store (memory, disk, replay), each in a fresh child process so
+that peak resident memory is its own: the recording training, then the influence sweep on
+the validation loss, with the sweep's peak RSS read from the kernel (VmHWM, reset after the
+query gradient, just before the sweep).
 
     python benchmarks/storage.py --data-dir ../shared/data            # 50,000 images, 20 epochs
-    python benchmarks/storage.py --data-dir ../shared/data --subset 5000 --epochs 2   # quick
+    python benchmarks/storage.py --data-dir ../shared/data --epochs 2  # a tenth of the steps
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import shutil
+import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import sgdinfluence as sgi
@@ -26,6 +29,7 @@ from sgdinfluence.models import mnist_cnn
 from sgdinfluence.queries import query_matrix
 
 MiB = 2**20
+STORES = ("memory", "disk", "replay")
 
 
 def rss(field: str = "VmRSS") -> int:
@@ -36,8 +40,29 @@ def rss(field: str = "VmRSS") -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def reset_peak() -> None:
-    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+def measure(args: argparse.Namespace) -> dict:
+    """In the child: train with one store, sweep, report."""
+    X, y = mnist("train", args.data_dir)
+    train, val = (X[: args.subset], y[: args.subset]), (X[50_000:], y[50_000:])
+    warm = sgi.fit(mnist_cnn(), (X[:640], y[:640]), epochs=1, batch_size=64, lr=0.05)
+    sgi.influence(warm, val)  # warm up the kernels before anything is timed
+    store = sgi.DiskStore(Path(args.workdir) / "run") if args.only == "disk" else args.only
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    run = sgi.fit(mnist_cnn(), train, epochs=args.epochs, batch_size=args.batch_size, lr=0.05,
+                  store=store)
+    t_fit = time.perf_counter() - start
+    U, _ = query_matrix(run, val)
+    before = rss()
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    start = time.perf_counter()
+    scores = sgd_influence(run, U)
+    t_sweep = time.perf_counter() - start
+    np.save(Path(args.workdir) / f"{args.only}.npy", scores.numpy())
+    files = Path(args.workdir).glob("run/*") if args.only == "disk" else []
+    on_disk = sum(f.stat().st_size for f in files)
+    return {"kept": run.store.nbytes(), "disk": on_disk, "before": before, "peak": rss("VmHWM"),
+            "fit": t_fit, "sweep": t_sweep, "T": run.num_steps, "P": len(run.store[0])}
 
 
 def main() -> None:
@@ -46,50 +71,30 @@ def main() -> None:
     ap.add_argument("--subset", type=int, default=50_000, help="training images (default 50,000)")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--workdir", default=None, help="where the disk store writes (default: tmp)")
+    ap.add_argument("--only", choices=STORES, help=argparse.SUPPRESS)  # the child's mode
+    ap.add_argument("--workdir", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.only:
+        print(json.dumps(measure(args)))
+        return
 
-    X, y = mnist("train", args.data_dir)
-    train, val = (X[: args.subset], y[: args.subset]), (X[50_000:], y[50_000:])
-    workdir = Path(tempfile.mkdtemp(dir=args.workdir))
-    stores = {"memory": lambda: "memory", "disk": lambda: sgi.DiskStore(workdir / "run"),
-              "replay": lambda: "replay"}
-    rows, scores = {}, {}
-    warm = sgi.fit(mnist_cnn(), (X[:640], y[:640]), epochs=1, batch_size=64, lr=0.05)
-    sgi.influence(warm, val)  # warm up the kernels before anything is timed
-    try:
-        for name, make in stores.items():
-            torch.manual_seed(0)
-            t0 = time.perf_counter()
-            run = sgi.fit(mnist_cnn(), train, epochs=args.epochs, batch_size=args.batch_size,
-                          lr=0.05, store=make(), progress=True)
-            t_fit = time.perf_counter() - t0
-            U, _ = query_matrix(run, val)  # u = ∇ validation loss, outside the measurement
-            gc.collect()
-            before = rss()
-            reset_peak()
-            t0 = time.perf_counter()
-            scores[name] = sgd_influence(run, U, progress=True)
-            t_sweep = time.perf_counter() - t0
-            on_disk = sum(f.stat().st_size for f in workdir.rglob("*") if f.is_file())
-            shutil.rmtree(workdir / "run", ignore_errors=True)
-            rows[name] = (run.store.nbytes(), on_disk, before, rss("VmHWM"), t_fit, t_sweep)
-            T, P = run.num_steps, run.store[0].numel()
-            del run
-            gc.collect()
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-    print(f"\nMNIST CNN, {args.subset} images, {args.epochs} epochs, batch {args.batch_size}: "
-          f"T = {T} steps, P = {P} parameters, θ[t] = {P * 4} bytes; "
-          f"{torch.get_num_threads()} threads")
+    rows = {}
+    with tempfile.TemporaryDirectory() as workdir:
+        for name in STORES:
+            cmd = [sys.executable, __file__, *sys.argv[1:], "--only", name, "--workdir", workdir]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            rows[name] = json.loads(out.splitlines()[-1])
+        same = all(np.array_equal(np.load(f"{workdir}/{n}.npy"), np.load(f"{workdir}/memory.npy"))
+                   for n in STORES)
+    r = rows["memory"]
+    print(f"MNIST CNN, {args.subset} images, {args.epochs} epochs, batch {args.batch_size}: "
+          f"T = {r['T']} steps, P = {r['P']} parameters; one process per store")
     print(f"{'store':8}{'kept in memory':>16}{'on disk':>12}{'RSS before':>12}"
           f"{'sweep peak RSS':>16}{'training s':>12}{'sweep s':>10}{'sweep / memory':>16}")
-    for name, (kept, disk, before, peak, t_fit, t_sweep) in rows.items():
-        print(f"{name:8}{kept / MiB:13.1f} MB{disk / MiB:9.1f} MB{before / MiB:9.0f} MB"
-              f"{peak / MiB:13.0f} MB{t_fit:12.1f}{t_sweep:10.1f}"
-              f"{t_sweep / rows['memory'][5]:16.2f}")
-    same = all(torch.equal(scores[n], scores["memory"]) for n in scores)
+    for name, r in rows.items():
+        print(f"{name:8}{r['kept'] / MiB:13.1f} MB{r['disk'] / MiB:9.1f} MB"
+              f"{r['before'] / MiB:9.0f} MB{r['peak'] / MiB:13.0f} MB{r['fit']:12.1f}"
+              f"{r['sweep']:10.1f}{r['sweep'] / rows['memory']['sweep']:16.2f}")
     print(f"scores identical across stores: {same}")
 
 
