@@ -70,7 +70,9 @@ class MemoryStore(Store):
     def __getitem__(self, t: int) -> torch.Tensor:
         if not 0 <= t < self._count:
             raise IndexError(f"step {t} outside [0, {self._count})")
-        return self._thetas[t]
+        # a copy, not a view: differentiating at a view of the (T, P) block made autograd
+        # allocate and zero a gradient of the whole block at every step of the sweep
+        return self._thetas[t].clone()
 
     def __len__(self) -> int:
         return self._count
