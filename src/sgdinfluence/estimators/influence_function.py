@@ -93,6 +93,7 @@ def _lissa(hvp, u: torch.Tensor, depth: int, scale: float | None) -> torch.Tenso
     (estimated by power iteration when not given)."""
     if scale is None:
         v = torch.randn(len(u), generator=torch.Generator().manual_seed(0), dtype=u.dtype)
+        v = v.to(u.device)  # drawn on the CPU so that the start is the same on every device
         for _ in range(50):
             v = hvp(v / v.norm())
         scale = 1.5 * float(v.norm())
