@@ -9,11 +9,13 @@ import torch
 from torch.func import functional_call
 
 
-def unrolled(model, X, y, loss, batches, lrs, weight_decay, query, from_step=0):
+def unrolled(model, X, y, loss, batches, lrs, weight_decay, query, from_step=0,
+             inputs=None):
     """Scores (N,) and final parameters of the unrolled training from ``model``'s parameters.
 
     ``query(forward)`` returns the scalar Q given ``forward: x -> outputs`` at θ[T]. Steps
     before ``from_step`` use fixed weights 1, so only later steps carry a gradient.
+    ``inputs(t, x)``, if given, returns the (augmented) inputs step t trains on.
     """
     names = [n for n, _ in model.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in model.parameters()]
@@ -25,7 +27,8 @@ def unrolled(model, X, y, loss, batches, lrs, weight_decay, query, from_step=0):
     model.train()
     for t, (idx, lr) in enumerate(zip(batches, lrs, strict=True)):
         wt = w[idx] if t >= from_step else torch.ones(len(idx), dtype=w.dtype)
-        per = loss(forward(X[idx]), y[idx])
+        x = X[idx] if inputs is None else inputs(t, X[idx])
+        per = loss(forward(x), y[idx])
         per = per + 0.5 * weight_decay * sum(p.square().sum() for p in params)
         grads = torch.autograd.grad((wt * per).sum() / len(idx), params, create_graph=True)
         params = [p - lr * g for p, g in zip(params, grads, strict=True)]

@@ -35,11 +35,17 @@ class Objective:
     """The per-step objective ``(1/|S|) Σ_{i∈S} w_i [ℓ(z_i; θ) + (α/2)‖θ‖²]`` of flat θ (P,).
 
     Weight decay α is part of each instance's loss, as in the paper's code, so leaving an
-    instance out (w_i = 0) removes its share of the regulariser too.
+    instance out (w_i = 0) removes its share of the regulariser too. In training mode the
+    inputs first go through ``augment`` (drawing from the step's seeded generator, so every
+    replay of step t sees the same crops). ``functional=True`` keeps buffers (batch-norm
+    statistics) out of reach of in-place updates, which torch.func transforms forbid.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: losses.LossFn, weight_decay: float):
+    def __init__(self, model: nn.Module, loss_fn: losses.LossFn, weight_decay: float,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 functional: bool = False):
         self.model, self.loss_fn, self.weight_decay = model, loss_fn, weight_decay
+        self.augment, self.functional = augment, functional
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:
             raise ValueError("the model has no trainable parameters (requires_grad=True)")
@@ -64,7 +70,12 @@ class Objective:
                 zip(self.names, theta.split(self.sizes), self.shapes, strict=True)}
 
     def outputs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        return functional_call(self.model, self.views(theta), (x,))
+        state = self.views(theta)
+        if self.model.training:
+            x = self.augment(x) if self.augment is not None else x
+            if self.functional:  # updates of buffers go to copies made inside the transform
+                state = (state, {n: b.clone() for n, b in self.model.named_buffers()})
+        return functional_call(self.model, state, (x,))
 
     def per_instance(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """ℓ(z_i; θ) for each instance of the batch, without weight decay: (B,)."""
@@ -115,6 +126,7 @@ class FitConfig:
     weight_decay: float = 0.0
     seed: int = 0
     store: str = "memory"
+    augment: str | None = None  # repr of the augmentation
 
 
 @dataclass
@@ -139,6 +151,7 @@ class Run:
     store: Store
     train: tuple[torch.Tensor, torch.Tensor]
     loss_fn: losses.LossFn = field(repr=False)
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
     def num_steps(self) -> int:
@@ -152,10 +165,11 @@ class Run:
     def num_train(self) -> int:
         return len(self.train[0])
 
-    def objective(self, model: nn.Module | None = None) -> Objective:
-        """The step objective on ``model`` (default: a private copy of ``self.model``)."""
+    def objective(self, model: nn.Module | None = None, functional: bool = False) -> Objective:
+        """The step objective on ``model`` (default: a private copy of ``self.model``);
+        ``functional=True`` for use inside torch.func transforms."""
         model = copy.deepcopy(self.model) if model is None else model
-        return Objective(model, self.loss_fn, self.config.weight_decay)
+        return Objective(model, self.loss_fn, self.config.weight_decay, self.augment, functional)
 
     def retrain(self, exclude: Iterable[int] = (), from_epoch: int = 0) -> nn.Module:
         """Counterfactual SGD: the identical schedule with the ``exclude``d instances' weights
@@ -199,7 +213,7 @@ class Run:
             "batches": self.batches, "lrs": self.lrs, "seeds": self.seeds,
             "epoch_starts": self.epoch_starts, "epoch_buffers": self.epoch_buffers,
             "losses": self.losses, "config": asdict(self.config), "store": self.store.state(),
-            "train": self.train, "loss_fn": self.loss_fn,
+            "train": self.train, "loss_fn": self.loss_fn, "augment": self.augment,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -218,6 +232,7 @@ def load_run(path: str | os.PathLike, map_location=None) -> Run:
         lrs=p["lrs"], seeds=p["seeds"], epoch_starts=p["epoch_starts"],
         epoch_buffers=p["epoch_buffers"], losses=p["losses"], config=FitConfig(**p["config"]),
         store=store_from_state(p["store"]), train=p["train"], loss_fn=p["loss_fn"],
+        augment=p.get("augment"),
     )
     run.store.bind(run)
     return run
@@ -275,11 +290,14 @@ def schedule(n: int, epochs: int, batch_size: int, lr, seed: int):
 def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
         epochs: int, batch_size: int, lr: float | Callable[[int], float],
         weight_decay: float = 0.0, seed: int = 0, store="memory",
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         progress: bool = False) -> Run:
     """Algorithm 1: train a copy of ``model`` by plain mini-batch SGD and record the trajectory.
 
     ``train`` is ``(X, y)`` (tensors or arrays, X (N, ...), y (N,)) or a Dataset of (x, y).
-    ``lr`` is a float or a callable ``step -> float``. ``model`` itself is left untouched
+    ``lr`` is a float or a callable ``step -> float``. ``augment`` maps a batch of inputs
+    to an augmented batch using torch's default generator (e.g. :class:`RandomCrop`); it is
+    seeded per step, so retraining and the sweep replay it. ``model`` itself is left untouched
     (it is θ[0]); the trained copy is ``run.model``. Training runs in the model's dtype and
     on its device.
     """
@@ -295,7 +313,9 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     loss_fn = losses.resolve(loss)
     store = make_store(store)
     model = copy.deepcopy(model)
-    objective = Objective(model, loss_fn, float(weight_decay))
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be callable, got {type(augment).__name__}")
+    objective = Objective(model, loss_fn, float(weight_decay), augment)
     theta0 = objective.flatten()
     X, y = as_tensors(train, "train")
     if not 1 <= batch_size <= len(X):
@@ -309,11 +329,11 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
                        epochs=int(epochs), batch_size=int(batch_size),
                        lr=float(lr) if not callable(lr) else repr(lr),
                        weight_decay=float(weight_decay), seed=int(seed),
-                       store=store.kind)
+                       store=store.kind, augment=None if augment is None else repr(augment))
     run = Run(model=model, initial_state=copy.deepcopy(model.state_dict()), batches=batches,
               lrs=lrs, seeds=seeds, epoch_starts=epoch_starts, epoch_buffers=[],
               losses=np.empty(0), config=config, store=store, train=(X, y),
-              loss_fn=loss_fn)
+              loss_fn=loss_fn, augment=augment)
     _check_forward(objective, theta0, X[:2], y[:2])
     run.store.begin(run, theta0)
     weights = torch.ones(len(X), dtype=theta0.dtype, device=theta0.device)

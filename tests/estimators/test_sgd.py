@@ -1,5 +1,7 @@
 """Algorithm 2 against the exact unrolled-autodiff oracle, and against literal retraining."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -8,6 +10,7 @@ from scipy.stats import kendalltau
 
 import sgdinfluence as sgi
 from oracle import unrolled
+from sgdinfluence.augment import RandomCrop
 from sgdinfluence.models import logistic_regression, mlp
 
 
@@ -114,3 +117,39 @@ def test_kendall_tau_against_leave_one_out_retraining(cancer):
     tau = kendalltau(scores, true).statistic
     print(f"Kendall tau, SGD-influence vs leave-one-out retraining: {tau:.3f}")
     assert tau >= 0.9
+
+
+def test_augmentation_and_batch_norm_match_unrolled_autodiff():
+    """Random crops and flips replayed from the step seeds, and batch-norm statistics, as in
+    the CIFAR-10 network: still exact."""
+    g = torch.Generator().manual_seed(4)
+    X = torch.randn(56, 2, 6, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (56,), generator=g)
+    train, val = (X[:40], y[:40]), (X[40:], y[40:])
+    torch.manual_seed(4)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.BatchNorm2d(3), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear(3 * 36, 3)).double()
+    augment = RandomCrop(padding=1, flip=True)
+    run = sgi.fit(model, train, epochs=2, batch_size=8, lr=0.1, weight_decay=0.01, seed=5,
+                  augment=augment)
+
+    def inputs(t, x):
+        torch.manual_seed(run.seeds[t])
+        return augment(x)
+
+    oracle_model = copy.deepcopy(model)
+    expected, final = unrolled(oracle_model, *train, per_sample, run.batches, run.lrs, 0.01,
+                               val_loss(val), inputs=inputs)
+    for p, q in zip(run.model.parameters(), final, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(run.model[1].running_var, oracle_model[1].running_var)
+    assert np.abs(expected.numpy()).max() > 1e-4
+    assert rel_err(sgi.influence(run, val), expected) < 1e-9
+    half = (val[0][:8], val[1][:8])  # several queries at once go through vmap
+    np.testing.assert_allclose(sgi.influence(run, [val, half])[1], sgi.influence(run, half),
+                               rtol=1e-10)
+    # crops differ between steps and instances, so the oracle without them disagrees
+    plain, _ = unrolled(copy.deepcopy(model), *train, per_sample, run.batches, run.lrs, 0.01,
+                        val_loss(val))
+    assert rel_err(plain, expected) > 1e-2

@@ -19,7 +19,7 @@ def leave_one_out(run: Run, query: Query, indices: torch.Tensor, chunk: int | No
     W (C, N) that are 1 except W[c, j_c] = 0 (the divisor stays |S_t|), as in ``Run.retrain``.
     ``chunk`` defaults to about 2M stacked parameters (all 200 runs of a logistic regression).
     """
-    objective = run.objective()
+    objective = run.objective(functional=True)
     X, Y = run.train
     theta0 = run.store[0]
     base = query.values(objective.flatten())
