@@ -71,8 +71,8 @@ def test_retrain_leaves_out_instances_with_the_divisor_kept(data):
     for idx in run.batches:
         keep = idx[idx != 7]
         th = theta.clone().requires_grad_()
-        out = torch.func.functional_call(run.model, {"weight": th[:8].view(2, 4),
-                                                     "bias": th[8:]}, (X.double()[keep],))
+        out = torch.func.functional_call(run.model, {"1.weight": th[:8].view(2, 4),
+                                                     "1.bias": th[8:]}, (X.double()[keep],))
         (g,) = torch.autograd.grad(F.cross_entropy(out, y[keep], reduction="sum") / len(idx), th)
         theta = theta - 0.5 * g
     retrained = run.retrain([7])
