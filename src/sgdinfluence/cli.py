@@ -1,4 +1,4 @@
-"""Command line: ``sgdinfluence demo`` and ``sgdinfluence experiment estimation``."""
+"""Command line: ``sgdinfluence cleanse``, ``sgdinfluence demo`` and ``sgdinfluence experiment``."""
 
 from __future__ import annotations
 
@@ -8,62 +8,85 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
-from . import fit, influence
-from .models import logistic_regression, mlp
+
+def cleanse_command(args: argparse.Namespace) -> None:
+    """Find the training instances that hurt the model, remove them, retrain, and report."""
+    from . import report
+    from .cleanse import CleanseConfig, cleanse, split
+    from .data.files import load_data
+
+    out = Path(args.out or f"out/cleanse-{Path(args.data).stem}")
+    _check_out(out, args.overwrite)
+    cfg = CleanseConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                        lr=args.lr, weight_decay=args.weight_decay, seed=args.seed, val=args.val,
+                        test=args.test, subset=args.subset, ks=args.k, methods=args.methods,
+                        retrain=args.retrain, augment=args.augment)
+    cfg.check()
+    start = time.perf_counter()
+    splits = split(load_data(args.data, args.label_column, args.data_dir), cfg)
+    result = cleanse(splits, cfg, progress=not args.quiet)
+    report.write(result, out, title=f"Cleansing {args.data}", overwrite=args.overwrite)
+    print(report.summary(result))
+    print(f"wrote {out}/report.html, scores.csv, results.json "
+          f"({time.perf_counter() - start:.0f} s)")
 
 
 def demo(args: argparse.Namespace) -> None:
     """Digits with 10% of the training labels flipped: does SGD-influence find them?"""
+    from . import report
+    from .cleanse import CleanseConfig, cleanse, split
+    from .data.files import digits
+
     start = time.perf_counter()
-    X, y = load_digits(return_X_y=True)
-    X = X.astype(np.float32) / 16.0
-    X_tr, X_rest, y_tr, y_rest = train_test_split(X, y, train_size=1000, random_state=args.seed,
-                                                  stratify=y)
-    X_val, X_te, y_val, y_te = train_test_split(X_rest, y_rest, train_size=300,
-                                                random_state=args.seed, stratify=y_rest)
+    cfg = CleanseConfig(model="mlp", epochs=args.epochs, batch_size=32, lr=0.1,
+                        weight_decay=1e-4, seed=args.seed, val=0.15, test=0.2,
+                        methods=("sgd", "sgd-last", "training-loss", "random"),
+                        ks=(30, 60, 120), retrain="all")
+    splits = split(digits(), cfg)
+    train = splits.train
     rng = np.random.default_rng(args.seed)
-    flipped = rng.choice(len(y_tr), size=len(y_tr) // 10, replace=False)
-    y_noisy = y_tr.copy()
-    y_noisy[flipped] = (y_tr[flipped] + rng.integers(1, 10, len(flipped))) % 10
+    flipped = rng.choice(len(train.y), size=len(train.y) // 10, replace=False)
+    true = train.y.copy()
+    train.y[flipped] = (true[flipped] + rng.integers(1, 10, len(flipped))) % 10
+    train.notes = np.where(np.isin(np.arange(len(true)), flipped),
+                           np.char.add("flipped; true label ", true.astype(str)), "")
+    result = cleanse(splits, cfg, progress=not args.quiet)
 
-    torch.manual_seed(args.seed)
-    model = {"logreg": lambda: logistic_regression(64, 10),
-             "mlp": lambda: mlp(64, 10, hidden=(32,))}[args.model]()
-    run = fit(model, (X_tr, y_noisy), epochs=args.epochs, batch_size=32, lr=0.1,
-              weight_decay=1e-4, seed=args.seed, progress=True)
-    scores = influence(run, (X_val, y_val), progress=True)
-    order = np.argsort(scores)  # most harmful first
-
-    def test_accuracy(m: torch.nn.Module) -> float:
-        with torch.no_grad():
-            return (m(torch.as_tensor(X_te)).argmax(1).numpy() == y_te).mean()
-
-    k = len(flipped)
-    is_flipped = np.isin(order, flipped)
-    print(f"digits: {len(y_tr)} training images, {k} with a flipped label; {args.model}, "
-          f"{run.num_steps} SGD steps")
+    m = len(flipped)
+    order = result.order("sgd")
+    found = np.isin(order[:m], flipped)
+    print(f"digits: {len(train.y)} training images, {m} with a flipped label; MLP, "
+          f"{result.run.num_steps} SGD steps")
     print("\nthe 10 most harmful training instances (removing them lowers validation loss most):")
     print(f"{'rank':>4} {'index':>6} {'score':>11} {'label':>6} {'true':>5}")
     for r, j in enumerate(order[:10]):
         mark = "  <- flipped" if j in flipped else ""
-        print(f"{r + 1:4d} {j:6d} {scores[j]:11.3e} {y_noisy[j]:6d} {y_tr[j]:5d}{mark}")
-    print(f"\nflipped labels among the {k} most harmful: {is_flipped[:k].sum()} "
-          f"(precision {is_flipped[:k].mean():.0%}; random would find about 10%)")
-    before, after = test_accuracy(run.model), test_accuracy(run.retrain(order[:k]))
-    print(f"test accuracy: {before:.1%} as trained, {after:.1%} after removing the {k} most "
-          f"harmful and retraining on the same schedule ({time.perf_counter() - start:.0f} s)")
+        print(f"{r + 1:4d} {train.index[j]:6d} {result.scores['sgd'][j]:11.3e} "
+              f"{train.y[j]:6d} {true[j]:5d}{mark}")
+    by_method = ", ".join(f"{name} {np.isin(result.order(meth)[:m], flipped).sum()}"
+                          for meth, name in (("sgd-last", "SGD-influence last epoch"),
+                                             ("training-loss", "highest training loss"),
+                                             ("random", "random")))
+    notes = [f"{m} of the {len(train.y)} training labels were flipped at random. Among the "
+             f"{m} instances SGD-influence flags as most harmful, {found.sum()} are flipped "
+             f"(precision {found.mean():.0%}; random flagging finds about 10%). The same count "
+             f"for the other methods: {by_method}."]
+    print(f"\nflipped labels among the {m} most harmful: {found.sum()} (precision "
+          f"{found.mean():.0%}; random would find about 10%); {by_method}")
+    before, after = result.curves["sgd"][0][1], result.curves["sgd"][120][1]
+    print(f"test accuracy: {1 - before:.1%} as trained, {1 - after:.1%} after removing the 120 "
+          "most harmful and retraining on the same schedule")
+    out = report.write(result, args.out, title="sgdinfluence demo: digits with flipped labels",
+                       notes=notes, overwrite=True)
+    print(report.summary(result))
+    print(f"wrote {out}/report.html ({time.perf_counter() - start:.0f} s)")
 
 
 def estimation(args: argparse.Namespace) -> None:
     """The paper's Sec 7.1: estimated vs true leave-one-out change of validation loss."""
     from .experiments.estimation import EstimationConfig, format_table, run_estimation
 
-    if args.seeds < 1:
-        raise SystemExit(f"error: --seeds must be >= 1, got {args.seeds}")
     cfg = EstimationConfig(dataset=args.dataset, model=args.model, seeds=args.seeds)
     out = Path(args.out or f"out/estimation-{args.dataset}-{args.model}")
     start = time.perf_counter()
@@ -74,6 +97,27 @@ def estimation(args: argparse.Namespace) -> None:
           f"({time.perf_counter() - start:.0f} s)")
 
 
+def cleansing(args: argparse.Namespace) -> None:
+    """The paper's Sec 7.2: test error after removing the k most harmful, MNIST / CIFAR-10."""
+    from .experiments.cleansing import format_table, run_cleansing
+
+    out = Path(args.out or f"out/cleansing-{args.dataset}")
+    _check_out(out, args.overwrite)
+    start = time.perf_counter()
+    summary = run_cleansing(args.dataset, out, seeds=args.seeds, subset=args.subset,
+                            retrain=args.retrain, methods=args.methods, ks=args.k,
+                            data_dir=args.data_dir, overwrite=args.overwrite,
+                            progress=not args.quiet)
+    print(format_table(summary))
+    print(f"wrote {out}/ ({time.perf_counter() - start:.0f} s)")
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse an existing output directory before hours of work, not after."""
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"output directory {out} exists; pass --overwrite to replace it")
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -81,15 +125,81 @@ def positive_int(text: str) -> int:
     return value
 
 
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
+            from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"every k must be >= 1, got {text!r}")
+    return values
+
+
+def method_list(text: str) -> tuple[str, ...]:
+    from .scores import METHODS
+
+    methods = tuple(m.strip() for m in text.split(","))
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown methods {unknown}; choose from "
+                                         f"{','.join(METHODS)}")
+    return methods
+
+
+def fraction_or_count(text: str) -> float:
+    value = float(text)
+    if not (0 < value < 1 or (value >= 1 and value.is_integer())):
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1) or a count, got {text}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> None:
+    from .cleanse import AUGMENTS
     from .data import DATASETS
+    from .models import MODELS
+    from .scores import METHODS
 
     parser = argparse.ArgumentParser(prog="sgdinfluence", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help=demo.__doc__)
-    p.add_argument("--model", choices=["logreg", "mlp"], default="mlp")
-    p.add_argument("--epochs", type=int, default=20)
+
+    p = sub.add_parser("cleanse", help=cleanse_command.__doc__, description=(
+        cleanse_command.__doc__ + " DATA is a built-in dataset (digits, mnist, fashion-mnist, "
+        "cifar10) or a path to a CSV file, an .npz file (X, y) or an image folder "
+        "(<split>/<class>/<file>, or a tar archive of one)."))
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--label-column", help="the CSV column that holds the labels")
+    p.add_argument("--model", choices=["auto", *MODELS], default="auto",
+                   help="auto: the MNIST CNN for grey images, the CIFAR-10 CNN for colour "
+                        "images of side 8n, else an MLP")
+    p.add_argument("--out", help="output directory (default out/cleanse-<data>)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val", type=fraction_or_count, default=0.1,
+                   help="validation share of the training data: fraction or count (0.1)")
+    p.add_argument("--test", type=fraction_or_count, default=0.2,
+                   help="test share, for data without a test split (0.2)")
+    p.add_argument("--subset", type=positive_int, help="train on this many instances only")
+    p.add_argument("--k", type=int_list, help="numbers to remove, e.g. 10,30,100 "
+                   "(default: the paper's 1,3,6,10,...,10000 up to half the training set)")
+    p.add_argument("--methods", type=method_list, default=("sgd", "sgd-last", "random"),
+                   help=f"comma-separated, of {','.join(METHODS)} (default sgd,sgd-last,random)")
+    p.add_argument("--retrain", choices=["last", "all"], default="last",
+                   help="retrain the last epoch only (fast), or all epochs")
+    p.add_argument("--augment", choices=AUGMENTS, default="auto")
+    p.add_argument("--data-dir", help="where built-in datasets live (default $SGDINFLUENCE_DATA)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cleanse_command)
+
+    p = sub.add_parser("demo", help=demo.__doc__)
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="out/demo", help="report directory (replaced)")
+    p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=demo)
 
     exp = sub.add_parser("experiment", help="reproduce the paper's experiments")
@@ -104,6 +214,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=estimation)
+
+    p = exps.add_parser("cleansing", help=cleansing.__doc__)
+    p.add_argument("--dataset", choices=["mnist", "cifar10"], required=True)
+    p.add_argument("--seeds", type=positive_int, default=1)
+    p.add_argument("--subset", type=positive_int,
+                   help="train on this many of the 50,000 / 40,000 instances (quick runs)")
+    p.add_argument("--retrain", choices=["last", "all"], default="last")
+    p.add_argument("--methods", type=method_list, default=("sgd", "sgd-last", "random"))
+    p.add_argument("--k", type=int_list, help="default: the paper's list")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default=None, help="output directory (default out/cleansing-...)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cleansing)
 
     args = parser.parse_args(argv)
     try:

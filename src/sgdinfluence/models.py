@@ -47,7 +47,7 @@ def mnist_cnn(num_classes: int = 10, channels: int = 1, size: int = 28) -> nn.Mo
 def cifar_cnn(num_classes: int = 10, channels: int = 3, size: int = 32,
               widths: tuple[int, int, int] = (32, 64, 128)) -> nn.Module:
     """The paper's CIFAR-10 network: six 3x3 convolutions with batch norm, in three pairs
-    each followed by 2x2 max pooling, then a linear classifier (308,394 parameters for 10 classes)."""
+    each followed by 2x2 max pooling, then a linear classifier (308,394 parameters)."""
     if size % 8:
         raise ValueError(f"cifar-cnn needs a side divisible by 8, got {size}x{size}")
     layers: list[nn.Module] = []

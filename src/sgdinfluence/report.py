@@ -1,0 +1,211 @@
+"""The outputs of a cleansing run, written atomically into one directory:
+
+- ``scores.csv``: one row per training instance (its row in the input file or position in the
+  dataset, file, label, score, rank, and every method's score);
+- ``results.json``: the configuration, sizes, timings and every curve;
+- ``curve.png`` and ``report.html``: the cleansing curve, a one-sentence summary, and the
+  most harmful and most helpful training instances, to look at.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from .cleanse import Result  # noqa: E402
+from .experiments.output import output_dir  # noqa: E402
+from .scores import METHODS  # noqa: E402
+
+GALLERY = (24, 12)  # how many of the most harmful, and of the most helpful, to show
+
+
+def primary(result: Result) -> str:
+    """The method the report leads with: the first influence method asked for."""
+    return next((m for m in result.scores if m in ("sgd", "sgd-last", "tracin",
+                                                    "influence-function")),
+                next(iter(result.scores)))
+
+
+def best_k(result: Result, method: str) -> int:
+    """The k with the lowest validation error (smallest k on ties): chosen without the test set."""
+    curve = result.curves[method]
+    return min((k for k in curve if k), key=lambda k: (curve[k][0], k), default=0)
+
+
+def summary(result: Result, what: str = "training instances") -> str:
+    method = primary(result)
+    k = best_k(result, method)
+    before, after = result.curves[method][0][1], result.curves[method][k][1]
+    verb = "lowers" if after < before else "raises" if after > before else "leaves"
+    change = (f"{verb} test error from {before:.2%} to {after:.2%}" if verb != "leaves"
+              else f"leaves test error at {before:.2%}")
+    return (f"Removing the {k:,} most harmful of {len(result.splits.train.y):,} {what} "
+            f"({METHODS[method]}; k chosen on the validation set) and retraining {change}.")
+
+
+def scores_frame(result: Result) -> pd.DataFrame:
+    train, method = result.splits.train, primary(result)
+    s = result.scores[method]
+    rank = np.empty(len(s), dtype=np.int64)
+    rank[result.order(method)] = np.arange(1, len(s) + 1)
+    frame = pd.DataFrame({"index": train.index})
+    if train.names is not None:
+        frame["file"] = train.names
+    frame["label"] = np.asarray(train.classes)[train.y]
+    frame["score"], frame["rank"] = s, rank
+    if train.notes is not None:
+        frame["note"] = train.notes
+    for m, v in result.scores.items():
+        if m != method:
+            frame[f"score_{m}"] = v
+    return frame
+
+
+def plot_curves(result: Result) -> bytes:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    for ax, col, title in ((axes[0], 1, "test error"), (axes[1], 0, "validation error")):
+        for method, curve in result.curves.items():
+            ks = sorted(curve)
+            ax.plot(ks, [curve[k][col] for k in ks], marker="o", ms=3, label=METHODS[method],
+                    lw=2.2 if method == primary(result) else 1.2,
+                    ls=":" if method == "random" else "-")
+        ax.set_xscale("symlog", linthresh=1)
+        ks = sorted(next(iter(result.curves.values())))
+        ax.set_xticks(ks, [f"{k:,}" for k in ks], rotation=45 if len(ks) > 8 else 0)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlabel("k, training instances removed")
+        ax.set_ylabel(title)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=1))
+        ax.grid(alpha=0.3)
+    axes[0].set_title(f"after removing the k first and retraining ({result.config.retrain})",
+                      fontsize=10)
+    axes[1].legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def _png(image: np.ndarray, size: int = 84) -> str:
+    """A (C, H, W) image in [0, 1] as a data URI, enlarged with square pixels."""
+    a = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+    im = Image.fromarray(a)
+    scale = max(1, size // max(im.size))
+    im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _gallery(result: Result, frame: pd.DataFrame, positions: np.ndarray) -> str:
+    train = result.splits.train
+    if train.image:
+        cards = []
+        for j in positions:
+            row = frame.iloc[j]
+            where = row["file"] if "file" in frame else f"#{row['index']}"
+            note = (f'<div class="note">{html.escape(str(row["note"]))}</div>'
+                    if "note" in frame and row["note"] else "")
+            cards.append(
+                f'<figure><img src="{_png(train.X[j])}" alt="training image {where}">'
+                f'<figcaption><b>{html.escape(str(row["label"]))}</b> · rank {row["rank"]}'
+                f'<br>score {row["score"]:.2e}<br><span class="where">{html.escape(str(where))}'
+                f"</span>{note}</figcaption></figure>")
+        return '<div class="gallery">' + "".join(cards) + "</div>"
+    shown = frame.iloc[positions][["rank", "index", "label", "score"] +
+                                  (["note"] if "note" in frame else [])].copy()
+    shown["score"] = shown["score"].map("{:.2e}".format)
+    if train.rows is not None:  # the original columns of those rows
+        original = train.rows.iloc[positions].reset_index(drop=True)
+        shown = pd.concat([shown.reset_index(drop=True),
+                           original.iloc[:, :12].add_prefix("")], axis=1)
+    return shown.to_html(index=False, classes="rows", border=0)
+
+
+def _curve_table(result: Result) -> str:
+    ks = sorted(next(iter(result.curves.values())))
+    frame = pd.DataFrame({METHODS[m]: [f"{c[k][1]:.2%}" for k in ks]
+                          for m, c in result.curves.items()}, index=ks)
+    frame.index.name = "k"
+    return frame.T.to_html(classes="curve", border=0)
+
+
+CSS = """
+body { font: 15px/1.45 system-ui, sans-serif; max-width: 1180px; margin: 2em auto; padding: 0 1em;
+       color: #1d1d1f; }
+h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 1.8em; }
+.summary { font-size: 1.15em; background: #f2f6fc; border-left: 4px solid #3a6fc4;
+           padding: .7em 1em; }
+.meta { color: #555; font-size: .9em; }
+table { border-collapse: collapse; font-size: .85em; }
+td, th { padding: .25em .6em; border-bottom: 1px solid #e3e3e3; text-align: right; }
+.gallery { display: flex; flex-wrap: wrap; gap: 10px; }
+figure { margin: 0; width: 112px; text-align: center; font-size: .75em; }
+figure img { image-rendering: pixelated; width: 84px; height: 84px; border: 1px solid #ccc; }
+.where { color: #777; word-break: break-all; } .note { color: #b3261e; font-weight: 600; }
+img.curve { max-width: 100%; }
+"""
+
+
+def render(result: Result, title: str, frame: pd.DataFrame, curve_png: bytes,
+           notes: list[str]) -> str:
+    cfg, train, run = result.config, result.splits.train, result.run
+    what = "training images" if train.image else "training rows"
+    method = primary(result)
+    order = result.order(method)
+    sizes = {s: len(getattr(result.splits, s).y) for s in ("train", "val", "test")}
+    seconds = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+    meta = (f"{result.model}, {cfg.epochs} epochs of SGD (batch {cfg.batch_size}, lr {cfg.lr}, "
+            f"weight decay {cfg.weight_decay}, seed {cfg.seed}"
+            f"{', ' + run.config.augment if run.config.augment else ''}); "
+            f"{sizes['train']:,} training / {sizes['val']:,} validation / {sizes['test']:,} test;"
+            f" retraining {'the last epoch' if cfg.retrain == 'last' else 'all epochs'} on the "
+            f"identical schedule. Time: {seconds}.")
+    extra = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    curve_uri = "data:image/png;base64," + base64.b64encode(curve_png).decode()
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{CSS}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="summary">{html.escape(summary(result, what))}</p>{extra}
+<p class="meta">{html.escape(meta)}</p>
+<h2>Cleansing curve</h2>
+<img class="curve" src="{curve_uri}" alt="test and validation error against k per method">
+{_curve_table(result)}
+<h2>The {GALLERY[0]} most harmful {what}</h2>
+<p class="meta">{html.escape(METHODS[method])}: removing these lowers validation loss most.
+Score = estimated change of validation loss if the instance is left out.</p>
+{_gallery(result, frame, order[:GALLERY[0]])}
+<h2>The {GALLERY[1]} most helpful {what}</h2>
+<p class="meta">Removing these would raise validation loss most.</p>
+{_gallery(result, frame, order[::-1][:GALLERY[1]])}
+</body></html>
+"""
+
+
+def write(result: Result, out: str | Path, title: str = "sgdinfluence cleansing report",
+          notes: list[str] = (), overwrite: bool = False, extra: dict | None = None) -> Path:
+    """Write scores.csv, results.json, curve.png and report.html into ``out`` atomically."""
+    frame = scores_frame(result)
+    curve_png = plot_curves(result)
+    with output_dir(out, overwrite) as tmp:
+        frame.to_csv(tmp / "scores.csv", index=False)
+        info = {**result.to_json(), "summary": summary(result), "notes": list(notes),
+                **(extra or {})}
+        (tmp / "results.json").write_text(json.dumps(info, indent=2, default=float))
+        (tmp / "curve.png").write_bytes(curve_png)
+        (tmp / "report.html").write_text(render(result, title, frame, curve_png, list(notes)))
+    return Path(out)
