@@ -38,20 +38,26 @@ def primary(result: Result) -> str:
 
 
 def best_k(result: Result, method: str) -> int:
-    """The k with the lowest validation error (smallest k on ties): chosen without the test set."""
+    """The k with the lowest validation error (smallest k on ties, so 0 when nothing helps):
+    chosen without looking at the test set."""
     curve = result.curves[method]
-    return min((k for k in curve if k), key=lambda k: (curve[k][0], k), default=0)
+    return min(curve, key=lambda k: (curve[k][0], k))
 
 
 def summary(result: Result, what: str = "training instances") -> str:
     method = primary(result)
-    k = best_k(result, method)
-    before, after = result.curves[method][0][1], result.curves[method][k][1]
+    k, n = best_k(result, method), len(result.splits.train.y)
+    curve = result.curves[method]
+    before, after = curve[0][1], curve[k][1]
+    if k == 0:
+        return (f"Removing up to {max(curve):,} of the most harmful of {n:,} {what} "
+                f"({METHODS[method]}) did not lower the validation error; the model as trained "
+                f"is the one to keep (test error {before:.2%}).")
     verb = "lowers" if after < before else "raises" if after > before else "leaves"
     change = (f"{verb} test error from {before:.2%} to {after:.2%}" if verb != "leaves"
               else f"leaves test error at {before:.2%}")
-    return (f"Removing the {k:,} most harmful of {len(result.splits.train.y):,} {what} "
-            f"({METHODS[method]}; k chosen on the validation set) and retraining {change}.")
+    return (f"Removing the {k:,} most harmful of {n:,} {what} ({METHODS[method]}; k chosen "
+            f"on the validation set) and retraining {change}.")
 
 
 def scores_frame(result: Result) -> pd.DataFrame:
@@ -73,25 +79,27 @@ def scores_frame(result: Result) -> pd.DataFrame:
 
 
 def plot_curves(result: Result) -> bytes:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    methods = list(result.curves)
+    rows = -(-len(methods) // 3)  # legend rows under the two panels
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4 + 0.3 * rows), sharex=True)
     for ax, col, title in ((axes[0], 1, "test error"), (axes[1], 0, "validation error")):
-        for method, curve in result.curves.items():
+        for method in methods:
+            curve = result.curves[method]
             ks = sorted(curve)
             ax.plot(ks, [curve[k][col] for k in ks], marker="o", ms=3, label=METHODS[method],
                     lw=2.2 if method == primary(result) else 1.2,
                     ls=":" if method == "random" else "-")
         ax.set_xscale("symlog", linthresh=1)
-        ks = sorted(next(iter(result.curves.values())))
         ax.set_xticks(ks, [f"{k:,}" for k in ks], rotation=45 if len(ks) > 8 else 0)
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("k, training instances removed")
-        ax.set_ylabel(title)
+        ax.set_title(f"{title} after removing the k first and retraining", fontsize=10)
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=1))
         ax.grid(alpha=0.3)
-    axes[0].set_title(f"after removing the k first and retraining ({result.config.retrain})",
-                      fontsize=10)
-    axes[1].legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(methods)), fontsize=9,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.07 * rows / (1 + 0.08 * rows) + 0.02, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
@@ -132,7 +140,7 @@ def _gallery(result: Result, frame: pd.DataFrame, positions: np.ndarray) -> str:
         original = train.rows.iloc[positions].reset_index(drop=True)
         shown = pd.concat([shown.reset_index(drop=True),
                            original.iloc[:, :12].add_prefix("")], axis=1)
-    return shown.to_html(index=False, classes="rows", border=0)
+    return '<div class="wide">' + shown.to_html(index=False, classes="rows", border=0) + "</div>"
 
 
 def _curve_table(result: Result) -> str:
@@ -151,7 +159,9 @@ h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top:
            padding: .7em 1em; }
 .meta { color: #555; font-size: .9em; }
 table { border-collapse: collapse; font-size: .85em; }
-td, th { padding: .25em .6em; border-bottom: 1px solid #e3e3e3; text-align: right; }
+td, th { padding: .25em .6em; border-bottom: 1px solid #e3e3e3; text-align: right;
+         white-space: nowrap; }
+.wide { overflow-x: auto; }
 .gallery { display: flex; flex-wrap: wrap; gap: 10px; }
 figure { margin: 0; width: 112px; text-align: center; font-size: .75em; }
 figure img { image-rendering: pixelated; width: 84px; height: 84px; border: 1px solid #ccc; }
