@@ -143,6 +143,7 @@ def test_outputs_are_complete_or_absent(tmp_path, monkeypatch):
     assert len(rows) == 10 and {r["method"] for r in rows} == set(cfg.methods)
     for r in summary["rows"]:
         assert 0 <= r["auroc"] <= 1 and 0 <= r["test_acc_after"] <= 1 and r["n_flipped"] == 40
+        assert 0 < r["val_loss_after"] < 10 and r["fit_seconds"] > 0
     table = nl.format_table(summary)
     assert table.count("\n") == 11 and "| digits | 20% | mlp | cleanlab |" in table
     with pytest.raises(FileExistsError, match="--overwrite"):

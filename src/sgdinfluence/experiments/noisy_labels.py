@@ -9,7 +9,8 @@ and report per dataset x noise rate x model x method:
 - AUROC and average precision of detecting the flipped labels (suspicion = -score),
 - precision among the top m, m = the number of flipped labels,
 - test accuracy before and after removing the top m and retraining on the identical schedule
-  (``run.retrain(exclude=order[:m])``, from epoch 0),
+  (``run.retrain(exclude=order[:m])``, from epoch 0), and the validation loss (the influence
+  methods' query) before and after, which tells a wrong target from a wrong estimate,
 - the wall time of each method. The influence methods and the training loss also need the
   recorded training run, timed once as ``fit_seconds``; cleanlab's time includes its k-fold
   cross-validated training (it needs no recorded run, only the same model class).
@@ -239,6 +240,14 @@ def accuracy(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]) ->
     return float((pred == y).double().mean())
 
 
+def mean_loss(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Mean cross-entropy: on the validation set, the quantity the influence methods query."""
+    X, y = data
+    with torch.no_grad():
+        out = torch.cat([model(x) for x in X.split(2048)])
+    return float(torch.nn.functional.cross_entropy(out.double(), y))
+
+
 # --- cleanlab's input: out-of-fold predicted probabilities -------------------------------------
 
 def cross_val_probs(make_model, X: torch.Tensor, y: torch.Tensor, *, folds: int,
@@ -287,7 +296,8 @@ def one_setting(cfg: NoisyLabelsConfig, name: str, splits: dict[str, Split], rat
     fit_seconds = time.perf_counter() - start
     base = {"dataset": name, "noise_rate": rate, "model": model_name, "n_train": len(train[1]),
             "n_flipped": m, "epochs": settings["epochs"], "lr": settings["lr"],
-            "fit_seconds": fit_seconds, "test_acc_before": accuracy(run.model, test)}
+            "fit_seconds": fit_seconds, "test_acc_before": accuracy(run.model, test),
+            "val_loss_before": mean_loss(run.model, val)}
 
     rows, cv = [], None
     for method in cfg.methods:
@@ -322,7 +332,9 @@ def one_setting(cfg: NoisyLabelsConfig, name: str, splits: dict[str, Split], rat
             d = detection_metrics(scores, flipped)
             row.update(auroc=d["auroc"], ap=d["ap"], n_removed=m, precision=d["precision_at_m"])
         row["recall"] = float(np.isin(flipped, remove).mean())
-        row["test_acc_after"] = accuracy(run.retrain(exclude=remove), test)
+        retrained = run.retrain(exclude=remove)
+        row["test_acc_after"] = accuracy(retrained, test)
+        row["val_loss_after"] = mean_loss(retrained, val)
         row["seconds"] = seconds
         rows.append(row)
     return rows
@@ -343,7 +355,7 @@ def warm_up(methods: tuple[str, ...]) -> None:
 
 COLUMNS = ("dataset", "noise_rate", "model", "method", "n_train", "n_flipped", "epochs", "lr",
            "auroc", "ap", "precision", "recall", "n_removed", "test_acc_before", "test_acc_after",
-           "seconds", "fit_seconds", "skipped")
+           "val_loss_before", "val_loss_after", "seconds", "fit_seconds", "skipped")
 
 
 def run_noisy_labels(cfg: NoisyLabelsConfig, out, data_dir=None, overwrite: bool = False,
@@ -401,7 +413,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 def format_table(summary: dict) -> str:
     """The rows as a markdown table."""
     head = ("| dataset | noise | model | method | AUROC | AP | prec@m | removed | "
-            "test acc before → after | method s | fit s |")
+            "test acc before → after | val loss before → after | method s | fit s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
 
     def f(v, spec=".3f"):
@@ -410,12 +422,13 @@ def format_table(summary: dict) -> str:
     for r in summary["rows"]:
         lead = f"| {r['dataset']} | {r['noise_rate']:.0%} | {r['model']} | {r['method']} |"
         if r.get("skipped"):
-            lines.append(f"{lead} skipped: {r['skipped']} | | | | | | |")
+            lines.append(f"{lead} skipped: {r['skipped']} | | | | | | | |")
             continue
         removed = f"{r['n_removed']}" + ("" if r["method"] != "cleanlab-find" else " (own set)")
         lines.append(
             f"{lead} {f(r['auroc'])} | {f(r['ap'])} | {f(r['precision'])} | {removed} | "
-            f"{r['test_acc_before']:.4f} → {r['test_acc_after']:.4f} | {r['seconds']:.1f} | "
+            f"{r['test_acc_before']:.4f} → {r['test_acc_after']:.4f} | "
+            f"{r['val_loss_before']:.4f} → {r['val_loss_after']:.4f} | {r['seconds']:.1f} | "
             f"{r['fit_seconds']:.1f} |")
     return "\n".join(lines)
 
