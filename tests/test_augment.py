@@ -24,8 +24,8 @@ def test_flips_mirror_about_half_the_images():
     x = torch.randn(400, 1, 4, 4)
     torch.manual_seed(1)
     out = RandomCrop(padding=0, flip=True)(x)
-    flipped = torch.stack([torch.equal(o, xi.flip(-1)) for o, xi in zip(out, x, strict=True)])
-    kept = torch.stack([torch.equal(o, xi) for o, xi in zip(out, x, strict=True)])
+    flipped = torch.tensor([torch.equal(o, xi.flip(-1)) for o, xi in zip(out, x, strict=True)])
+    kept = torch.tensor([torch.equal(o, xi) for o, xi in zip(out, x, strict=True)])
     assert (flipped | kept).all() and 150 < flipped.sum() < 250
 
 
