@@ -449,22 +449,30 @@ def plot_ap(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.6 * nrows), squeeze=False)
     width = 0.8 / len(rates)
     for ax, (d, mod) in zip(axes.flat, panels, strict=False):
+        mine = [r for r in rows if (r["dataset"], r["model"]) == (d, mod)]
         for k, rate in enumerate(rates):
-            ap = {r["method"]: r.get("ap", float("nan")) for r in rows
-                  if (r["dataset"], r["model"], r["noise_rate"]) == (d, mod, rate)}
+            ap = {r["method"]: r.get("ap", math.nan) for r in mine if r["noise_rate"] == rate}
             xs = np.arange(len(methods)) + (k - (len(rates) - 1) / 2) * width
-            ax.bar(xs, [ap.get(m, float("nan")) for m in methods], width,
+            ax.bar(xs, [ap.get(m, math.nan) for m in methods], width,
                    label=f"{rate:.0%} flipped", color=f"C{k}")
             ax.hlines(rate, xs[0] - width / 2, xs[-1] + width / 2, colors=f"C{k}",
                       linestyles="--", lw=0.8)
+        for i, m in enumerate(methods):
+            if any(r["method"] == m and r.get("skipped") for r in mine):
+                ax.text(i, 0.02, "skipped", rotation=90, ha="center", va="bottom", fontsize=8,
+                        color="grey")
         ax.set_xticks(np.arange(len(methods)), methods, rotation=45, ha="right", fontsize=8)
         ax.set_ylim(0, 1)
         ax.set_title(f"{d}, {mod}", fontsize=10)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    axes[0][0].set_ylabel("average precision (flipped labels)")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("average precision")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(rates) + 1, fontsize=9)
+    fig.suptitle("finding the flipped labels (dashed: a random ranking's expected AP)",
+                 y=0.995, fontsize=10, x=0.02, ha="left")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
