@@ -9,7 +9,7 @@ import torch
 
 from sgdinfluence import report
 from sgdinfluence.cleanse import CleanseConfig, cleanse, error, split
-from sgdinfluence.data.files import digits
+from sgdinfluence.data.files import digits, flip_labels
 
 M_FLIPPED = 0.1
 
@@ -19,10 +19,8 @@ def flipped_digits():
     cfg = CleanseConfig(model="mlp", epochs=8, batch_size=32, lr=0.1, weight_decay=1e-4,
                         val=0.15, methods=("sgd", "random"), ks=(30, 120), retrain="all")
     splits = split(digits(), cfg)
-    rng = np.random.default_rng(0)
-    n = len(splits.train.y)
-    flipped = rng.choice(n, size=int(M_FLIPPED * n), replace=False)
-    splits.train.y[flipped] = (splits.train.y[flipped] + rng.integers(1, 10, len(flipped))) % 10
+    splits.train.y, flipped = flip_labels(splits.train.y, M_FLIPPED, 10,
+                                          np.random.default_rng(0))
     return cleanse(splits, cfg, progress=False), flipped
 
 

@@ -36,7 +36,7 @@ def demo(args: argparse.Namespace) -> None:
     """Digits with 10% of the training labels flipped: does SGD-influence find them?"""
     from . import report
     from .cleanse import CleanseConfig, cleanse, split
-    from .data.files import digits
+    from .data.files import digits, flip_labels
 
     start = time.perf_counter()
     cfg = CleanseConfig(model="mlp", epochs=args.epochs, batch_size=32, lr=0.1,
@@ -45,10 +45,8 @@ def demo(args: argparse.Namespace) -> None:
                         ks=(30, 60, 120), retrain="all")
     splits = split(digits(), cfg)
     train = splits.train
-    rng = np.random.default_rng(args.seed)
-    flipped = rng.choice(len(train.y), size=len(train.y) // 10, replace=False)
     true = train.y.copy()
-    train.y[flipped] = (true[flipped] + rng.integers(1, 10, len(flipped))) % 10
+    train.y, flipped = flip_labels(true, 0.1, 10, np.random.default_rng(args.seed))
     train.notes = np.where(np.isin(np.arange(len(true)), flipped),
                            np.char.add("flipped; true label ", true.astype(str)), "")
     result = cleanse(splits, cfg, progress=not args.quiet)
@@ -110,6 +108,13 @@ def cleansing(args: argparse.Namespace) -> None:
                             progress=not args.quiet)
     print(format_table(summary))
     print(f"wrote {out}/ ({time.perf_counter() - start:.0f} s)")
+
+
+def noisy_labels(args: argparse.Namespace) -> None:
+    """Mislabeled-example detection: SGD-influence vs cleanlab, TracIn, influence functions."""
+    from .experiments.noisy_labels import main as run_from_args
+
+    run_from_args(args)  # validates, runs, prints the table and the output path
 
 
 def _check_out(out: Path, overwrite: bool) -> None:
@@ -229,10 +234,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cleansing)
 
+    from .experiments.noisy_labels import add_arguments as noisy_labels_arguments
+
+    p = exps.add_parser("noisy-labels", help=noisy_labels.__doc__)
+    noisy_labels_arguments(p)
+    p.set_defaults(func=noisy_labels)
+
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (FileNotFoundError, FileExistsError, ValueError) as e:
+    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
         raise SystemExit(f"error: {e}") from e
 
 

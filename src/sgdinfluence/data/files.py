@@ -189,6 +189,20 @@ def _image_files(path: Path) -> list[tuple[tuple[str, ...], object]]:
     raise FileNotFoundError(f"no image folder or tar archive at {path}")
 
 
+def flip_labels(y: np.ndarray, rate: float, num_classes: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric label noise: round(rate·n) distinct instances get a uniformly random other
+    class. Returns the noisy labels (n,) and the sorted flipped indices (m,)."""
+    if not 0 < rate < 1:
+        raise ValueError(f"noise rate must lie in (0, 1), got {rate}")
+    if num_classes < 2:
+        raise ValueError(f"need at least 2 classes, got {num_classes}")
+    flipped = np.sort(rng.choice(len(y), size=round(rate * len(y)), replace=False))
+    noisy = y.copy()
+    noisy[flipped] = (y[flipped] + rng.integers(1, num_classes, len(flipped))) % num_classes
+    return noisy, flipped
+
+
 # --- built-in datasets: {"train": Table, "test": Table} (digits: one split "all") ---------
 
 def digits(root=None) -> dict[str, Table]:

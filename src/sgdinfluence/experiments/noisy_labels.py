@@ -37,6 +37,7 @@ from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
 from .. import metrics
+from ..data.files import flip_labels
 from ..models import build
 from ..scores import score
 from ..train import fit
@@ -189,20 +190,6 @@ def load_splits(name: str, cfg: NoisyLabelsConfig, data_dir=None) -> dict[str, S
         keep = rng.permutation(len(X_test))[: cfg.n_test]
         X_test, y_test = X_test[keep], y_test[keep]
     return {"train": (X[tr], y[tr]), "val": (X[va], y[va]), "test": (X_test, y_test)}
-
-
-def flip_labels(y: np.ndarray, rate: float, num_classes: int,
-                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric label noise: round(rate·n) distinct instances get a uniformly random other
-    class. Returns the noisy labels (n,) and the sorted flipped indices (m,)."""
-    if not 0 < rate < 1:
-        raise ValueError(f"noise rate must lie in (0, 1), got {rate}")
-    if num_classes < 2:
-        raise ValueError(f"need at least 2 classes, got {num_classes}")
-    flipped = np.sort(rng.choice(len(y), size=round(rate * len(y)), replace=False))
-    noisy = y.copy()
-    noisy[flipped] = (y[flipped] + rng.integers(1, num_classes, len(flipped))) % num_classes
-    return noisy, flipped
 
 
 def num_classes_of(splits: dict[str, Split]) -> int:
