@@ -44,7 +44,8 @@ def best_k(result: Result, method: str) -> int:
     return min(curve, key=lambda k: (curve[k][0], k))
 
 
-def summary(result: Result, what: str = "training instances") -> str:
+def summary(result: Result) -> str:
+    what = "training images" if result.splits.train.image else "training rows"
     method = primary(result)
     k, n = best_k(result, method), len(result.splits.train.y)
     curve = result.curves[method]
@@ -94,8 +95,14 @@ def plot_curves(result: Result) -> bytes:
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel("k, training instances removed")
         ax.set_title(f"{title} after removing the k first and retraining", fontsize=10)
-        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=1))
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=2))
         ax.grid(alpha=0.3)
+        values = [v[col] for c in result.curves.values() for v in c.values()]
+        base = next(iter(result.curves.values()))[0][col]
+        if max(values) > 1.5 * base > 0:  # keep the differences near the start readable
+            ax.set_ylim(0.97 * min(values), 1.5 * base)
+            ax.text(0.01, 0.99, "cut at 1.5x the starting error; see the table", fontsize=7,
+                    color="#666", transform=ax.transAxes, va="top")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(3, len(methods)), fontsize=9,
                frameon=False)
@@ -190,7 +197,7 @@ def render(result: Result, title: str, frame: pd.DataFrame, curve_png: bytes,
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{CSS}</style></head><body>
 <h1>{html.escape(title)}</h1>
-<p class="summary">{html.escape(summary(result, what))}</p>{extra}
+<p class="summary">{html.escape(summary(result))}</p>{extra}
 <p class="meta">{html.escape(meta)}</p>
 <h2>Cleansing curve</h2>
 <img class="curve" src="{curve_uri}" alt="test and validation error against k per method">
