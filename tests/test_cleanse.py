@@ -107,10 +107,11 @@ def test_summary_chooses_k_on_validation_and_says_when_nothing_helps():
 
     def fake(curve):
         return SimpleNamespace(curves={"sgd": curve}, scores={"sgd": None},
-                               splits=SimpleNamespace(train=SimpleNamespace(y=np.zeros(500))))
+                               splits=SimpleNamespace(train=SimpleNamespace(y=np.zeros(500),
+                                                                      image=True)))
     # validation prefers k = 30 even though the test error is lower at k = 10
     text = report.summary(fake({0: (0.10, 0.09), 10: (0.09, 0.05), 30: (0.08, 0.07)}))
-    assert text.startswith("Removing the 30 most harmful of 500 training instances")
+    assert text.startswith("Removing the 30 most harmful of 500 training images")
     assert text.endswith("lowers test error from 9.00% to 7.00%.")
     text = report.summary(fake({0: (0.10, 0.09), 10: (0.10, 0.05), 30: (0.12, 0.07)}))
     assert text.startswith("Removing up to 30 of the most harmful") and "9.00%" in text
