@@ -23,8 +23,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from ._output import output_dir  # noqa: E402
 from .cleanse import Result  # noqa: E402
-from .experiments.output import output_dir  # noqa: E402
 from .scores import METHODS  # noqa: E402
 
 GALLERY = (24, 12)  # how many of the most harmful, and of the most helpful, to show

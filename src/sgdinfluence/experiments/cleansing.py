@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import report
+from .._output import output_dir
 from ..cleanse import PAPER_KS, CleanseConfig, cleanse, split
 from ..data.files import load_data
 from ..scores import METHODS
-from .output import output_dir
 
 SETTINGS = {
     "mnist": CleanseConfig(model="mnist-cnn", val=10000, augment="crop"),

@@ -20,9 +20,9 @@ from sklearn.linear_model import LogisticRegressionCV
 from tqdm.auto import tqdm
 
 from .. import fit, influence, metrics
+from .._output import output_dir
 from ..data import DATASETS, load
 from ..models import mlp
-from .output import output_dir
 
 MODELS = ("logreg", "mlp")
 METHODS = {  # label -> (method, options)

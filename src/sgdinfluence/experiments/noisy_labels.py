@@ -37,11 +37,11 @@ from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
 from .. import metrics
+from .._output import output_dir
 from ..data.files import flip_labels
 from ..models import build
 from ..scores import score
 from ..train import fit
-from .output import output_dir
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "adult")
 #: the model classes each dataset is trained with; ``NoisyLabelsConfig.models`` selects
