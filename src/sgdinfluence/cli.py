@@ -104,8 +104,8 @@ def cleansing(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     summary = run_cleansing(args.dataset, out, seeds=args.seeds, subset=args.subset,
                             retrain=args.retrain, methods=args.methods, ks=args.k,
-                            data_dir=args.data_dir, overwrite=args.overwrite,
-                            progress=not args.quiet)
+                            lr=args.lr, epochs=args.epochs, data_dir=args.data_dir,
+                            overwrite=args.overwrite, progress=not args.quiet)
     print(format_table(summary))
     print(f"wrote {out}/ ({time.perf_counter() - start:.0f} s)")
 
@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--retrain", choices=["last", "all"], default="last")
     p.add_argument("--methods", type=method_list, default=("sgd", "sgd-last", "random"))
     p.add_argument("--k", type=int_list, help="default: the paper's list")
+    p.add_argument("--lr", type=float, help="instead of the paper's 0.05")
+    p.add_argument("--epochs", type=positive_int, help="instead of the paper's 20")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", default=None, help="output directory (default out/cleansing-...)")
     p.add_argument("--overwrite", action="store_true")

@@ -31,8 +31,10 @@ PAPER = {"mnist": "0.0086 with nothing removed -> 0.0075 at k = 30",
 
 def run_cleansing(dataset: str, out: str | Path, seeds: int = 1, subset: int | None = None,
                   retrain: str = "last", methods=("sgd", "sgd-last", "random"), ks=None,
-                  data_dir=None, overwrite: bool = False, progress: bool = True) -> dict:
-    """Run ``seeds`` seeds and write their reports and the mean curves into ``out``."""
+                  lr: float | None = None, epochs: int | None = None, data_dir=None,
+                  overwrite: bool = False, progress: bool = True) -> dict:
+    """Run ``seeds`` seeds and write their reports and the mean curves into ``out``.
+    ``lr`` / ``epochs`` replace the paper's 0.05 / 20 when given."""
     if dataset not in SETTINGS:
         raise ValueError(f"unknown dataset {dataset!r}; use one of {list(SETTINGS)}")
     tables = load_data(dataset, root=data_dir)
@@ -41,7 +43,8 @@ def run_cleansing(dataset: str, out: str | Path, seeds: int = 1, subset: int | N
     with output_dir(out, overwrite) as tmp:
         for seed in range(seeds):
             cfg = replace(SETTINGS[dataset], seed=seed, subset=subset, retrain=retrain,
-                          methods=tuple(methods), ks=tuple(ks) if ks else None)
+                          methods=tuple(methods), ks=tuple(ks) if ks else None,
+                          lr=lr or SETTINGS[dataset].lr, epochs=epochs or SETTINGS[dataset].epochs)
             if cfg.ks is None:
                 n = subset or len(tables["train"].y) - cfg.val
                 cfg = replace(cfg, ks=tuple(k for k in PAPER_KS if k <= n // 5))
@@ -54,6 +57,7 @@ def run_cleansing(dataset: str, out: str | Path, seeds: int = 1, subset: int | N
         summary = {
             "dataset": dataset, "seeds": seeds, "subset": subset, "retrain": retrain,
             "train_size": runs[0]["sizes"]["train"], "paper": PAPER[dataset],
+            "config": runs[0]["config"],
             "test_error": {m: {str(k): {"mean": float(np.mean(v)), "std": float(np.std(v))}
                                for k, v in c.items()} for m, c in curves.items()},
             "seconds": [r["seconds"] for r in runs],
