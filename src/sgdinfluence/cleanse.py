@@ -21,7 +21,7 @@ from .augment import RandomCrop
 from .data.files import Table
 from .models import MODELS, build
 from .scores import METHODS, score
-from .train import Run, fit
+from .train import Run, fit, mode
 
 PAPER_KS = (1, 3, 6, 10, 30, 60, 100, 300, 600, 1000, 3000, 6000, 10000)
 AUGMENTS = ("auto", "none", "crop", "crop+flip")
@@ -159,10 +159,8 @@ def error(model: torch.nn.Module, table: Table, chunk: int = 2048) -> float:
     """Misclassification rate of ``model`` (in eval mode) on ``table``."""
     p = next(model.parameters())
     X = torch.as_tensor(table.X)
-    was = model.training
-    model.eval()
-    pred = torch.cat([model(x.to(p.device, p.dtype)).argmax(1).cpu() for x in X.split(chunk)])
-    model.train(was)
+    with mode(model, train=False):
+        pred = torch.cat([model(x.to(p.device, p.dtype)).argmax(1).cpu() for x in X.split(chunk)])
     return float((pred.numpy() != table.y).mean())
 
 

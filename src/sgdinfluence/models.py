@@ -11,6 +11,8 @@ import math
 import torch
 from torch import nn
 
+from .train import mode
+
 
 def logistic_regression(num_features: int, num_classes: int = 2) -> nn.Module:
     """Multinomial logistic regression: one linear layer; use with ``loss="cross_entropy"``."""
@@ -82,10 +84,5 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Modul
 @torch.no_grad()
 def features(model: nn.Sequential, X: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """The penultimate layer's output (N, F): every layer but the classifier, in eval mode."""
-    body = model[:-1]
-    was = model.training
-    body.eval()
-    try:
-        return torch.cat([body(x).flatten(1) for x in X.split(chunk)])
-    finally:
-        model.train(was)
+    with mode(model, train=False):
+        return torch.cat([model[:-1](x).flatten(1) for x in X.split(chunk)])

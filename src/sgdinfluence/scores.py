@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from .estimators import influence
 from .models import features
+from .queries import _chunks
 from .train import Run, mode
 
 METHODS = {
@@ -52,8 +53,7 @@ def score(run: Run, method: str, val, *, seed: int = 0, progress: bool = False) 
         objective = run.objective()
         with torch.no_grad(), mode(objective.model, train=False):
             theta = objective.flatten()
-            loss = torch.cat([objective.per_instance(theta, xc, yc)
-                              for xc, yc in zip(X.split(1024), y.split(1024), strict=True)])
+            loss = torch.cat([objective.per_instance(theta, xc, yc) for xc, yc in _chunks(X, y)])
         return -loss.double().cpu().numpy()
     if method == "isolation-forest":
         F = features(run.model, X).double().cpu().numpy()
