@@ -15,22 +15,9 @@ wall time. The logic lives in ``sgdinfluence.experiments.noisy_labels``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from sgdinfluence.experiments.noisy_labels import add_arguments, main
-
-
-def cli(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(ap)
-    args = ap.parse_args(argv)
-    try:
-        main(args)
-    except (FileNotFoundError, FileExistsError, ValueError, ImportError) as e:
-        raise SystemExit(f"error: {e}") from e
-
+from sgdinfluence.cli import main
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main(["experiment", "noisy-labels", *sys.argv[1:]]))

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from sgdinfluence import report
+from sgdinfluence._output import MARKER
 from sgdinfluence.cleanse import CleanseConfig, cleanse, error, split
 from sgdinfluence.data.files import digits, flip_labels
+from sgdinfluence.errors import OutputError
 
 M_FLIPPED = 0.1
 
@@ -59,8 +61,8 @@ def test_splits_are_disjoint_stratified_and_seeded():
 def test_outputs_are_complete(flipped_digits, tmp_path):
     result, _ = flipped_digits
     out = report.write(result, tmp_path / "r")
-    assert sorted(p.name for p in out.iterdir()) == ["curve.png", "report.html", "results.json",
-                                                     "scores.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "curve.png", "report.html",
+                                                     "results.json", "scores.csv"]
     info = json.loads((out / "results.json").read_text())
     assert info["config"]["ks"] == [30, 120] and set(info["curves"]) == {"sgd", "random"}
     assert info["summary"].startswith("Removing ")
@@ -81,7 +83,8 @@ def test_outputs_are_absent_after_a_failure(flipped_digits, tmp_path, monkeypatc
         report.write(result, tmp_path / "r")
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "r").mkdir()
-    with pytest.raises(FileExistsError, match="pass --overwrite"):
+    (tmp_path / "r" / "old").write_text("")
+    with pytest.raises(OutputError, match="pass overwrite=True"):
         report.write(result, tmp_path / "r")
 
 

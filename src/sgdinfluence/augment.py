@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .errors import DataError
+
 
 @dataclass(frozen=True)
 class RandomCrop:
@@ -23,7 +25,7 @@ class RandomCrop:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
-            raise ValueError(f"RandomCrop takes images (B, C, H, W), got shape {tuple(x.shape)}")
+            raise DataError(f"RandomCrop takes images (B, C, H, W), got shape {tuple(x.shape)}")
         B, _, H, W = x.shape
         p = self.padding
         offsets = torch.randint(0, 2 * p + 1, (2, B), device=x.device)

@@ -9,6 +9,7 @@ retrain on the identical schedule, and measure test error for each k and method.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .augment import RandomCrop
 from .data.files import Table
+from .errors import ConfigError, DataError
 from .models import MODELS, build
 from .scores import METHODS, score
 from .train import Run, fit, mode
@@ -47,25 +49,25 @@ class CleanseConfig:
 
     def check(self) -> None:
         if self.model != "auto" and self.model not in MODELS:
-            raise ValueError(f"unknown model {self.model!r}; use auto or one of {list(MODELS)}")
+            raise ConfigError(f"unknown model {self.model!r}; use auto or one of {list(MODELS)}")
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
-            raise ValueError(f"unknown methods {unknown}; use some of {list(METHODS)}")
+            raise ConfigError(f"unknown methods {unknown}; use some of {list(METHODS)}")
         if self.retrain not in ("last", "all"):
-            raise ValueError(f"retrain must be 'last' or 'all', got {self.retrain!r}")
+            raise ConfigError(f"retrain must be 'last' or 'all', got {self.retrain!r}")
         if self.augment not in AUGMENTS:
-            raise ValueError(f"augment must be one of {list(AUGMENTS)}, got {self.augment!r}")
+            raise ConfigError(f"augment must be one of {list(AUGMENTS)}, got {self.augment!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
         for name in ("val", "test"):
             v = getattr(self, name)
             if not (0 < v < 1 or (v >= 1 and float(v).is_integer())):
-                raise ValueError(f"{name} must be a fraction in (0, 1) or a count >= 1, got {v}")
+                raise ConfigError(f"{name} must be a fraction in (0, 1) or a count >= 1, got {v}")
         if self.ks is not None and (not self.ks or min(self.ks) < 1):
-            raise ValueError(f"ks must be numbers of instances >= 1, got {self.ks}")
+            raise ConfigError(f"ks must be numbers of instances >= 1, got {self.ks}")
 
 
 @dataclass
@@ -92,9 +94,33 @@ class Result:
         """Training positions, the first to remove first."""
         return np.argsort(self.scores[method], kind="stable")
 
+    def training(self) -> dict:
+        """How training went: the mean training loss of each epoch, the loss of predicting the
+        training set's class frequencies (what a model that learned nothing reaches), and a
+        warning when the last epoch is not clearly below both."""
+        run = self.run
+        ends = [*run.epoch_starts[1:], run.num_steps]
+        curve = [float(np.mean(run.losses[a:b])) for a, b in zip(run.epoch_starts, ends,
+                                                                      strict=True)]
+        freq = np.bincount(self.splits.train.y) / len(self.splits.train.y)
+        constant = float(-(freq[freq > 0] * np.log(freq[freq > 0])).sum())
+        warning = None
+        if len(curve) > 1 and curve[-1] >= curve[0]:
+            warning = (f"training did not learn: the mean training loss of the last epoch "
+                       f"({curve[-1]:.3g}) is not below the first epoch's ({curve[0]:.3g})")
+        elif curve[-1] > 0.9 * constant:
+            warning = (f"training barely learned: the mean training loss of the last epoch "
+                       f"({curve[-1]:.3g}) is close to {constant:.3g}, the loss of predicting "
+                       "the class frequencies")
+        if warning:
+            warning += ("; the scores describe a model that did not learn. Try another learning "
+                        "rate (too high a rate diverges, too low a rate does not move) or more "
+                        "epochs")
+        return {"epoch_loss": curve, "constant_predictor_loss": constant, "warning": warning}
+
     def to_json(self) -> dict:
         return {
-            "config": asdict(self.config), "model": self.model,
+            "config": asdict(self.config), "model": self.model, "training": self.training(),
             "sizes": {s: len(getattr(self.splits, s).y) for s in ("train", "val", "test")},
             "curves": {m: {str(k): {"val_error": v, "test_error": t} for k, (v, t) in c.items()}
                        for m, c in self.curves.items()},
@@ -115,9 +141,10 @@ def split(tables: dict[str, Table], cfg: CleanseConfig) -> Splits:
     rest, held = _split(pool, cfg.val, cfg.seed + 1, "val")
     if cfg.subset is not None:
         if not 1 <= cfg.subset <= len(rest):
-            raise ValueError(f"subset must be in [1, {len(rest)}], got {cfg.subset}")
+            raise ConfigError(f"subset must be in [1, {len(rest)}], got {cfg.subset}")
         rest = np.sort(np.random.default_rng(cfg.seed).permutation(rest)[:cfg.subset])
     train, val = pool.take(rest), pool.take(held)
+    _check_classes(train)
     if not train.image:  # standardise tabular features with the training statistics
         scaler = StandardScaler().fit(train.X)
         for t in (train, val, test):
@@ -125,11 +152,24 @@ def split(tables: dict[str, Table], cfg: CleanseConfig) -> Splits:
     return Splits(train, val, test)
 
 
+def _check_classes(train: Table) -> None:
+    """Every class needs training instances; one alone is allowed, with a warning."""
+    counts = np.bincount(train.y, minlength=len(train.classes))
+    names = np.asarray(train.classes, dtype=object)
+    if (counts == 0).any():
+        raise DataError(f"the classes {names[counts == 0][:10].tolist()} have no training "
+                        "instance once validation and test data are held out; drop their rows, "
+                        "merge them into other classes, or use more data")
+    if (counts == 1).any():
+        warnings.warn(f"the classes {names[counts == 1][:10].tolist()} have a single training "
+                      "instance each; the model can hardly learn them", stacklevel=3)
+
+
 def _split(table: Table, size: float, seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
     n = len(table.y)
     count = int(size) if size >= 1 else round(size * n)
     if not 1 <= count < n - 1:
-        raise ValueError(f"--{name} {size} leaves no data: it asks for {count} of {n} instances")
+        raise DataError(f"{name}={size} leaves no data: it asks for {count} of {n} instances")
     counts = np.bincount(table.y)
     stratify = table.y if counts[counts > 0].min() >= 2 and count >= len(counts) else None
     return train_test_split(np.arange(n), test_size=count, random_state=seed, stratify=stratify)
@@ -147,7 +187,7 @@ def choose_model(cfg: CleanseConfig, shape: tuple[int, ...]) -> tuple[str, Rando
         augment = ("none" if not name.endswith("cnn") else
                    "crop+flip" if shape[0] == 3 else "crop")
     if augment != "none" and len(shape) != 3:
-        raise ValueError(f"augment {augment!r} needs images; the data has instances of shape "
+        raise DataError(f"augment {augment!r} needs images; the data has instances of shape "
                          f"{shape}")
     crop = None if augment == "none" else RandomCrop(padding=4 if shape[0] == 3 else 2,
                                                      flip=augment == "crop+flip")
@@ -172,7 +212,7 @@ def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool
     n = len(train.y)
     ks = sorted(set(cfg.ks)) if cfg.ks is not None else [k for k in PAPER_KS if k <= n // 2]
     if ks and ks[-1] >= n:
-        raise ValueError(f"k = {ks[-1]} would remove the whole training set of {n} instances; "
+        raise ConfigError(f"k = {ks[-1]} would remove the whole training set of {n} instances; "
                          f"choose k < {n}")
     name, crop = choose_model(cfg, train.X.shape[1:])
     torch.manual_seed(cfg.seed)

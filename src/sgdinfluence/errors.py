@@ -13,6 +13,10 @@ class Error(ValueError):
     """An expected failure of sgdinfluence: bad input, a bad run, or an unusable output path."""
 
 
+class ConfigError(Error):
+    """Options out of range or that cannot work together."""
+
+
 class DataError(Error):
     """Data that cannot be used as given: a malformed file, bad labels, wrong shapes."""
 

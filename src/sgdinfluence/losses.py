@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .errors import ConfigError, DataError
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -35,7 +37,7 @@ def resolve(loss: str | LossFn) -> LossFn:
     if callable(loss):
         return loss
     if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)} or a callable "
+        raise ConfigError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)} or a callable "
                          "(outputs, targets) -> per-instance losses")
     return LOSSES[loss]
 
@@ -45,7 +47,7 @@ def prepare_targets(loss_fn: LossFn, y: torch.Tensor, dtype: torch.dtype) -> tor
     if loss_fn is cross_entropy:
         if y.is_floating_point():
             if not torch.equal(y, y.round()):
-                raise ValueError("cross_entropy needs integer class labels in y")
+                raise DataError("cross_entropy needs integer class labels in y")
         return y.long()
     if loss_fn in (bce, mse):
         return y.to(dtype)

@@ -11,6 +11,7 @@ import math
 import torch
 from torch import nn
 
+from .errors import ConfigError
 from .train import mode
 
 
@@ -38,7 +39,7 @@ def mnist_cnn(num_classes: int = 10, channels: int = 1, size: int = 28) -> nn.Mo
     """
     side = ((size - 4) // 2 - 4) // 2
     if side < 1:
-        raise ValueError(f"mnist-cnn needs images of at least 12x12 pixels, got {size}x{size}")
+        raise ConfigError(f"mnist-cnn needs images of at least 12x12 pixels, got {size}x{size}")
     return nn.Sequential(
         nn.Conv2d(channels, 20, 5), nn.ReLU(), nn.MaxPool2d(2),
         nn.Conv2d(20, 20, 5), nn.ReLU(), nn.MaxPool2d(2),
@@ -51,7 +52,7 @@ def cifar_cnn(num_classes: int = 10, channels: int = 3, size: int = 32,
     """The paper's CIFAR-10 network: six 3x3 convolutions with batch norm, in three pairs
     each followed by 2x2 max pooling, then a linear classifier (308,394 parameters)."""
     if size % 8:
-        raise ValueError(f"cifar-cnn needs a side divisible by 8, got {size}x{size}")
+        raise ConfigError(f"cifar-cnn needs a side divisible by 8, got {size}x{size}")
     layers: list[nn.Module] = []
     width = channels
     for w in widths:
@@ -72,9 +73,9 @@ def build(name: str, input_shape: tuple[int, ...], num_classes: int) -> nn.Modul
         return logistic_regression(d, num_classes) if name == "logreg" else \
             mlp(d, num_classes, hidden=(64,))
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; use one of {list(MODELS)}")
+        raise ConfigError(f"unknown model {name!r}; use one of {list(MODELS)}")
     if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
-        raise ValueError(f"{name} takes square images (C, H, W); the data has instances of "
+        raise ConfigError(f"{name} takes square images (C, H, W); the data has instances of "
                          f"shape {tuple(input_shape)}")
     c, size = input_shape[0], input_shape[1]
     cnn = mnist_cnn if name == "mnist-cnn" else cifar_cnn

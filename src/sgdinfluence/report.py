@@ -15,17 +15,15 @@ import io
 import json
 from pathlib import Path
 
-import matplotlib
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # drawn without pyplot: the user's backend is left alone
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from ._output import output_dir  # noqa: E402
-from .cleanse import Result  # noqa: E402
-from .scores import METHODS  # noqa: E402
+from ._output import output_dir
+from .cleanse import Result
+from .scores import METHODS
 
 GALLERY = (24, 12)  # how many of the most harmful, and of the most helpful, to show
 
@@ -42,6 +40,11 @@ def best_k(result: Result, method: str) -> int:
     chosen without looking at the test set."""
     curve = result.curves[method]
     return min(curve, key=lambda k: (curve[k][0], k))
+
+
+def training_warning(result: Result) -> str | None:
+    """A warning when training diverged or did not learn, else None."""
+    return result.training()["warning"]
 
 
 def summary(result: Result) -> str:
@@ -82,7 +85,8 @@ def scores_frame(result: Result) -> pd.DataFrame:
 def plot_curves(result: Result) -> bytes:
     methods = list(result.curves)
     rows = -(-len(methods) // 3)  # legend rows under the two panels
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4 + 0.3 * rows), sharex=True)
+    fig = Figure(figsize=(11, 4 + 0.3 * rows))
+    axes = fig.subplots(1, 2, sharex=True)
     for ax, col, title in ((axes[0], 1, "test error"), (axes[1], 0, "validation error")):
         for method in methods:
             curve = result.curves[method]
@@ -109,7 +113,6 @@ def plot_curves(result: Result) -> bytes:
     fig.tight_layout(rect=(0, 0.07 * rows / (1 + 0.08 * rows) + 0.02, 1, 1))
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -165,6 +168,7 @@ h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top:
 .summary { font-size: 1.15em; background: #f2f6fc; border-left: 4px solid #3a6fc4;
            padding: .7em 1em; }
 .meta { color: #555; font-size: .9em; }
+.warning { background: #fdecea; border-left: 4px solid #b3261e; padding: .7em 1em; }
 table { border-collapse: collapse; font-size: .85em; }
 td, th { padding: .25em .6em; border-bottom: 1px solid #e3e3e3; text-align: right;
          white-space: nowrap; }
@@ -192,6 +196,12 @@ def render(result: Result, title: str, frame: pd.DataFrame, curve_png: bytes,
             f" retraining {'the last epoch' if cfg.retrain == 'last' else 'all epochs'} on the "
             f"identical schedule. Time: {seconds}.")
     extra = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    training = result.training()
+    if training["warning"]:
+        extra = f'<p class="warning">Warning: {html.escape(training["warning"])}.</p>' + extra
+    losses = ", ".join(f"{v:.3g}" for v in training["epoch_loss"])
+    meta += (f" Mean training loss per epoch: {losses} (predicting the class frequencies: "
+             f"{training['constant_predictor_loss']:.3g}).")
     curve_uri = "data:image/png;base64," + base64.b64encode(curve_png).decode()
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -214,11 +224,13 @@ Score = estimated change of validation loss if the instance is left out.</p>
 
 
 def write(result: Result, out: str | Path, title: str = "sgdinfluence cleansing report",
-          notes: list[str] = (), overwrite: bool = False, extra: dict | None = None) -> Path:
-    """Write scores.csv, results.json, curve.png and report.html into ``out`` atomically."""
+          notes: list[str] = (), overwrite: bool = False, extra: dict | None = None,
+          inputs=()) -> Path:
+    """Write scores.csv, results.json, curve.png and report.html into ``out`` atomically
+    (``overwrite`` and ``inputs`` as for :func:`sgdinfluence._output.check_output`)."""
     frame = scores_frame(result)
     curve_png = plot_curves(result)
-    with output_dir(out, overwrite) as tmp:
+    with output_dir(out, overwrite, inputs) as tmp:
         frame.to_csv(tmp / "scores.csv", index=False)
         info = {**result.to_json(), "summary": summary(result), "notes": list(notes),
                 **(extra or {})}

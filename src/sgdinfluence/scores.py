@@ -17,6 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 from sklearn.preprocessing import StandardScaler
 
+from .errors import ConfigError
 from .estimators import influence
 from .models import features
 from .queries import _chunks
@@ -37,7 +38,7 @@ METHODS = {
 def score(run: Run, method: str, val, *, seed: int = 0, progress: bool = False) -> np.ndarray:
     """Scores (N,) of ``method`` (a key of ``METHODS``) for the run's training instances."""
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; use one of {list(METHODS)}")
+        raise ConfigError(f"unknown method {method!r}; use one of {list(METHODS)}")
     if method in ("sgd", "sgd-last", "tracin"):
         return influence(run, val, "tracin" if method == "tracin" else "sgd",
                          epochs=1 if method == "sgd-last" else None, progress=progress)

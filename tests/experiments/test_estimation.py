@@ -2,11 +2,14 @@
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from sgdinfluence import cli
+from sgdinfluence._output import MARKER
+from sgdinfluence.errors import OutputError
 from sgdinfluence.experiments import estimation
 from sgdinfluence.experiments.estimation import EstimationConfig, run_estimation
 
@@ -21,13 +24,13 @@ def test_estimation_writes_table_csv_json_and_plot(tmp_path):
     cfg = EstimationConfig(dataset="adult", model="logreg", **TINY)
     summary = run_estimation(cfg, tmp_path / "out", data_dir=DATA, progress=False)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "results.csv", "results.json", "scatter.png"]
+        MARKER, "results.csv", "results.json", "scatter.png"]
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["config"]["batch_size"] == 5 and saved["config"]["decay"] is True
     assert len(saved["rows"]) == 2 * 4 and set(summary) == set(estimation.METHODS)
     assert summary["sgd"]["kendall_tau"][0] > 0.8  # all epochs, on a tiny logistic regression
     assert "sgd" in estimation.format_table(summary, cfg, 2)
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(OutputError, match="overwrite=True"):
         run_estimation(cfg, tmp_path / "out", data_dir=DATA, progress=False)
 
 
@@ -52,6 +55,7 @@ def test_bad_command_lines_are_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main([*base, "--dataset", "adult", "--seeds", "0"])
     assert "--seeds: must be >= 1, got 0" in capsys.readouterr().err
-    with pytest.raises(SystemExit, match=r"dataset files missing in .*nowhere.*adult\.data\.gz"):
-        cli.main([*base, "--dataset", "adult", "--data-dir", str(tmp_path / "nowhere")])
+    assert cli.main([*base, "--dataset", "adult", "--data-dir", str(tmp_path / "nowhere")]) == 1
+    assert re.search(r"dataset files missing in .*nowhere.*adult\.data\.gz.*--data-dir",
+                     capsys.readouterr().err)
     assert not (tmp_path / "o").exists()

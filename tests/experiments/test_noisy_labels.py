@@ -11,6 +11,8 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from sgdinfluence._output import MARKER
+from sgdinfluence.errors import OutputError
 from sgdinfluence.experiments import noisy_labels as nl
 from sgdinfluence.experiments.noisy_labels import NoisyLabelsConfig
 
@@ -134,7 +136,8 @@ def test_outputs_are_complete_or_absent(tmp_path, monkeypatch):
     cfg = replace(TINY, methods=("sgd", "tracin", "training-loss", "cleanlab", "random"))
     summary = nl.run_noisy_labels(cfg, tmp_path / "out", progress=False)
     out = tmp_path / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["ap.png", "results.csv", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "ap.png", "results.csv",
+                                                     "results.json"]
     saved = json.loads((out / "results.json").read_text())
     assert saved["config"]["methods"] == list(cfg.methods) and saved["config"]["n_train"] == 200
     assert len(saved["rows"]) == 2 * 5  # logreg and mlp x methods
@@ -146,7 +149,7 @@ def test_outputs_are_complete_or_absent(tmp_path, monkeypatch):
         assert 0 < r["val_loss_after"] < 10 and r["fit_seconds"] > 0
     table = nl.format_table(summary)
     assert table.count("\n") == 11 and "| digits | 20% | mlp | cleanlab |" in table
-    with pytest.raises(FileExistsError, match="--overwrite"):
+    with pytest.raises(OutputError, match="overwrite=True"):
         nl.run_noisy_labels(cfg, out, progress=False)
 
     def broken(*args):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import ConfigError, DataError
+
 ENV = "SGDINFLUENCE_DATA"
 
 MNIST_FILES = {
@@ -73,7 +75,7 @@ def fetch(folder: Path, files: list[str], base_url: str, gzip_locally: bool = Fa
             tmp.unlink(missing_ok=True)
             raise FileNotFoundError(
                 f"dataset files missing in {folder}: expected {', '.join(missing)}; the download "
-                f"from {base_url} failed ({e}). Put the files there, or point --data-dir / "
+                f"from {base_url} failed ({e}). Put the files there, or point data_dir / "
                 f"${ENV} at a directory that has them.") from e
     return [folder / f for f in files]
 
@@ -84,12 +86,12 @@ def read_idx(path: Path) -> np.ndarray:
     with opener(path, "rb") as f:
         raw = f.read()
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+        raise DataError(f"{path} is not an unsigned-byte IDX file")
     ndim = raw[3]
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
     if data.size != np.prod(shape):
-        raise ValueError(f"{path} is truncated: {data.size} values for shape {shape}")
+        raise DataError(f"{path} is truncated: {data.size} values for shape {shape}")
     return data.reshape(shape)
 
 
@@ -99,7 +101,7 @@ def mnist(split: str = "train", root=None, name: str = "mnist") -> tuple[np.ndar
     Returns images (n, 1, 28, 28) float32 in [0, 1] and labels (n,) int64.
     """
     if split not in MNIST_FILES:
-        raise ValueError(f"unknown split {split!r}; use one of {sorted(MNIST_FILES)}")
+        raise ConfigError(f"unknown split {split!r}; use one of {sorted(MNIST_FILES)}")
     images, labels = fetch(data_dir(root) / name, list(MNIST_FILES[split]), MNIST_URLS[name])
     X = read_idx(images).astype(np.float32)[:, None] / 255.0
     return X, read_idx(labels).astype(np.int64)
@@ -116,7 +118,7 @@ def read_adult(path: Path) -> tuple[np.ndarray, np.ndarray]:
                 if line.strip() and not line.startswith("|")]
     rows = [r for r in rows if "?" not in r]
     if any(len(r) != len(ADULT_COLUMNS) for r in rows):
-        raise ValueError(f"{path}: expected {len(ADULT_COLUMNS)} comma-separated columns")
+        raise DataError(f"{path}: expected {len(ADULT_COLUMNS)} comma-separated columns")
     table = np.array(rows, dtype=str)
     y = np.char.rstrip(table[:, -1], ".") == ">50K"
     return table[:, :-1], y.astype(np.int64)
@@ -193,12 +195,12 @@ def newsgroups(root=None, groups=NEWS_GROUPS) -> tuple[np.ndarray, np.ndarray, n
 
     groups = tuple(groups)
     if len(groups) != 2 or len(set(groups)) != 2:
-        raise ValueError(f"need two distinct groups, got {groups!r}")
+        raise ConfigError(f"need two distinct groups, got {groups!r}")
     (path,) = fetch(data_dir(root) / "20newsgroups", [NEWS_FILE], NEWS_URL)
     docs = read_newsgroups(path, groups)
     for split, (texts, _) in docs.items():
         if not texts:
-            raise ValueError(f"{path}: no {split} documents of the groups {groups}")
+            raise DataError(f"{path}: no {split} documents of the groups {groups}")
     tfidf = TfidfVectorizer(stop_words="english", min_df=0.001, max_df=0.20, dtype=np.float32)
     X_train = tfidf.fit_transform(docs["train"][0]).toarray()
     X_test = tfidf.transform(docs["test"][0]).toarray()
@@ -215,7 +217,7 @@ def mnist_binary(root=None, digits=(1, 7)) -> tuple[np.ndarray, np.ndarray, np.n
     """
     a, b = digits
     if a == b:
-        raise ValueError(f"need two distinct digits, got {digits!r}")
+        raise ConfigError(f"need two distinct digits, got {digits!r}")
     files = [f for split in ("train", "test") for f in MNIST_FILES[split]]
     fetch(data_dir(root) / "mnist", files, MNIST_URLS["mnist"])  # one error naming all four
     out = []
@@ -232,5 +234,5 @@ DATASETS = {"adult": adult, "20news": newsgroups, "mnist": mnist_binary}
 def load(name: str, root=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(X_train, y_train, X_test, y_test) of the dataset ``name`` in ``DATASETS``."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; use one of {sorted(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; use one of {sorted(DATASETS)}")
     return DATASETS[name](root)

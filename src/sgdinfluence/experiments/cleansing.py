@@ -18,6 +18,7 @@ from .. import report
 from .._output import output_dir
 from ..cleanse import PAPER_KS, CleanseConfig, cleanse, split
 from ..data.files import load_data
+from ..errors import ConfigError
 from ..scores import METHODS
 
 SETTINGS = {
@@ -36,7 +37,7 @@ def run_cleansing(dataset: str, out: str | Path, seeds: int = 1, subset: int | N
     """Run ``seeds`` seeds and write their reports and the mean curves into ``out``.
     ``lr`` / ``epochs`` replace the paper's 0.05 / 20 when given."""
     if dataset not in SETTINGS:
-        raise ValueError(f"unknown dataset {dataset!r}; use one of {list(SETTINGS)}")
+        raise ConfigError(f"unknown dataset {dataset!r}; use one of {list(SETTINGS)}")
     tables = load_data(dataset, root=data_dir)
     curves: dict[str, dict[int, list[float]]] = {}
     runs = []

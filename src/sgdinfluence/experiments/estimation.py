@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .. import fit, influence, metrics
 from .._output import output_dir
 from ..data import DATASETS, load
+from ..errors import ConfigError
 from ..models import mlp
 
 MODELS = ("logreg", "mlp")
@@ -99,11 +100,11 @@ def run_estimation(cfg: EstimationConfig, out: Path, data_dir=None, overwrite=Fa
                    progress=True) -> dict:
     """Run all seeds, write ``results.csv``, ``results.json`` and ``scatter.png`` to ``out``."""
     if cfg.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; use one of {', '.join(DATASETS)}")
+        raise ConfigError(f"unknown dataset {cfg.dataset!r}; use one of {', '.join(DATASETS)}")
     if cfg.model not in MODELS:
-        raise ValueError(f"unknown model {cfg.model!r}; use one of {', '.join(MODELS)}")
+        raise ConfigError(f"unknown model {cfg.model!r}; use one of {', '.join(MODELS)}")
     if cfg.seeds < 1:
-        raise ValueError(f"seeds must be >= 1, got {cfg.seeds}")
+        raise ConfigError(f"seeds must be >= 1, got {cfg.seeds}")
     cfg = cfg.resolved()
     start = time.perf_counter()
     X, y, _, _ = load(cfg.dataset, data_dir)
@@ -156,12 +157,10 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
 
 def scatter(r: dict, cfg: EstimationConfig, path: Path) -> None:
     """Estimated vs true change of validation loss, one panel per method (first seed)."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the user's backend is left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(METHODS), figsize=(4 * len(METHODS), 4), squeeze=False)
+    fig = Figure(figsize=(4 * len(METHODS), 4))
+    axes = fig.subplots(1, len(METHODS), squeeze=False)
     for ax, m in zip(axes[0], METHODS, strict=True):
         ax.scatter(r["true"], r[m], s=8, alpha=0.7)
         lim = [min(r["true"].min(), r[m].min()), max(r["true"].max(), r[m].max())]
@@ -173,4 +172,3 @@ def scatter(r: dict, cfg: EstimationConfig, path: Path) -> None:
     fig.suptitle(f"{cfg.model} on {cfg.dataset}, seed {r['seed']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)

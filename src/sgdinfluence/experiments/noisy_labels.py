@@ -37,8 +37,9 @@ from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
 from .. import metrics
-from .._output import output_dir
+from .._output import check_output, output_dir
 from ..data.files import flip_labels
+from ..errors import ConfigError
 from ..models import build
 from ..scores import score
 from ..train import fit
@@ -88,36 +89,36 @@ class NoisyLabelsConfig:
         """Refuse bad settings with a ValueError naming the field."""
         bad = [d for d in self.datasets if d not in DATASETS]
         if bad or not self.datasets:
-            raise ValueError(f"unknown dataset(s) {bad}; use some of {list(DATASETS)}")
+            raise ConfigError(f"unknown dataset(s) {bad}; use some of {list(DATASETS)}")
         for r in self.noise_rates:
             if not (isinstance(r, (int, float)) and 0 < r < 1):
-                raise ValueError(f"noise rates must lie in (0, 1), got {r!r}")
+                raise ConfigError(f"noise rates must lie in (0, 1), got {r!r}")
         if not self.noise_rates:
-            raise ValueError("noise_rates is empty")
+            raise ConfigError("noise_rates is empty")
         known = {m for ms in CANDIDATE_MODELS.values() for m in ms}
         bad = [m for m in self.models if m not in known]
         if bad or not self.models:
-            raise ValueError(f"unknown model(s) {bad}; use some of {sorted(known)}")
+            raise ConfigError(f"unknown model(s) {bad}; use some of {sorted(known)}")
         if not any(self.models_for(d) for d in self.datasets):
-            raise ValueError(f"none of the models {list(self.models)} applies to the datasets "
+            raise ConfigError(f"none of the models {list(self.models)} applies to the datasets "
                              f"{list(self.datasets)} (they take {CANDIDATE_MODELS})")
         bad = [m for m in self.methods if m not in METHODS]
         if bad or not self.methods:
-            raise ValueError(f"unknown method(s) {bad}; use some of {list(METHODS)}")
+            raise ConfigError(f"unknown method(s) {bad}; use some of {list(METHODS)}")
         for name in ("n_train", "n_val", "n_test"):
             v = getattr(self, name)
             if v is not None and v < 2:
-                raise ValueError(f"{name} must be None or >= 2, got {v}")
+                raise ConfigError(f"{name} must be None or >= 2, got {v}")
         for name in ("epochs", "batch_size", "threads"):
             v = getattr(self, name)
             if v is not None and v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
+                raise ConfigError(f"{name} must be >= 1, got {v}")
         if self.folds < 2:
-            raise ValueError(f"folds must be >= 2, got {self.folds}")
+            raise ConfigError(f"folds must be >= 2, got {self.folds}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr must be finite and > 0, got {self.lr}")
+            raise ConfigError(f"lr must be finite and > 0, got {self.lr}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
+            raise ConfigError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
 
     def models_for(self, dataset: str) -> tuple[str, ...]:
         return tuple(m for m in CANDIDATE_MODELS[dataset] if m in self.models)
@@ -159,7 +160,7 @@ def load_splits(name: str, cfg: NoisyLabelsConfig, data_dir=None) -> dict[str, S
     features; train and val drawn from adult.data, test from adult.test.
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; use one of {list(DATASETS)}")
+        raise ConfigError(f"unknown dataset {name!r}; use one of {list(DATASETS)}")
     rng = np.random.default_rng(cfg.seed)
     n_train = cfg.n_train or (1000 if name == "digits" else 10_000)
     n_val = cfg.n_val or (300 if name == "digits" else 1000)
@@ -180,7 +181,7 @@ def load_splits(name: str, cfg: NoisyLabelsConfig, data_dir=None) -> dict[str, S
         X_test, y_test = mnist("test", data_dir, name)
     need = n_train + n_val + (1 if X_test is None else 0)
     if need > len(X):
-        raise ValueError(f"{name} has {len(X)} instances to draw train and validation sets "
+        raise ConfigError(f"{name} has {len(X)} instances to draw train and validation sets "
                          f"from; n_train={n_train} + n_val={n_val} is too many")
     perm = rng.permutation(len(X))
     tr, va, rest = perm[:n_train], perm[n_train:n_train + n_val], perm[n_train + n_val:]
@@ -354,9 +355,7 @@ def run_noisy_labels(cfg: NoisyLabelsConfig, out, data_dir=None, overwrite: bool
     cfg.validate()
     if {"cleanlab", "cleanlab-find"} & set(cfg.methods):
         require_cleanlab()
-    out = Path(out)
-    if out.exists() and not overwrite:  # before any work, not after it
-        raise FileExistsError(f"output directory {out} exists; pass --overwrite to replace it")
+    out = check_output(out, overwrite)  # before any work, not after it
     start = time.perf_counter()
     data = {name: load_splits(name, cfg, data_dir) for name in cfg.datasets}
     settings = [(d, r, m) for d in cfg.datasets for r in cfg.noise_rates
@@ -423,17 +422,15 @@ def format_table(summary: dict) -> str:
 def plot_ap(rows: list[dict], path: Path) -> None:
     """Average precision per method, one panel per (dataset, model), bars per noise rate;
     the dashed line is the noise rate (a random ranking's expected AP)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the user's backend is left alone
 
     panels = list(dict.fromkeys((r["dataset"], r["model"]) for r in rows))
     methods = [m for m in dict.fromkeys(r["method"] for r in rows) if m != "cleanlab-find"]
     rates = sorted({r["noise_rate"] for r in rows})
     cols = min(4, len(panels))
     nrows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(4.2 * cols, 3.6 * nrows), squeeze=False)
+    fig = Figure(figsize=(4.2 * cols, 3.6 * nrows))
+    axes = fig.subplots(nrows, cols, squeeze=False)
     width = 0.8 / len(rates)
     for ax, (d, mod) in zip(axes.flat, panels, strict=False):
         mine = [r for r in rows if (r["dataset"], r["model"]) == (d, mod)]
@@ -461,7 +458,6 @@ def plot_ap(rows: list[dict], path: Path) -> None:
                  y=0.995, fontsize=10, x=0.02, ha="left")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 # --- command line (shared by benchmarks/noisy_labels.py and ``sgdinfluence experiment``) -------
@@ -499,12 +495,6 @@ def add_arguments(parser) -> None:
                              "spin against other jobs)")
     parser.add_argument("--quick", action="store_true",
                         help="a tiny digits run (300 training images, 10 epochs) to try it out")
-    parser.add_argument("--data-dir", default=None,
-                        help="holds mnist/, fashion-mnist/, adult/ (default $SGDINFLUENCE_DATA)")
-    parser.add_argument("--out", default=None,
-                        help="output directory (default out/noisy-labels, out/noisy-labels-quick)")
-    parser.add_argument("--overwrite", action="store_true")
-    parser.add_argument("--quiet", action="store_true")
 
 
 def config_from_args(args) -> NoisyLabelsConfig:
