@@ -18,11 +18,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
+from . import methods
 from .augment import RandomCrop
 from .data.files import Table
 from .errors import ConfigError, DataError
 from .models import MODELS, build
-from .scores import METHODS, score
 from .train import Run, fit, mode
 
 PAPER_KS = (1, 3, 6, 10, 30, 60, 100, 300, 600, 1000, 3000, 6000, 10000)
@@ -50,9 +50,7 @@ class CleanseConfig:
     def check(self) -> None:
         if self.model != "auto" and self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; use auto or one of {list(MODELS)}")
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            raise ConfigError(f"unknown methods {unknown}; use some of {list(METHODS)}")
+        methods.check(self.methods)
         if self.retrain not in ("last", "all"):
             raise ConfigError(f"retrain must be 'last' or 'all', got {self.retrain!r}")
         if self.augment not in AUGMENTS:
@@ -226,7 +224,8 @@ def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool
     scores = {}
     for method in cfg.methods:
         start = time.perf_counter()
-        scores[method] = score(run, method, (val.X, val.y), seed=cfg.seed, progress=progress)
+        scores[method] = methods.score(run, method, (val.X, val.y), seed=cfg.seed,
+                                       progress=progress)
         seconds[method] = time.perf_counter() - start
     result = Result(cfg, splits, run, name, scores, {}, seconds)
     base = (error(run.model, val), error(run.model, splits.test))

@@ -165,14 +165,12 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def method_list(text: str) -> tuple[str, ...]:
-    from .scores import METHODS
+    from . import methods
 
-    methods = tuple(m.strip() for m in text.split(","))
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown methods {unknown}; choose from "
-                                         f"{','.join(METHODS)}")
-    return methods
+    try:
+        return methods.check(m.strip() for m in text.split(","))
+    except Error as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def positive_float(text: str) -> float:
@@ -206,8 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     line on stderr and a non-zero status; ``--debug`` shows its traceback instead."""
     from .cleanse import AUGMENTS
     from .data import DATASETS
+    from .methods import METHODS
     from .models import MODELS
-    from .scores import METHODS
 
     parser = Parser(prog="sgdinfluence", description=__doc__)
     parser.add_argument("--debug", action="store_true",

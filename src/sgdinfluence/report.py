@@ -23,15 +23,14 @@ from PIL import Image
 
 from ._output import output_dir
 from .cleanse import Result
-from .scores import METHODS
+from .methods import INFLUENCE, METHODS
 
 GALLERY = (24, 12)  # how many of the most harmful, and of the most helpful, to show
 
 
 def primary(result: Result) -> str:
     """The method the report leads with: the first influence method asked for."""
-    return next((m for m in result.scores if m in ("sgd", "sgd-last", "tracin",
-                                                    "influence-function")),
+    return next((m for m in result.scores if METHODS[m].kind == INFLUENCE),
                 next(iter(result.scores)))
 
 
@@ -55,12 +54,12 @@ def summary(result: Result) -> str:
     before, after = curve[0][1], curve[k][1]
     if k == 0:
         return (f"Removing up to {max(curve):,} of the most harmful of {n:,} {what} "
-                f"({METHODS[method]}) did not lower the validation error; the model as trained "
-                f"is the one to keep (test error {before:.2%}).")
+                f"({METHODS[method].label}) did not lower the validation error; the model as "
+                f"trained is the one to keep (test error {before:.2%}).")
     verb = "lowers" if after < before else "raises" if after > before else "leaves"
     change = (f"{verb} test error from {before:.2%} to {after:.2%}" if verb != "leaves"
               else f"leaves test error at {before:.2%}")
-    return (f"Removing the {k:,} most harmful of {n:,} {what} ({METHODS[method]}; k chosen "
+    return (f"Removing the {k:,} most harmful of {n:,} {what} ({METHODS[method].label}; k chosen "
             f"on the validation set) and retraining {change}.")
 
 
@@ -91,7 +90,7 @@ def plot_curves(result: Result) -> bytes:
         for method in methods:
             curve = result.curves[method]
             ks = sorted(curve)
-            ax.plot(ks, [curve[k][col] for k in ks], marker="o", ms=3, label=METHODS[method],
+            ax.plot(ks, [curve[k][col] for k in ks], marker="o", ms=3, label=METHODS[method].label,
                     lw=2.2 if method == primary(result) else 1.2,
                     ls=":" if method == "random" else "-")
         ax.set_xscale("symlog", linthresh=1)
@@ -155,7 +154,7 @@ def _gallery(result: Result, frame: pd.DataFrame, positions: np.ndarray) -> str:
 
 def _curve_table(result: Result) -> str:
     ks = sorted(next(iter(result.curves.values())))
-    frame = pd.DataFrame({METHODS[m]: [f"{c[k][1]:.2%}" for k in ks]
+    frame = pd.DataFrame({METHODS[m].label: [f"{c[k][1]:.2%}" for k in ks]
                           for m, c in result.curves.items()}, index=ks)
     frame.index.name = "k"
     return frame.T.to_html(classes="curve", border=0)
@@ -213,7 +212,7 @@ def render(result: Result, title: str, frame: pd.DataFrame, curve_png: bytes,
 <img class="curve" src="{curve_uri}" alt="test and validation error against k per method">
 {_curve_table(result)}
 <h2>The {GALLERY[0]} most harmful {what}</h2>
-<p class="meta">{html.escape(METHODS[method])}: removing these lowers validation loss most.
+<p class="meta">{html.escape(METHODS[method].label)}: removing these lowers validation loss most.
 Score = estimated change of validation loss if the instance is left out.</p>
 {_gallery(result, frame, order[:GALLERY[0]])}
 <h2>The {GALLERY[1]} most helpful {what}</h2>

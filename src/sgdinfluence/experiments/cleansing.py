@@ -19,7 +19,7 @@ from .._output import output_dir
 from ..cleanse import PAPER_KS, CleanseConfig, cleanse, split
 from ..data.files import load_data
 from ..errors import ConfigError
-from ..scores import METHODS
+from ..methods import METHODS
 
 SETTINGS = {
     "mnist": CleanseConfig(model="mnist-cnn", val=10000, augment="crop"),
@@ -71,11 +71,11 @@ def format_table(summary: dict) -> str:
     """Mean test misclassification per method (rows) and k (columns)."""
     errors = summary["test_error"]
     ks = list(next(iter(errors.values())))
-    width = max(len(METHODS[m]) for m in errors) + 2
+    width = max(len(METHODS[m].label) for m in errors) + 2
     lines = [f"{summary['dataset']}: {summary['train_size']:,} training images, "
              f"{summary['seeds']} seed(s), retrain {summary['retrain']}; test misclassification",
              f"{'k':<{width}}" + "".join(f"{k:>8}" for k in ks)]
     for m, row in errors.items():
-        lines.append(f"{METHODS[m]:<{width}}" + "".join(f"{row[k]['mean']:8.4f}" for k in ks))
+        lines.append(f"{METHODS[m].label:<{width}}" + "".join(f"{row[k]['mean']:8.4f}" for k in ks))
     lines.append(f"paper (Hara et al. 2019, Fig. 3): {summary['paper']}")
     return "\n".join(lines)

@@ -23,15 +23,12 @@ from .. import fit, influence, metrics
 from .._output import output_dir
 from ..data import DATASETS, load
 from ..errors import ConfigError
+from ..methods import INFLUENCE
+from ..methods import METHODS as REGISTRY
 from ..models import mlp
 
 MODELS = ("logreg", "mlp")
-METHODS = {  # label -> (method, options)
-    "sgd": ("sgd", {}),
-    "sgd-last-epoch": ("sgd", {"epochs": 1}),
-    "influence-function": ("influence-function", {}),
-    "tracin": ("tracin", {}),
-}
+METHODS = tuple(m for m, method in REGISTRY.items() if method.kind == INFLUENCE)
 EXACT_HESSIAN_MAX = 2000  # parameters; larger models use conjugate gradients
 
 
@@ -86,13 +83,14 @@ def one_seed(cfg: EstimationConfig, data, seed: int) -> dict:
               lr=lr, weight_decay=alpha, seed=seed)
     n_params = sum(p.numel() for p in model.parameters())
     out = {"seed": seed, "weight_decay": alpha, "true": influence(run, val, method="loo")}
-    for label, (method, options) in METHODS.items():
-        if method == "influence-function":
-            options = {"damping": cfg.damping,
+    for name in METHODS:
+        options = dict(REGISTRY[name].options)
+        if options["method"] == "influence-function":  # the paper's damping, solved exactly
+            options = {"method": "influence-function", "damping": cfg.damping,
                        "solver": "exact" if n_params <= EXACT_HESSIAN_MAX else "cg"}
         start = time.perf_counter()
-        out[label] = influence(run, val, method=method, **options)
-        out[f"{label}_seconds"] = time.perf_counter() - start
+        out[name] = influence(run, val, **options)
+        out[f"{name}_seconds"] = time.perf_counter() - start
     return out
 
 

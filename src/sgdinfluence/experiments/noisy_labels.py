@@ -40,24 +40,25 @@ from .. import metrics
 from .._output import check_output, output_dir
 from ..data.files import flip_labels
 from ..errors import ConfigError
+from ..methods import INFLUENCE, score
+from ..methods import METHODS as REGISTRY
+from ..methods import check as check_methods
 from ..models import build
-from ..scores import score
 from ..train import fit
 
 DATASETS = ("digits", "mnist", "fashion-mnist", "adult")
 #: the model classes each dataset is trained with; ``NoisyLabelsConfig.models`` selects
 CANDIDATE_MODELS = {"digits": ("logreg", "mlp"), "adult": ("logreg", "mlp"),
                     "mnist": ("logreg", "mnist-cnn"), "fashion-mnist": ("logreg", "mnist-cnn")}
-METHODS = {
-    "sgd": "SGD-influence, all epochs",
-    "sgd-last": "SGD-influence, last epoch",
-    "tracin": "TracIn",
-    "influence-function": "influence functions (LiSSA)",
-    "training-loss": "highest training loss first",
+#: the registry's methods this benchmark ranks by, and cleanlab's two, which need k-fold
+#: training of the model class rather than the recorded run
+CLEANLAB = {
     "cleanlab": "cleanlab label-quality scores (self-confidence), k-fold probabilities",
     "cleanlab-find": "cleanlab find_label_issues: remove the set it returns",
-    "random": "random order",
 }
+METHODS = {**{m: REGISTRY[m].label for m in ("sgd", "sgd-last", "tracin", "influence-function",
+                                             "training-loss")},
+           **CLEANLAB, "random": REGISTRY["random"].label}
 INSTALL_HINT = "pip install sgdinfluence[bench]"
 
 
@@ -102,9 +103,7 @@ class NoisyLabelsConfig:
         if not any(self.models_for(d) for d in self.datasets):
             raise ConfigError(f"none of the models {list(self.models)} applies to the datasets "
                              f"{list(self.datasets)} (they take {CANDIDATE_MODELS})")
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad or not self.methods:
-            raise ConfigError(f"unknown method(s) {bad}; use some of {list(METHODS)}")
+        check_methods(self.methods, METHODS)
         for name in ("n_train", "n_val", "n_test"):
             v = getattr(self, name)
             if v is not None and v < 2:
@@ -337,7 +336,7 @@ def warm_up(methods: tuple[str, ...]) -> None:
         torch.manual_seed(0)
         run = fit(build(name, (4,), 2), (X, y), epochs=2, batch_size=8, lr=0.1)
         for method in methods:
-            if method in ("sgd", "sgd-last", "tracin", "influence-function"):
+            if method in REGISTRY and REGISTRY[method].kind == INFLUENCE:
                 score(run, method, (X, y))
 
 
