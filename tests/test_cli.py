@@ -64,7 +64,7 @@ def test_cleanse_a_csv_file(cancer_csv, tmp_path, capsys):
     (["--label-column", "label"], "no label column 'label'; the columns are ['mean radius'"),
     (["--label-column", "diagnosis", "--k", "5,400"],
      "k = 400 would remove the whole training set of 216 instances"),
-    ([], "needs --label-column"),
+    ([], "a CSV file needs a label column: set --label-column"),
 ])
 def test_bad_input_fails_cleanly(cancer_csv, tmp_path, capsys, args, message):
     path, _ = cancer_csv
@@ -200,26 +200,8 @@ def commands(parser=None, prefix=()):
 
     from sgdinfluence import cli
 
-    if parser is None:
-        captured = {}
-
-        class Capture(Exception):
-            pass
-
-        def parse_args(self, argv=None):
-            captured["parser"] = self
-            raise Capture
-        original = cli.Parser.parse_args
-        cli.Parser.parse_args = parse_args
-        try:
-            cli.main([])
-        except Capture:
-            pass
-        finally:
-            cli.Parser.parse_args = original
-        parser = captured["parser"]
     found = [list(prefix)]
-    for action in parser._actions:
+    for action in (parser or cli.parser())._actions:
         if isinstance(action, argparse._SubParsersAction):
             for name, sub in action.choices.items():
                 found += commands(sub, (*prefix, name))

@@ -47,7 +47,10 @@ class CleanseConfig:
     retrain: str = "last"  # "last": retrain the last epoch only; "all": from the start
     augment: str = "auto"  # auto: random crops (and flips for colour) when training a CNN
 
-    def check(self) -> None:
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(self.methods))
+        if self.ks is not None:
+            object.__setattr__(self, "ks", tuple(self.ks))
         if self.model != "auto" and self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; use auto or one of {list(MODELS)}")
         methods.check(self.methods)
@@ -129,7 +132,6 @@ class Result:
 def split(tables: dict[str, Table], cfg: CleanseConfig) -> Splits:
     """Train / validation / test: the source's test split if it has one, else ``cfg.test`` of
     the data; ``cfg.val`` of the rest for validation (stratified, seeded)."""
-    cfg.check()
     if "train" in tables and "test" in tables:
         pool, test = tables["train"], tables["test"]
     else:
@@ -205,7 +207,6 @@ def error(model: torch.nn.Module, table: Table, chunk: int = 2048) -> float:
 def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool = True) -> Result:
     """The whole job after :func:`split`: fit with recording, score by each method, and for
     each k remove the k first instances, retrain on the identical schedule, measure error."""
-    cfg.check()
     train, val = splits.train, splits.val
     n = len(train.y)
     ks = sorted(set(cfg.ks)) if cfg.ks is not None else [k for k in PAPER_KS if k <= n // 2]

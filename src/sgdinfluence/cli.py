@@ -1,16 +1,21 @@
-"""Command line: ``sgdinfluence cleanse``, ``sgdinfluence demo`` and ``sgdinfluence experiment``."""
+"""Command line: ``sgdinfluence cleanse``, ``sgdinfluence demo``, ``sgdinfluence experiment``.
+
+This module registers the commands and their options, builds each one's configuration and
+turns every expected failure into one line; the work is done by the modules it calls
+(``cleanse`` and ``report``; ``experiments.*``, which share one shape: a config dataclass,
+``run(cfg, out, ...) -> summary``, ``format_summary``, ``default_out``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import re
 import signal
 import sys
 import time
 from pathlib import Path
-
-import numpy as np
 
 from ._output import check_output
 from .errors import Error
@@ -23,7 +28,8 @@ def cleanse_command(args: argparse.Namespace) -> None:
     from .data.files import load_data
 
     out = Path(args.out or f"out/cleanse-{Path(args.data).stem}")
-    check_output(out, args.overwrite, inputs=_inputs(args.data, args.data_dir))
+    inputs = _inputs(args.data, args.data_dir)
+    check_output(out, args.overwrite, inputs)
     cfg = CleanseConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                         lr=args.lr, weight_decay=args.weight_decay, seed=args.seed, val=args.val,
                         test=args.test, subset=args.subset, ks=args.k, methods=args.methods,
@@ -32,99 +38,66 @@ def cleanse_command(args: argparse.Namespace) -> None:
     splits = split(load_data(args.data, args.label_column, args.data_dir), cfg)
     result = cleanse(splits, cfg, progress=not args.quiet)
     report.write(result, out, title=f"Cleansing {args.data}", overwrite=args.overwrite,
-                 inputs=_inputs(args.data, args.data_dir))
-    _warn_training(result)
+                 inputs=inputs)
+    _warn(report.training_warning(result))
     print(report.summary(result))
     print(f"wrote {out}/report.html, scores.csv, results.json "
           f"({time.perf_counter() - start:.0f} s)")
 
 
-def demo(args: argparse.Namespace) -> None:
-    """Digits with 10% of the training labels flipped: does SGD-influence find them?"""
-    from . import report
-    from .cleanse import CleanseConfig, cleanse, split
-    from .data.files import digits, flip_labels
-
-    check_output(args.out, overwrite=True)  # a previous demo's output only
-    start = time.perf_counter()
-    cfg = CleanseConfig(model="mlp", epochs=args.epochs, batch_size=32, lr=0.1,
-                        weight_decay=1e-4, seed=args.seed, val=0.15, test=0.2,
-                        methods=("sgd", "sgd-last", "training-loss", "random"),
-                        ks=(30, 60, 120), retrain="all")
-    splits = split(digits(), cfg)
-    train = splits.train
-    true = train.y.copy()
-    train.y, flipped = flip_labels(true, 0.1, 10, np.random.default_rng(args.seed))
-    train.notes = np.where(np.isin(np.arange(len(true)), flipped),
-                           np.char.add("flipped; true label ", true.astype(str)), "")
-    result = cleanse(splits, cfg, progress=not args.quiet)
-
-    m = len(flipped)
-    order = result.order("sgd")
-    found = np.isin(order[:m], flipped)
-    print(f"digits: {len(train.y)} training images, {m} with a flipped label; MLP, "
-          f"{result.run.num_steps} SGD steps")
-    print("\nthe 10 most harmful training instances (removing them lowers validation loss most):")
-    print(f"{'rank':>4} {'index':>6} {'score':>11} {'label':>6} {'true':>5}")
-    for r, j in enumerate(order[:10]):
-        mark = "  <- flipped" if j in flipped else ""
-        print(f"{r + 1:4d} {train.index[j]:6d} {result.scores['sgd'][j]:11.3e} "
-              f"{train.y[j]:6d} {true[j]:5d}{mark}")
-    by_method = ", ".join(f"{name} {np.isin(result.order(meth)[:m], flipped).sum()}"
-                          for meth, name in (("sgd-last", "SGD-influence last epoch"),
-                                             ("training-loss", "highest training loss"),
-                                             ("random", "random")))
-    notes = [f"{m} of the {len(train.y)} training labels were flipped at random. Among the "
-             f"{m} instances SGD-influence flags as most harmful, {found.sum()} are flipped "
-             f"(precision {found.mean():.0%}; random flagging finds about 10%). The same count "
-             f"for the other methods: {by_method}."]
-    print(f"\nflipped labels among the {m} most harmful: {found.sum()} (precision "
-          f"{found.mean():.0%}; random would find about 10%); {by_method}")
-    before, after = result.curves["sgd"][0][1], result.curves["sgd"][120][1]
-    print(f"test accuracy: {1 - before:.1%} as trained, {1 - after:.1%} after removing the 120 "
-          "most harmful and retraining on the same schedule")
-    out = report.write(result, args.out, title="sgdinfluence demo: digits with flipped labels",
-                       notes=notes, overwrite=True)
-    _warn_training(result)
-    print(report.summary(result))
-    print(f"wrote {out}/report.html ({time.perf_counter() - start:.0f} s)")
-
-
-def estimation(args: argparse.Namespace) -> None:
-    """The paper's Sec 7.1: estimated vs true leave-one-out change of validation loss."""
-    from .experiments.estimation import EstimationConfig, format_table, run_estimation
-
-    cfg = EstimationConfig(dataset=args.dataset, model=args.model, seeds=args.seeds)
-    out = Path(args.out or f"out/estimation-{args.dataset}-{args.model}")
-    check_output(out, args.overwrite, inputs=_inputs(None, args.data_dir))
-    start = time.perf_counter()
-    summary = run_estimation(cfg, out, data_dir=args.data_dir, overwrite=args.overwrite,
+def experiment_command(name: str, config_from_args):
+    """The command running ``experiments.<name>`` with the configuration the options give."""
+    def command(args: argparse.Namespace) -> None:
+        module = importlib.import_module(f".experiments.{name}", __package__)
+        cfg = config_from_args(args)
+        out = Path(args.out or module.default_out(cfg))
+        data_dir = getattr(args, "data_dir", None)
+        check_output(out, args.overwrite, _inputs(None, data_dir) if data_dir else ())
+        start = time.perf_counter()
+        summary = module.run(cfg, out, data_dir=data_dir, overwrite=args.overwrite,
                              progress=not args.quiet)
-    print(format_table(summary, cfg, args.seeds))
-    print(f"wrote {out}/results.csv, results.json, scatter.png "
-          f"({time.perf_counter() - start:.0f} s)")
+        _warn(summary.get("warning"))
+        print(module.format_summary(summary))
+        print(f"wrote {out}/ ({time.perf_counter() - start:.0f} s)")
+    return command
 
 
-def cleansing(args: argparse.Namespace) -> None:
-    """The paper's Sec 7.2: test error after removing the k most harmful, MNIST / CIFAR-10."""
-    from .experiments.cleansing import format_table, run_cleansing
+def demo_config(args):
+    from .experiments.demo import DemoConfig
 
-    out = Path(args.out or f"out/cleansing-{args.dataset}")
-    check_output(out, args.overwrite, inputs=_inputs(None, args.data_dir))
-    start = time.perf_counter()
-    summary = run_cleansing(args.dataset, out, seeds=args.seeds, subset=args.subset,
-                            retrain=args.retrain, methods=args.methods, ks=args.k,
-                            lr=args.lr, epochs=args.epochs, data_dir=args.data_dir,
-                            overwrite=args.overwrite, progress=not args.quiet)
-    print(format_table(summary))
-    print(f"wrote {out}/ ({time.perf_counter() - start:.0f} s)")
+    return DemoConfig(epochs=args.epochs, seed=args.seed)
 
 
-def noisy_labels(args: argparse.Namespace) -> None:
-    """Mislabeled-example detection: SGD-influence vs cleanlab, TracIn, influence functions."""
-    from .experiments.noisy_labels import main as run_from_args
+def estimation_config(args):
+    from .experiments.estimation import EstimationConfig
 
-    run_from_args(args)  # validates, runs, prints the table and the output path
+    return EstimationConfig(dataset=args.dataset, model=args.model, seeds=args.seeds)
+
+
+def cleansing_config(args):
+    from .experiments.cleansing import CleansingConfig
+
+    return CleansingConfig(dataset=args.dataset, seeds=args.seeds, subset=args.subset,
+                           retrain=args.retrain, methods=args.methods, ks=args.k, lr=args.lr,
+                           epochs=args.epochs)
+
+
+def noisy_labels_config(args):
+    """``--quick`` first, then the options given."""
+    from dataclasses import replace
+
+    from .experiments.noisy_labels import QUICK, NoisyLabelsConfig
+
+    given = {"datasets": args.datasets, "noise_rates": args.noise_rates, "models": args.models,
+             "methods": args.methods, "n_train": args.n_train, "epochs": args.epochs,
+             "lr": args.lr, "folds": args.folds, "seed": args.seed, "threads": args.threads}
+    return replace(QUICK if args.quick else NoisyLabelsConfig(),
+                   **{k: v for k, v in given.items() if v is not None})
+
+
+def _warn(warning: str | None) -> None:
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _inputs(data: str | None, root: str | None) -> list[Path]:
@@ -136,14 +109,6 @@ def _inputs(data: str | None, root: str | None) -> list[Path]:
     if data is None or data in BUILTIN:
         return [data_dir(root)] if data != "digits" else []
     return [Path(data)]
-
-
-def _warn_training(result) -> None:
-    from .report import training_warning
-
-    warning = training_warning(result)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr)
 
 
 def positive_int(text: str) -> int:
@@ -194,34 +159,41 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _help(fn) -> str:
-    return fn.__doc__.replace("%", "%%")  # argparse formats help strings with %
+def words(text: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in text.split(",") if w.strip())
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit status. An expected failure (bad data or
-    options, diverging training, an output that must not or cannot be written, Ctrl-C) is one
-    line on stderr and a non-zero status; ``--debug`` shows its traceback instead."""
+def fractions(text: str) -> tuple[float, ...]:
+    return tuple(float(w) for w in words(text))
+
+
+def parser() -> Parser:
+    """Every command and its options."""
     from .cleanse import AUGMENTS
     from .data import DATASETS
     from .methods import METHODS
     from .models import MODELS
 
-    parser = Parser(prog="sgdinfluence", description=__doc__)
-    parser.add_argument("--debug", action="store_true",
-                        help="show the traceback of a failure, not only its message")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    top = Parser(prog="sgdinfluence", description=__doc__.split("\n")[0])
+    top.add_argument("--debug", action="store_true",
+                     help="show the traceback of a failure, not only its message")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
 
-    def command(parent, name: str, fn, description: str = "", out: str | None = None,
-                data_dir: str | None = None):
-        """A subcommand with the options every command shares, declared once here."""
-        p = parent.add_parser(name, help=_help(fn), description=_help(fn) + description)
+    def command(parent, name: str, fn, help: str, out: str | None = None,
+                data_dir: str | None = None, replace_own: bool = False, description: str = ""):
+        """A command with the options every command shares, declared once here.
+        ``replace_own``: a previous result of this command is replaced without asking."""
+        help = help.replace("%", "%%")  # argparse formats help strings with %
+        p = parent.add_parser(name, help=help, description=help + description)
         p.set_defaults(func=fn)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show the traceback of a failure, not only its message")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         if out is not None:
             p.add_argument("--out", default=None, help=f"output directory (default {out})")
+        if replace_own:
+            p.set_defaults(overwrite=True)
+        elif out is not None:
             p.add_argument("--overwrite", action="store_true",
                            help="replace the output directory if it holds a previous result "
                                 "(never a directory holding anything else)")
@@ -230,11 +202,11 @@ def main(argv: list[str] | None = None) -> int:
                            help=f"holds {data_dir} (default $SGDINFLUENCE_DATA)")
         return p
 
-    p = command(sub, "cleanse", cleanse_command, out="out/cleanse-<data>",
-                data_dir="mnist/, fashion-mnist/, cifar10-jpeg/", description=(
-                    " DATA is a built-in dataset (digits, mnist, fashion-mnist, cifar10) or a "
-                    "path to a CSV file, an .npz file (X, y) or an image folder "
-                    "(<split>/<class>/<file>, or a tar archive of one)."))
+    p = command(sub, "cleanse", cleanse_command, cleanse_command.__doc__,
+                out="out/cleanse-<data>", data_dir="mnist/, fashion-mnist/, cifar10-jpeg/",
+                description=(" DATA is a built-in dataset (digits, mnist, fashion-mnist, "
+                             "cifar10) or a path to a CSV file, an .npz file (X, y) or an image "
+                             "folder (<split>/<class>/<file>, or a tar archive of one)."))
     p.add_argument("data", metavar="DATA")
     p.add_argument("--label-column", help="the CSV column that holds the labels")
     p.add_argument("--model", choices=["auto", *MODELS], default="auto",
@@ -258,22 +230,25 @@ def main(argv: list[str] | None = None) -> int:
                    help="retrain the last epoch only (fast), or all epochs")
     p.add_argument("--augment", choices=AUGMENTS, default="auto")
 
-    p = command(sub, "demo", demo)
+    p = command(sub, "demo", experiment_command("demo", demo_config),
+                "Digits with 10% of the training labels flipped: does SGD-influence find them?",
+                out="out/demo; a previous demo's is replaced", replace_own=True)
     p.add_argument("--epochs", type=positive_int, default=20)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="out/demo",
-                   help="report directory (default out/demo; a previous demo's is replaced)")
 
-    exp = sub.add_parser("experiment", help="reproduce the paper's experiments")
-    exps = exp.add_subparsers(dest="experiment", required=True, parser_class=Parser)
-    p = command(exps, "estimation", estimation, out="out/estimation-<dataset>-<model>",
+    exps = sub.add_parser("experiment", help="reproduce the paper's experiments, and benchmarks")
+    exps = exps.add_subparsers(dest="experiment", required=True, parser_class=Parser)
+    p = command(exps, "estimation", experiment_command("estimation", estimation_config),
+                "The paper's Sec 7.1: estimated vs true leave-one-out change of validation "
+                "loss.", out="out/estimation-<dataset>-<model>",
                 data_dir="adult/, 20newsgroups/, mnist/")
     p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
     p.add_argument("--model", choices=["logreg", "mlp"], required=True)
     p.add_argument("--seeds", type=positive_int, default=30)
 
-    p = command(exps, "cleansing", cleansing, out="out/cleansing-<dataset>",
-                data_dir="mnist/, cifar10-jpeg/")
+    p = command(exps, "cleansing", experiment_command("cleansing", cleansing_config),
+                "The paper's Sec 7.2: test error after removing the k most harmful, MNIST / "
+                "CIFAR-10.", out="out/cleansing-<dataset>", data_dir="mnist/, cifar10-jpeg/")
     p.add_argument("--dataset", choices=["mnist", "cifar10"], required=True)
     p.add_argument("--seeds", type=positive_int, default=1)
     p.add_argument("--subset", type=positive_int,
@@ -284,13 +259,41 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=positive_float, help="instead of the paper's 0.05")
     p.add_argument("--epochs", type=positive_int, help="instead of the paper's 20")
 
-    from .experiments.noisy_labels import add_arguments as noisy_labels_arguments
-
-    p = command(exps, "noisy-labels", noisy_labels, out="out/noisy-labels",
+    p = command(exps, "noisy-labels", experiment_command("noisy_labels", noisy_labels_config),
+                "Mislabeled-example detection: SGD-influence vs cleanlab, TracIn, influence "
+                "functions (needs the bench extra: cleanlab).",
+                out="out/noisy-labels, or out/noisy-labels-quick",
                 data_dir="mnist/, fashion-mnist/, adult/")
-    noisy_labels_arguments(p)
+    p.add_argument("--datasets", type=words, default=None,
+                   help="comma-separated, of digits,mnist,fashion-mnist,adult (default: all)")
+    p.add_argument("--noise-rates", type=fractions, default=None,
+                   help="comma-separated fractions of flipped training labels, each in (0, 1) "
+                        "(default 0.1,0.2)")
+    p.add_argument("--models", type=words, default=None,
+                   help="comma-separated (default logreg,mlp,mnist-cnn); each dataset runs the "
+                        "ones it takes: logreg, mlp (digits, adult), mnist-cnn (mnist, "
+                        "fashion-mnist)")
+    p.add_argument("--methods", type=words, default=None, help="comma-separated (default: all)")
+    p.add_argument("--n-train", type=int, default=None,
+                   help="training instances (default 1000 for digits, 10000 otherwise)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default 20 for digits, 5 for mnist-cnn, 10 otherwise")
+    p.add_argument("--lr", type=float, default=None, help="default 0.2 for digits, 0.05 otherwise")
+    p.add_argument("--folds", type=int, default=None, help="cleanlab's k (default 5)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on a shared machine more threads spin "
+                        "against other jobs)")
+    p.add_argument("--quick", action="store_true",
+                   help="a tiny digits run (300 training images, 10 epochs) to try it out")
+    return top
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status. An expected failure (bad data or
+    options, diverging training, an output that must not or cannot be written, Ctrl-C) is one
+    line on stderr and a non-zero status; ``--debug`` shows its traceback instead."""
+    args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # killed: clean up as for Ctrl-C
     try:
         args.func(args)

@@ -11,7 +11,7 @@ from sgdinfluence import cli
 from sgdinfluence._output import MARKER
 from sgdinfluence.errors import OutputError
 from sgdinfluence.experiments import estimation
-from sgdinfluence.experiments.estimation import EstimationConfig, run_estimation
+from sgdinfluence.experiments.estimation import EstimationConfig, run
 
 DATA = Path(os.environ.get("SGDINFLUENCE_DATA", "../shared/data"))
 needs_adult = pytest.mark.skipif(not (DATA / "adult" / "adult.data.gz").exists(),
@@ -22,16 +22,18 @@ TINY = {"n_train": 40, "n_val": 40, "epochs": 3, "seeds": 2}
 @needs_adult
 def test_estimation_writes_table_csv_json_and_plot(tmp_path):
     cfg = EstimationConfig(dataset="adult", model="logreg", **TINY)
-    summary = run_estimation(cfg, tmp_path / "out", data_dir=DATA, progress=False)
+    summary = run(cfg, tmp_path / "out", data_dir=DATA, progress=False)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         MARKER, "results.csv", "results.json", "scatter.png"]
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["config"]["batch_size"] == 5 and saved["config"]["decay"] is True
-    assert len(saved["rows"]) == 2 * 4 and set(summary) == set(estimation.METHODS)
-    assert summary["sgd"]["kendall_tau"][0] > 0.8  # all epochs, on a tiny logistic regression
-    assert "sgd" in estimation.format_table(summary, cfg, 2)
+    assert saved == json.loads(json.dumps(summary))  # what run returns is what it saved
+    assert len(saved["rows"]) == 2 * 4 and set(summary["summary"]) == set(estimation.METHODS)
+    assert set(estimation.METHODS) == {"sgd", "sgd-last", "tracin", "influence-function"}
+    assert summary["summary"]["sgd"]["kendall_tau"][0] > 0.8  # all epochs, tiny logistic regr.
+    assert "logreg on adult, 2 seeds" in estimation.format_summary(summary)
     with pytest.raises(OutputError, match="overwrite=True"):
-        run_estimation(cfg, tmp_path / "out", data_dir=DATA, progress=False)
+        run(cfg, tmp_path / "out", data_dir=DATA, progress=False)
 
 
 @needs_adult
@@ -41,8 +43,8 @@ def test_a_failed_run_leaves_no_output(tmp_path, monkeypatch):
 
     monkeypatch.setattr(estimation, "scatter", broken)
     with pytest.raises(RuntimeError):
-        run_estimation(EstimationConfig(dataset="adult", model="mlp", **TINY), tmp_path / "out",
-                       data_dir=DATA, progress=False)
+        run(EstimationConfig(dataset="adult", model="mlp", **TINY), tmp_path / "out",
+            data_dir=DATA, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 

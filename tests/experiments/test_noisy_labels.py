@@ -1,6 +1,5 @@
 """The noisy-label benchmark: the noise, the metrics, cleanlab's out-of-fold input, outputs."""
 
-import argparse
 import csv
 import json
 import sys
@@ -11,6 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from sgdinfluence import cli
 from sgdinfluence._output import MARKER
 from sgdinfluence.errors import OutputError
 from sgdinfluence.experiments import noisy_labels as nl
@@ -134,7 +134,7 @@ def test_cleanlab_rows_use_the_cross_validated_model_class(digits, monkeypatch):
 def test_outputs_are_complete_or_absent(tmp_path, monkeypatch):
     pytest.importorskip("cleanlab")
     cfg = replace(TINY, methods=("sgd", "tracin", "training-loss", "cleanlab", "random"))
-    summary = nl.run_noisy_labels(cfg, tmp_path / "out", progress=False)
+    summary = nl.run(cfg, tmp_path / "out", progress=False)
     out = tmp_path / "out"
     assert sorted(p.name for p in out.iterdir()) == [MARKER, "ap.png", "results.csv",
                                                      "results.json"]
@@ -150,15 +150,14 @@ def test_outputs_are_complete_or_absent(tmp_path, monkeypatch):
     table = nl.format_table(summary)
     assert table.count("\n") == 11 and "| digits | 20% | mlp | cleanlab |" in table
     with pytest.raises(OutputError, match="overwrite=True"):
-        nl.run_noisy_labels(cfg, out, progress=False)
+        nl.run(cfg, out, progress=False)
 
     def broken(*args):
         raise RuntimeError("plotting failed")
 
     monkeypatch.setattr(nl, "plot_ap", broken)
     with pytest.raises(RuntimeError, match="plotting failed"):
-        nl.run_noisy_labels(replace(cfg, methods=("random",)), tmp_path / "again",
-                            progress=False)
+        nl.run(replace(cfg, methods=("random",)), tmp_path / "again", progress=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no partial directory
 
 
@@ -186,7 +185,7 @@ def test_influence_function_is_skipped_for_the_cnn_and_says_so():
 ])
 def test_bad_settings_are_refused_before_any_work(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
-        nl.run_noisy_labels(replace(TINY, **change), tmp_path / "o", progress=False)
+        nl.run(replace(TINY, **change), tmp_path / "o", progress=False)  # refused by replace
     assert not (tmp_path / "o").exists()
     with pytest.raises(ValueError, match="noise rate must lie in"):
         nl.flip_labels(np.zeros(10, dtype=np.int64), 1.5, 2, np.random.default_rng(0))
@@ -196,20 +195,19 @@ def test_missing_cleanlab_names_the_extra(tmp_path, monkeypatch):
     for mod in ("cleanlab", "cleanlab.rank", "cleanlab.filter"):
         monkeypatch.setitem(sys.modules, mod, None)  # import now raises ImportError
     with pytest.raises(ImportError, match=r"pip install sgdinfluence\[bench\]"):
-        nl.run_noisy_labels(TINY, tmp_path / "o", progress=False)
+        nl.run(TINY, tmp_path / "o", progress=False)
     assert not (tmp_path / "o").exists()
-    nl.run_noisy_labels(replace(TINY, methods=("random",), models=("logreg",)),
-                        tmp_path / "o", progress=False)  # the other methods still run
+    nl.run(replace(TINY, methods=("random",), models=("logreg",)), tmp_path / "o",
+           progress=False)  # the other methods still run
 
 
 def test_command_line_options(tmp_path):
-    ap = argparse.ArgumentParser()
-    nl.add_arguments(ap)
-    args = ap.parse_args(["--quick", "--noise-rates", "0.1,0.3", "--methods", "sgd,random",
-                          "--epochs", "2"])
-    cfg = nl.config_from_args(args)
+    def config(*options):
+        return cli.noisy_labels_config(cli.parser().parse_args(
+            ["experiment", "noisy-labels", *options]))
+    cfg = config("--quick", "--noise-rates", "0.1,0.3", "--methods", "sgd,random", "--epochs", "2")
     assert cfg.datasets == ("digits",) and cfg.noise_rates == (0.1, 0.3)
     assert cfg.methods == ("sgd", "random") and cfg.epochs == 2 and cfg.threads == 1
-    assert nl.config_from_args(ap.parse_args([])) == replace(NoisyLabelsConfig(), threads=1)
+    assert config() == replace(NoisyLabelsConfig(), threads=1)
     with pytest.raises(ValueError, match="noise rates"):
-        nl.config_from_args(ap.parse_args(["--noise-rates", "20"]))
+        config("--noise-rates", "20")

@@ -9,13 +9,13 @@ error. Each seed's full report goes to ``seed-<s>/``; ``results.json`` holds the
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .. import report
-from .._output import output_dir
+from .._output import check_output, output_dir
 from ..cleanse import PAPER_KS, CleanseConfig, cleanse, split
 from ..data.files import load_data
 from ..errors import ConfigError
@@ -30,34 +30,61 @@ PAPER = {"mnist": "0.0086 with nothing removed -> 0.0075 at k = 30",
          "cifar10": "0.168 with nothing removed -> 0.156 at k = 300-600"}
 
 
-def run_cleansing(dataset: str, out: str | Path, seeds: int = 1, subset: int | None = None,
-                  retrain: str = "last", methods=("sgd", "sgd-last", "random"), ks=None,
-                  lr: float | None = None, epochs: int | None = None, data_dir=None,
-                  overwrite: bool = False, progress: bool = True) -> dict:
-    """Run ``seeds`` seeds and write their reports and the mean curves into ``out``.
-    ``lr`` / ``epochs`` replace the paper's 0.05 / 20 when given."""
-    if dataset not in SETTINGS:
-        raise ConfigError(f"unknown dataset {dataset!r}; use one of {list(SETTINGS)}")
-    tables = load_data(dataset, root=data_dir)
+@dataclass(frozen=True)
+class CleansingConfig:
+    """One Sec 7.2 setting; ``lr`` / ``epochs`` None take the paper's 0.05 / 20."""
+
+    dataset: str
+    seeds: int = 1
+    subset: int | None = None  # train on this many images (quick runs)
+    retrain: str = "last"
+    methods: tuple[str, ...] = ("sgd", "sgd-last", "random")
+    ks: tuple[int, ...] | None = None  # None: the paper's k up to a fifth of the training set
+    lr: float | None = None
+    epochs: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in SETTINGS:
+            raise ConfigError(f"unknown dataset {self.dataset!r}; use one of {list(SETTINGS)}")
+        if self.seeds < 1:
+            raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
+        object.__setattr__(self, "methods", tuple(self.methods))
+        # the rest is checked as the cleanse command checks its own options
+        replace(SETTINGS[self.dataset], subset=self.subset, retrain=self.retrain,
+                methods=self.methods, ks=self.ks, lr=self.lr or 0.05, epochs=self.epochs or 20)
+
+
+def default_out(cfg: CleansingConfig) -> str:
+    return f"out/cleansing-{cfg.dataset}"
+
+
+def run(cfg: CleansingConfig, out: str | Path, *, data_dir=None, overwrite: bool = False,
+        progress: bool = True) -> dict:
+    """Run ``cfg.seeds`` seeds and write their reports and the mean curves into ``out``."""
+    check_output(out, overwrite)  # before any work
+    tables = load_data(cfg.dataset, root=data_dir)
     curves: dict[str, dict[int, list[float]]] = {}
     runs = []
     with output_dir(out, overwrite) as tmp:
-        for seed in range(seeds):
-            cfg = replace(SETTINGS[dataset], seed=seed, subset=subset, retrain=retrain,
-                          methods=tuple(methods), ks=tuple(ks) if ks else None,
-                          lr=lr or SETTINGS[dataset].lr, epochs=epochs or SETTINGS[dataset].epochs)
-            if cfg.ks is None:
-                n = subset or len(tables["train"].y) - cfg.val
-                cfg = replace(cfg, ks=tuple(k for k in PAPER_KS if k <= n // 5))
-            result = cleanse(split(tables, cfg), cfg, progress=progress)
-            report.write(result, tmp / f"seed-{seed}", title=f"Cleansing {dataset}, seed {seed}")
+        for seed in range(cfg.seeds):
+            paper = SETTINGS[cfg.dataset]
+            seed_cfg = replace(paper, seed=seed, subset=cfg.subset, retrain=cfg.retrain,
+                               methods=cfg.methods, ks=cfg.ks, lr=cfg.lr or paper.lr,
+                               epochs=cfg.epochs or paper.epochs)
+            if seed_cfg.ks is None:
+                n = cfg.subset or len(tables["train"].y) - seed_cfg.val
+                seed_cfg = replace(seed_cfg, ks=tuple(k for k in PAPER_KS if k <= n // 5))
+            result = cleanse(split(tables, seed_cfg), seed_cfg, progress=progress)
+            report.write(result, tmp / f"seed-{seed}",
+                         title=f"Cleansing {cfg.dataset}, seed {seed}")
             runs.append(result.to_json())
             for m, curve in result.curves.items():
                 for k, (_, test) in curve.items():
                     curves.setdefault(m, {}).setdefault(k, []).append(test)
         summary = {
-            "dataset": dataset, "seeds": seeds, "subset": subset, "retrain": retrain,
-            "train_size": runs[0]["sizes"]["train"], "paper": PAPER[dataset],
+            "dataset": cfg.dataset, "seeds": cfg.seeds, "subset": cfg.subset,
+            "retrain": cfg.retrain, "experiment": asdict(cfg),
+            "train_size": runs[0]["sizes"]["train"], "paper": PAPER[cfg.dataset],
             "config": runs[0]["config"],
             "test_error": {m: {str(k): {"mean": float(np.mean(v)), "std": float(np.std(v))}
                                for k, v in c.items()} for m, c in curves.items()},
@@ -67,7 +94,7 @@ def run_cleansing(dataset: str, out: str | Path, seeds: int = 1, subset: int | N
     return summary
 
 
-def format_table(summary: dict) -> str:
+def format_summary(summary: dict) -> str:
     """Mean test misclassification per method (rows) and k (columns)."""
     errors = summary["test_error"]
     ks = list(next(iter(errors.values())))

@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegressionCV
 from tqdm.auto import tqdm
 
 from .. import fit, influence, metrics
-from .._output import output_dir
+from .._output import check_output, output_dir
 from ..data import DATASETS, load
 from ..errors import ConfigError
 from ..methods import INFLUENCE
@@ -47,6 +47,17 @@ class EstimationConfig:
     decay: bool | None = None  # η_t = η_0 / sqrt(t + 1)
     weight_decay: float | None = None  # None for logreg: 5-fold cross-validation per seed
     damping: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ConfigError(f"unknown dataset {self.dataset!r}; use one of "
+                              f"{', '.join(DATASETS)}")
+        if self.model not in MODELS:
+            raise ConfigError(f"unknown model {self.model!r}; use one of {', '.join(MODELS)}")
+        for name in ("seeds", "n_train", "n_val", "epochs", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
 
     def resolved(self) -> EstimationConfig:
         """Fill in the paper's settings (DESIGN.md, Sec 7.1)."""
@@ -94,15 +105,10 @@ def one_seed(cfg: EstimationConfig, data, seed: int) -> dict:
     return out
 
 
-def run_estimation(cfg: EstimationConfig, out: Path, data_dir=None, overwrite=False,
-                   progress=True) -> dict:
+def run(cfg: EstimationConfig, out: str | Path, *, data_dir=None, overwrite: bool = False,
+        progress: bool = True) -> dict:
     """Run all seeds, write ``results.csv``, ``results.json`` and ``scatter.png`` to ``out``."""
-    if cfg.dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {cfg.dataset!r}; use one of {', '.join(DATASETS)}")
-    if cfg.model not in MODELS:
-        raise ConfigError(f"unknown model {cfg.model!r}; use one of {', '.join(MODELS)}")
-    if cfg.seeds < 1:
-        raise ConfigError(f"seeds must be >= 1, got {cfg.seeds}")
+    check_output(out, overwrite)  # before any work
     cfg = cfg.resolved()
     start = time.perf_counter()
     X, y, _, _ = load(cfg.dataset, data_dir)
@@ -116,11 +122,10 @@ def run_estimation(cfg: EstimationConfig, out: Path, data_dir=None, overwrite=Fa
                       "jaccard": metrics.jaccard(r[m], r["true"]),
                       "seconds": r[f"{m}_seconds"], "weight_decay": r["weight_decay"]}
                      for m in METHODS]
-        summary = summarise(rows)
+        summary = {"config": asdict(cfg), "summary": summarise(rows), "rows": rows,
+                   "wall_seconds": time.perf_counter() - start}
         _write_csv(tmp / "results.csv", rows)
-        (tmp / "results.json").write_text(json.dumps(
-            {"config": asdict(cfg), "summary": summary, "rows": rows,
-             "wall_seconds": time.perf_counter() - start}, indent=1))
+        (tmp / "results.json").write_text(json.dumps(summary, indent=1))
         scatter(first, cfg, tmp / "scatter.png")
     return summary
 
@@ -134,11 +139,16 @@ def summarise(rows: list[dict]) -> dict:
     return out
 
 
-def format_table(summary: dict, cfg: EstimationConfig, seeds: int) -> str:
-    lines = [f"{cfg.model} on {cfg.dataset}, {seeds} seeds: agreement with leave-one-out "
-             "retraining, mean (std)",
+def default_out(cfg: EstimationConfig) -> str:
+    return f"out/estimation-{cfg.dataset}-{cfg.model}"
+
+
+def format_summary(summary: dict) -> str:
+    cfg = summary["config"]
+    lines = [f"{cfg['model']} on {cfg['dataset']}, {cfg['seeds']} seeds: agreement with "
+             "leave-one-out retraining, mean (std)",
              f"{'method':20}{'Kendall tau':>16}{'Jaccard':>16}{'seconds':>10}"]
-    for m, s in summary.items():
+    for m, s in summary["summary"].items():
         (t, ts), (j, js), (sec, _) = s["kendall_tau"], s["jaccard"], s["seconds"]
         lines.append(f"{m:20}{t:10.2f} ({ts:.2f}){j:10.2f} ({js:.2f}){sec:10.2f}")
     return "\n".join(lines)

@@ -86,8 +86,8 @@ class NoisyLabelsConfig:
     seed: int = 0
     threads: int | None = None  # torch threads while running (None: leave torch's setting)
 
-    def validate(self) -> None:
-        """Refuse bad settings with a ValueError naming the field."""
+    def __post_init__(self) -> None:
+        """Refuse bad settings with a ConfigError naming the field."""
         bad = [d for d in self.datasets if d not in DATASETS]
         if bad or not self.datasets:
             raise ConfigError(f"unknown dataset(s) {bad}; use some of {list(DATASETS)}")
@@ -345,13 +345,12 @@ COLUMNS = ("dataset", "noise_rate", "model", "method", "n_train", "n_flipped", "
            "val_loss_before", "val_loss_after", "seconds", "fit_seconds", "skipped")
 
 
-def run_noisy_labels(cfg: NoisyLabelsConfig, out, data_dir=None, overwrite: bool = False,
-                     progress: bool = True) -> dict:
+def run(cfg: NoisyLabelsConfig, out: str | Path, *, data_dir=None, overwrite: bool = False,
+        progress: bool = True) -> dict:
     """Run every setting; write results.csv, results.json and ap.png to ``out`` atomically.
 
     Returns the summary {"config", "rows", "wall_seconds"} that results.json holds.
     """
-    cfg.validate()
     if {"cleanlab", "cleanlab-find"} & set(cfg.methods):
         require_cleanlab()
     out = check_output(out, overwrite)  # before any work, not after it
@@ -459,63 +458,9 @@ def plot_ap(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-# --- command line (shared by benchmarks/noisy_labels.py and ``sgdinfluence experiment``) -------
-
-def add_arguments(parser) -> None:
-    """The options of ``sgdinfluence experiment noisy-labels`` / benchmarks/noisy_labels.py."""
-    def words(text: str) -> tuple[str, ...]:
-        return tuple(w.strip() for w in text.split(",") if w.strip())
-
-    def rates(text: str) -> tuple[float, ...]:
-        return tuple(float(w) for w in words(text))
-
-    d = NoisyLabelsConfig()
-    parser.add_argument("--datasets", type=words, default=None,
-                        help=f"comma-separated, of {','.join(DATASETS)} (default: all)")
-    parser.add_argument("--noise-rates", type=rates, default=None,
-                        help="comma-separated fractions of flipped training labels, each in "
-                             f"(0, 1) (default {','.join(map(str, d.noise_rates))})")
-    parser.add_argument("--models", type=words, default=None,
-                        help=f"comma-separated (default {','.join(d.models)}); each dataset runs "
-                             "the ones it takes: logreg, mlp (digits, adult), mnist-cnn "
-                             "(mnist, fashion-mnist)")
-    parser.add_argument("--methods", type=words, default=None,
-                        help=f"comma-separated, of {','.join(METHODS)} (default: all)")
-    parser.add_argument("--n-train", type=int, default=None,
-                        help="training instances (default 1000 for digits, 10000 otherwise)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="default 20 for digits, 5 for mnist-cnn, 10 otherwise")
-    parser.add_argument("--lr", type=float, default=None,
-                        help="default 0.2 for digits, 0.05 otherwise")
-    parser.add_argument("--folds", type=int, default=None, help="cleanlab's k (default 5)")
-    parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (default 1: on a shared machine more threads "
-                             "spin against other jobs)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a tiny digits run (300 training images, 10 epochs) to try it out")
+def default_out(cfg: NoisyLabelsConfig) -> str:
+    return "out/noisy-labels-quick" if cfg == QUICK else "out/noisy-labels"
 
 
-def config_from_args(args) -> NoisyLabelsConfig:
-    """The configuration the parsed options describe (``--quick`` first, then the options)."""
-    from dataclasses import replace
-
-    cfg = QUICK if args.quick else NoisyLabelsConfig()
-    given = {"datasets": args.datasets, "noise_rates": args.noise_rates, "models": args.models,
-             "methods": args.methods, "n_train": args.n_train, "epochs": args.epochs,
-             "lr": args.lr, "folds": args.folds, "seed": args.seed, "threads": args.threads}
-    cfg = replace(cfg, **{k: v for k, v in given.items() if v is not None})
-    cfg.validate()
-    return cfg
-
-
-def main(args) -> dict:
-    """Run from parsed options: print the table and where the outputs went."""
-    cfg = config_from_args(args)
-    out = Path(args.out or ("out/noisy-labels-quick" if args.quick else "out/noisy-labels"))
-    summary = run_noisy_labels(cfg, out, data_dir=args.data_dir, overwrite=args.overwrite,
-                               progress=not args.quiet)
-    print(format_table(summary))
-    print(f"wrote {out}/results.csv, results.json, ap.png "
-          f"(total wall time {summary['wall_seconds']:.0f} s)")
-    return summary
+def format_summary(summary: dict) -> str:
+    return (f"{format_table(summary)}\n(total wall time {summary['wall_seconds']:.0f} s)")
