@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..errors import DataError
 from . import data_dir, fetch, mnist
 
 MAX_CATEGORIES = 100  # a text column with more distinct values is refused, not one-hot encoded
@@ -57,8 +58,8 @@ class Table:
 def _labels(values: np.ndarray, source: str) -> tuple[np.ndarray, list[str]]:
     classes, y = np.unique(np.asarray(values), return_inverse=True)
     if len(classes) < 2:
-        raise ValueError(f"{source}: the labels hold a single class ({classes[0]!r}); "
-                         "cleansing needs at least two")
+        raise DataError(f"{source}: the labels hold a single class ({str(classes[0])!r}); "
+                        "cleansing needs at least two")
     return y.astype(np.int64), [str(c) for c in classes]
 
 
@@ -67,8 +68,8 @@ def _check_finite(X: np.ndarray, source: str, columns: list[str] | None = None) 
     if bad.any():
         rows, cols = np.nonzero(bad)
         where = (f"column {columns[cols[0]]!r}" if columns else f"feature {cols[0]}")
-        raise ValueError(f"{source}: {bad.any(1).sum()} instances have NaN or infinite features "
-                         f"(first: row {rows[0]}, {where}); fill or drop them first")
+        raise DataError(f"{source}: {bad.any(1).sum()} instances have NaN or infinite features "
+                        f"(first: row {rows[0]}, {where}); fill or drop them first")
 
 
 def read_csv(path: str | os.PathLike, label_column: str) -> Table:
@@ -77,16 +78,16 @@ def read_csv(path: str | os.PathLike, label_column: str) -> Table:
     path = Path(path)
     frame = pd.read_csv(path, skipinitialspace=True)
     if label_column not in frame.columns:
-        raise ValueError(f"{path}: no label column {label_column!r}; the columns are "
-                         f"{list(frame.columns)} (choose one with --label-column)")
+        raise DataError(f"{path}: no label column {label_column!r}; the columns are "
+                        f"{list(frame.columns)} (set label_column to one of them)")
     if frame[label_column].isna().any():
         rows = np.flatnonzero(frame[label_column].isna().to_numpy())
-        raise ValueError(f"{path}: the label column {label_column!r} is empty in rows "
-                         f"{rows[:10].tolist()}")
+        raise DataError(f"{path}: the label column {label_column!r} is empty in rows "
+                        f"{rows[:10].tolist()}")
     y, classes = _labels(frame[label_column].astype(str).to_numpy(), str(path))
     features = frame.drop(columns=[label_column])
     if features.shape[1] == 0:
-        raise ValueError(f"{path}: no feature columns besides the label {label_column!r}")
+        raise DataError(f"{path}: no feature columns besides the label {label_column!r}")
     parts, names = [], []
     for col in features.columns:
         values = features[col]
@@ -97,16 +98,16 @@ def read_csv(path: str | os.PathLike, label_column: str) -> Table:
         numeric = pd.to_numeric(values, errors="coerce")
         text = values[numeric.isna() & values.notna()]
         if numeric.notna().mean() >= 0.5:  # mostly numbers: the rest are errors, not categories
-            raise ValueError(f"{path}: column {col!r} is numeric but holds values that are not "
-                             f"numbers: {sorted(set(text.astype(str)))[:5]} (rows "
-                             f"{text.index[:5].tolist()})")
+            raise DataError(f"{path}: column {col!r} is numeric but holds values that are not "
+                            f"numbers: {sorted(set(text.astype(str)))[:5]} (rows "
+                            f"{text.index[:5].tolist()})")
         if values.nunique() > MAX_CATEGORIES:
-            raise ValueError(f"{path}: column {col!r} holds {values.nunique()} distinct text "
-                             f"values, too many to one-hot encode (at most {MAX_CATEGORIES}); "
-                             "drop it or encode it as numbers")
+            raise DataError(f"{path}: column {col!r} holds {values.nunique()} distinct text "
+                            f"values, too many to one-hot encode (at most {MAX_CATEGORIES}); "
+                            "drop it or encode it as numbers")
         if values.isna().any():
-            raise ValueError(f"{path}: column {col!r} is empty in rows "
-                             f"{np.flatnonzero(values.isna().to_numpy())[:10].tolist()}")
+            raise DataError(f"{path}: column {col!r} is empty in rows "
+                            f"{np.flatnonzero(values.isna().to_numpy())[:10].tolist()}")
         onehot = pd.get_dummies(values.astype(str), prefix=str(col), prefix_sep="=")
         parts.append(onehot.to_numpy(np.float64))
         names += list(onehot.columns)
@@ -121,13 +122,13 @@ def read_npz(path: str | os.PathLike) -> Table:
     with np.load(path, allow_pickle=False) as f:
         missing = {"X", "y"} - set(f.files)
         if missing:
-            raise ValueError(f"{path}: expected arrays 'X' and 'y', found {sorted(f.files)}")
+            raise DataError(f"{path}: expected arrays 'X' and 'y', found {sorted(f.files)}")
         X, labels = f["X"], f["y"]
     if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
-        raise ValueError(f"{path}: X must hold numbers, got dtype {X.dtype}")
+        raise DataError(f"{path}: X must hold numbers, got dtype {X.dtype}")
     if labels.ndim != 1 or len(labels) != len(X):
-        raise ValueError(f"{path}: y must have shape ({len(X)},) to match X {X.shape}, got "
-                         f"{labels.shape}")
+        raise DataError(f"{path}: y must have shape ({len(X)},) to match X {X.shape}, got "
+                        f"{labels.shape}")
     X = X.astype(np.float32)
     if X.ndim == 3:  # (N, H, W) grey images
         X = X[:, None]
@@ -142,12 +143,12 @@ def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
     path = Path(path)
     files = _image_files(path)
     if not files:
-        raise ValueError(f"{path}: no images found (expected <split>/<class>/<file> with one of "
-                         f"{sorted(IMAGE_SUFFIXES)})")
+        raise DataError(f"{path}: no images found (expected <split>/<class>/<file> with one of "
+                        f"{sorted(IMAGE_SUFFIXES)})")
     depth = {len(parts) for parts, _ in files}
     if len(depth) != 1 or depth.pop() not in (2, 3):
-        raise ValueError(f"{path}: mixed layout; expected every image at <split>/<class>/<file> "
-                         "or every image at <class>/<file>")
+        raise DataError(f"{path}: mixed layout; expected every image at <split>/<class>/<file> "
+                        "or every image at <class>/<file>")
     images, unreadable = [], []
     for parts, read in files:
         try:
@@ -157,13 +158,13 @@ def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
         except OSError:
             unreadable.append("/".join(parts))
     if unreadable:
-        raise ValueError(f"{path}: {len(unreadable)} files cannot be read as images: "
-                         f"{unreadable[:10]}")
+        raise DataError(f"{path}: {len(unreadable)} files cannot be read as images: "
+                        f"{unreadable[:10]}")
     shapes = {im.shape for im in images}
     if len(shapes) > 1:
         first = {s: "/".join(files[i][0]) for i, s in reversed(list(enumerate(
             im.shape for im in images)))}
-        raise ValueError(f"{path}: images differ in size or colour: {first}; resize them first")
+        raise DataError(f"{path}: images differ in size or colour: {first}; resize them first")
     X = np.stack(images).astype(np.float32) / 255.0
     X = X[:, None] if X.ndim == 3 else X.transpose(0, 3, 1, 2)
     names = np.array(["/".join(parts) for parts, _ in files])
@@ -264,8 +265,8 @@ def load_data(spec: str, label_column: str | None = None, root=None) -> dict[str
     if path.suffix.lower() in (".csv", ".tsv", ".txt") or (path.is_file() and
                                                           label_column is not None):
         if label_column is None:
-            raise ValueError(f"{path}: a CSV file needs --label-column, the column that holds "
-                             "the labels")
+            raise DataError(f"{path}: a CSV file needs a label column: set label_column to "
+                            "the name of the column that holds the labels")
         return {"all": read_csv(path, label_column)}
     if path.suffix.lower() == ".npz":
         return {"all": read_npz(path)}
