@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from sgdinfluence.data.files import load_data, read_csv
+from sgdinfluence.data.files import Table, load_data, read_csv
 from sgdinfluence.errors import DataError
 
 HEADER = ["num", "price", "city", "label"]
@@ -167,3 +167,85 @@ def test_numbers_pandas_leaves_as_text(tmp_path):
     t = read_csv(tmp_path / "d.csv", "label")
     np.testing.assert_allclose(t.X[:, 0], [1e23, 2, 3], rtol=1e-6)
     assert t.X[:, 1:].tolist() == [[1, 0], [0, 1], [0, 1]]  # one-hot '١,٥', '٣'
+
+
+# --- fuzz: a few hundred mangled files, each read into a valid Table or refused --------------
+
+SEEDS = [
+    utf8(),
+    utf8(";", "\r\n", rows=[[str(i), f"{i},5", '"a; b"' if i % 2 else "c", str(i % 3)]
+                            for i in range(8)]),
+    "\n".join(["x1\tx2\tlabel"] + [f"{i}\t{i * 0.1:.1f}\t{'ab'[i % 2]}"
+                                   for i in range(10)]).encode(),
+]
+
+
+def mutate(data: bytes, rng: np.random.Generator) -> bytes:
+    """One random byte-level, line-level or encoding change of ``data``."""
+    n = max(len(data), 1)
+    i, j = sorted(rng.integers(0, n + 1, 2))
+    kind = rng.integers(12)
+    pick = lambda options: options[rng.integers(len(options))]  # noqa: E731
+    if kind == 0:  # delete bytes
+        return data[:i] + data[j:]
+    if kind == 1:  # insert random bytes
+        return data[:i] + rng.bytes(int(rng.integers(1, 8))) + data[i:]
+    if kind == 2:  # duplicate a chunk
+        return data[:j] + data[i:j] + data[j:]
+    if kind == 3:  # truncate
+        return data[:i]
+    if kind == 4:  # inject a quote, a NUL, a delimiter or a line end
+        return data[:i] + pick([b'"', b"\x00", b",", b";", b"\t", b"|", b"\r", b"\n",
+                                      b"'", b"\xef\xbb\xbf"]) + data[i:]
+    lines = data.split(b"\n")
+    a, b = rng.integers(0, len(lines), 2)
+    if kind == 5:  # swap two lines
+        lines[a], lines[b] = lines[b], lines[a]
+    elif kind == 6:  # delete a line
+        del lines[a]
+    elif kind == 7:  # duplicate a line
+        lines.insert(b, lines[a])
+    elif kind == 8:  # another delimiter, in one line or everywhere
+        old, new = pick([b",", b";", b"\t", b"|"]), pick([b",", b";", b"\t", b"|"])
+        if rng.random() < 0.5:
+            lines[a] = lines[a].replace(old, new)
+        else:
+            return data.replace(old, new)
+    elif kind == 9:  # a field more or less
+        lines[a] = lines[a] + b",1" if rng.random() < 0.5 else lines[a].rpartition(b",")[0]
+    elif kind == 10:  # another encoding
+        decoded = data.decode("utf-8", errors="replace")
+        encoding = pick(["utf-16", "utf-16-le", "utf-8-sig", "latin-1", "cp1252",
+                               "utf-32"])
+        return decoded.encode(encoding, errors="replace")
+    else:  # compressed, perhaps truncated
+        packed = pick([gzip.compress, bz2.compress, lzma.compress, zipped])(data)
+        return packed[:int(rng.integers(len(packed) // 2, len(packed) + 1))]
+    return b"\n".join(lines)
+
+
+def check_table(t: Table) -> None:
+    assert t.X.dtype == np.float32 and t.X.ndim == 2 and np.isfinite(t.X).all()
+    assert t.y.dtype == np.int64 and len(t.X) == len(t.y) == len(t.index) == len(t.rows) > 0
+    assert len(t.classes) >= 2 and t.y.min() >= 0 and t.y.max() < len(t.classes)
+
+
+def test_fuzzed_csv_files_are_read_or_refused_never_crash(tmp_path):
+    rng = np.random.default_rng(0)
+    crashes, read = [], 0
+    for k in range(400):
+        data = SEEDS[k % len(SEEDS)]
+        for _ in range(rng.integers(1, 4)):
+            data = mutate(data, rng)
+        path = tmp_path / f"f{k}.csv"
+        path.write_bytes(data)
+        try:
+            check_table(read_csv(path, "label"))
+            read += 1
+        except DataError as e:
+            if str(path) not in str(e):
+                crashes.append((k, data[:60], f"message without the path: {e}"))
+        except Exception as e:  # noqa: BLE001 - every other exception is a bug of the reader
+            crashes.append((k, data[:60], f"{type(e).__name__}: {e}"))
+    assert not crashes, "\n".join(map(repr, crashes))
+    assert 40 < read < 360  # the mutations neither all break nor all spare the files

@@ -287,7 +287,7 @@ def _sniff_delimiter(sample: str, skip: int) -> str:
     best, best_score = ",", (0.0, 1)
     for sep in DELIMITERS:
         try:
-            rows = [r for r in csv.reader(io.StringIO(sample), delimiter=sep,
+            rows = [r for r in csv.reader(io.StringIO(sample, newline=""), delimiter=sep,
                                           skipinitialspace=True) if r][skip:]
         except csv.Error:
             continue
@@ -315,10 +315,11 @@ def _read_frame(path: Path, text: str, sample: str, data: bytes, sep: str, skip:
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(io.BytesIO(data), low_memory=False, **options)
     except pd.errors.ParserWarning:  # data rows longer than the header: pandas drops the rest
-        line, fields = _first_long_row(text, sep, skip)
-        raise DataError(f"{path}: line {line} has {fields} fields but the header has "
-                        f"{len(header.columns)} (read {how}); give every row as many fields "
-                        "as the header, quoting values that hold the delimiter") from None
+        found = _first_long_row(text, sep, skip)
+        where = f"line {found[0]} has {found[1]}" if found else "rows have more"
+        raise DataError(f"{path}: {where} fields but the header has {len(header.columns)} "
+                        f"(read {how}); give every row as many fields as the header, quoting "
+                        "values that hold the delimiter") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, csv.Error) as e:
         message = " ".join(str(e).split()).replace("Error tokenizing data. C error: ", "")
         raise DataError(f"{path}: cannot be read as a table {how}: {message}; give every row "
@@ -335,19 +336,23 @@ def _read_frame(path: Path, text: str, sample: str, data: bytes, sep: str, skip:
     return frame
 
 
-def _first_long_row(text: str, sep: str, skip: int) -> tuple[int, int]:
+def _first_long_row(text: str, sep: str, skip: int) -> tuple[int, int] | None:
     """(1-based line, field count) of the first row with more fields than the header,
-    counting records as pandas does (a quoted line break does not start a line)."""
-    rows = csv.reader(io.StringIO(text), delimiter=sep, skipinitialspace=True)
+    counting records as pandas does (a quoted line break does not start a line); None
+    where the csv module cannot tell (it stops at a stray quote or CR, say)."""
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep, skipinitialspace=True)
     width = None
-    for line, row in enumerate(rows, start=1):
-        if line <= skip or not row:
-            continue
-        if width is None:
-            width = len(row)
-        elif len(row) > width and not (len(row) == width + 1 and row[-1] == ""):
-            return line, len(row)
-    return 0, 0
+    try:
+        for line, row in enumerate(rows, start=1):
+            if line <= skip or not row:
+                continue
+            if width is None:
+                width = len(row)
+            elif len(row) > width and not (len(row) == width + 1 and row[-1] == ""):
+                return line, len(row)
+    except csv.Error:
+        pass
+    return None
 
 
 def _csv_labels(frame: pd.DataFrame, label_column: str, path: Path
