@@ -3,11 +3,13 @@ malformed ones, each read correctly or refused with a DataError that names the f
 
 import bz2
 import gzip
+import io
 import lzma
 import zipfile
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from sgdinfluence.data.files import Table, load_data, read_csv
 from sgdinfluence.errors import DataError
@@ -27,8 +29,6 @@ def utf8(*args, **kwargs):
 
 
 def zipped(data, names=("d.csv",)):
-    import io
-
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name in names:
@@ -37,10 +37,6 @@ def zipped(data, names=("d.csv",)):
 
 
 def png():
-    import io
-
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.new("RGB", (4, 4)).save(buffer, format="PNG")
     return buffer.getvalue()
