@@ -26,7 +26,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     args = ap.parse_args()
 
-    X, y, _, _ = load("adult", args.data_dir)
+    adult = load("adult", args.data_dir)["train"]
+    X, y = adult.X, adult.y
     perm = np.random.default_rng(0).permutation(len(X))[:400]
     t64 = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
     train, val = (t64(X[perm[:200]]), t64(y[perm[:200]])), (t64(X[perm[200:]]), t64(y[perm[200:]]))

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 import sgdinfluence as sgi
-from sgdinfluence.data import mnist
+from sgdinfluence.data.sources import mnist
 from sgdinfluence.estimators.sgd import sgd_influence
 from sgdinfluence.models import mnist_cnn
 from sgdinfluence.queries import query_matrix

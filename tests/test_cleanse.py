@@ -10,7 +10,8 @@ import torch
 from sgdinfluence import report
 from sgdinfluence._output import MARKER
 from sgdinfluence.cleanse import CleanseConfig, cleanse, error, split
-from sgdinfluence.data.files import digits, flip_labels
+from sgdinfluence.data import load
+from sgdinfluence.data.files import flip_labels
 from sgdinfluence.errors import OutputError
 
 M_FLIPPED = 0.1
@@ -20,7 +21,7 @@ M_FLIPPED = 0.1
 def flipped_digits():
     cfg = CleanseConfig(model="mlp", epochs=8, batch_size=32, lr=0.1, weight_decay=1e-4,
                         val=0.15, methods=("sgd", "random"), ks=(30, 120), retrain="all")
-    splits = split(digits(), cfg)
+    splits = split(load("digits"), cfg)
     splits.train.y, flipped = flip_labels(splits.train.y, M_FLIPPED, 10,
                                           np.random.default_rng(0))
     return cleanse(splits, cfg, progress=False), flipped
@@ -50,7 +51,7 @@ def test_retraining_is_the_identical_schedule(flipped_digits):
 
 def test_splits_are_disjoint_stratified_and_seeded():
     cfg = CleanseConfig(val=0.2, test=100, seed=3)
-    a, b = split(digits(), cfg), split(digits(), cfg)
+    a, b = split(load("digits"), cfg), split(load("digits"), cfg)
     np.testing.assert_array_equal(a.train.index, b.train.index)
     ids = [set(t.index) for t in (a.train, a.val, a.test)]
     assert len(ids[2]) == 100 and not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
@@ -102,7 +103,7 @@ def test_bad_configuration(change, message):
         return
     with pytest.raises(ValueError, match=__import__("re").escape(message)):
         cfg = CleanseConfig(**change)  # options alone: refused here; with the data: below
-        cleanse(split(digits(), cfg), cfg, progress=False)
+        cleanse(split(load("digits"), cfg), cfg, progress=False)
 
 
 def test_summary_chooses_k_on_validation_and_says_when_nothing_helps():

@@ -25,7 +25,7 @@ def cleanse_command(args: argparse.Namespace) -> None:
     """Find the training instances that hurt the model, remove them, retrain, and report."""
     from . import report
     from .cleanse import CleanseConfig, cleanse, split
-    from .data.files import load_data
+    from .data import load_data
 
     out = Path(args.out or f"out/cleanse-{Path(args.data).stem}")
     inputs = _inputs(args.data, args.data_dir)
@@ -103,11 +103,10 @@ def _warn(warning: str | None) -> None:
 def _inputs(data: str | None, root: str | None) -> list[Path]:
     """What a command reads, which its output must keep clear of: the data path, or the
     data directory for the built-in datasets (``data`` None: an experiment's)."""
-    from .data import data_dir
-    from .data.files import BUILTIN
+    from .data import DATASETS, data_dir
 
-    if data is None or data in BUILTIN:
-        return [data_dir(root)] if data != "digits" else []
+    if data is None or data in DATASETS:
+        return [data_dir(root)] if data is None or DATASETS[data].download else []
     return [Path(data)]
 
 
@@ -170,7 +169,7 @@ def fractions(text: str) -> tuple[float, ...]:
 def parser() -> Parser:
     """Every command and its options."""
     from .cleanse import AUGMENTS
-    from .data import DATASETS
+    from .experiments.estimation import DATASETS as ESTIMATION_DATASETS
     from .methods import METHODS
     from .models import MODELS
 
@@ -242,7 +241,7 @@ def parser() -> Parser:
                 "The paper's Sec 7.1: estimated vs true leave-one-out change of validation "
                 "loss.", out="out/estimation-<dataset>-<model>",
                 data_dir="adult/, 20newsgroups/, mnist/")
-    p.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    p.add_argument("--dataset", choices=ESTIMATION_DATASETS, required=True)
     p.add_argument("--model", choices=["logreg", "mlp"], required=True)
     p.add_argument("--seeds", type=positive_int, default=30)
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sgdinfluence.data.files import Table, load_data, read_csv
+from sgdinfluence.data import load_data
+from sgdinfluence.data.files import Table, read_csv
 from sgdinfluence.errors import DataError
 
 HEADER = ["num", "price", "city", "label"]

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from sgdinfluence.data.files import load_data, read_csv, read_image_folder, read_npz
+from sgdinfluence.data import load_data
+from sgdinfluence.data.files import read_csv, read_image_folder, read_npz
 
 
 def write_csv(path, n=40):

@@ -118,8 +118,8 @@ def test_cleanlab_rows_use_the_cross_validated_model_class(digits, monkeypatch):
     rows = nl.one_setting(cfg, "digits", digits, 0.2, "logreg")
     assert len(calls) == 1  # one cross-validation, shared by both cleanlab rows
     shape, kw, probs = calls[0]
-    assert shape == (200, 64) and kw == {"folds": 3, "split_seed": 0,
-                                         **cfg.training("digits", "logreg")}
+    assert shape == (200, 1, 8, 8) and kw == {"folds": 3, "split_seed": 0,
+                                               **cfg.training("digits", "logreg")}
     import cleanlab.rank
 
     noisy, flipped = nl.corrupt(digits, 0.2, seed=[0, 0])

@@ -29,7 +29,6 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import DataError
-from . import data_dir, fetch, mnist
 
 MAX_CATEGORIES = 100  # a text column with more distinct values is refused, not one-hot encoded
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -44,12 +43,6 @@ DELIMITERS = (",", ";", "\t", "|")
 SAMPLE_CHARS = 1 << 16  # the delimiter is guessed from the first 64 k characters
 CONTROL_CHARS = tuple(chr(c) for c in (*range(9), *range(14, 32), 127))  # not \t \n \v \f \r
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
-CIFAR_JPEG = ("cifar10-jpeg", "CIFAR-10-images-jpg.tar.gz")
-CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
-FASHION_CLASSES = ("T-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
-                   "sneaker", "bag", "ankle boot")
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                 "truck")
 
 
 @dataclass
@@ -479,66 +472,12 @@ def flip_labels(y: np.ndarray, rate: float, num_classes: int,
     return noisy, flipped
 
 
-# --- built-in datasets: {"train": Table, "test": Table} (digits: one split "all") ---------
-
-def digits(root=None) -> dict[str, Table]:
-    """scikit-learn's 1,797 8x8 digit images (no download), as (N, 1, 8, 8) in [0, 1]."""
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    X = (X / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-    return {"all": Table(X, y.astype(np.int64), [str(c) for c in range(10)], np.arange(len(X)))}
-
-
-def _idx(name: str, classes):
-    def load(root=None) -> dict[str, Table]:
-        out = {}
-        for split in ("train", "test"):
-            X, y = mnist(split, root, name=name)
-            out[split] = Table(X, y, list(classes), np.arange(len(X)))
-        return out
-    load.__doc__ = f"{name} from its IDX files in <data dir>/{name}/, (N, 1, 28, 28) in [0, 1]."
-    return load
-
-
-def cifar10(root=None) -> dict[str, Table]:
-    """CIFAR-10 from ``<data dir>/cifar10-jpeg/CIFAR-10-images-jpg.tar.gz`` (image folders),
-    else from the official python archive in ``<data dir>/cifar10/`` (downloaded if online)."""
-    jpeg = data_dir(root).joinpath(*CIFAR_JPEG)
-    if jpeg.is_file():
-        return read_image_folder(jpeg)
-    (archive,) = fetch(data_dir(root) / "cifar10", ["cifar-10-python.tar.gz"], CIFAR_URL)
-    import pickle
-
-    out = {}
-    with tarfile.open(archive) as tar:
-        for split, names in (("train", [f"data_batch_{i}" for i in range(1, 6)]),
-                             ("test", ["test_batch"])):
-            batches = [pickle.load(tar.extractfile(f"cifar-10-batches-py/{n}"),  # noqa: S301
-                                   encoding="bytes") for n in names]
-            X = np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32)
-            y = np.concatenate([b[b"labels"] for b in batches]).astype(np.int64)
-            out[split] = Table(X.astype(np.float32) / 255.0, y, list(CIFAR_CLASSES),
-                               np.arange(len(y)))
-    return out
-
-
-BUILTIN = {"digits": digits, "mnist": _idx("mnist", tuple(map(str, range(10)))),
-           "fashion-mnist": _idx("fashion-mnist", FASHION_CLASSES), "cifar10": cifar10}
-
-
-def load_data(spec: str, label_column: str | None = None, root=None) -> dict[str, Table]:
-    """A built-in dataset name, or a path to a CSV file (``.csv``, ``.tsv`` or ``.txt``, also
+def read_path(path: Path, label_column: str | None = None) -> dict[str, Table]:
+    """A path to a CSV file (``.csv``, ``.tsv`` or ``.txt``, also
     compressed: ``.csv.gz``, ``.csv.bz2``, ``.csv.zip``, ``.csv.xz``; a file of another name
     is read as CSV when ``label_column`` is given), an ``.npz`` file or an image folder (a
     directory or a tar archive). Returns {split: Table} with split "train"/"test" where the
     source has them, else one split "all"."""
-    if spec in BUILTIN:
-        return BUILTIN[spec](root)
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"{spec!r} is neither a built-in dataset ({sorted(BUILTIN)}) "
-                                f"nor an existing file or directory (looked at {path.resolve()})")
     if _csv_suffix(path):
         _check_file(path)
         if label_column is None:

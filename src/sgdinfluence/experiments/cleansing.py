@@ -17,7 +17,7 @@ import numpy as np
 from .. import report
 from .._output import check_output, output_dir
 from ..cleanse import PAPER_KS, CleanseConfig, cleanse, split
-from ..data.files import load_data
+from ..data import load_data
 from ..errors import ConfigError
 from ..methods import METHODS
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import report
 from ..cleanse import CleanseConfig, cleanse, split
-from ..data.files import digits, flip_labels
+from ..data import load
+from ..data.files import flip_labels
 from ..errors import ConfigError
 
 NOISE = 0.1
@@ -39,7 +40,7 @@ def run(cfg: DemoConfig, out: str | Path, *, data_dir=None, overwrite: bool = Tr
                                 weight_decay=1e-4, seed=cfg.seed, val=0.15, test=0.2,
                                 methods=("sgd", "sgd-last", "training-loss", "random"),
                                 ks=(30, 60, 120), retrain="all")
-    splits = split(digits(), cleanse_cfg)
+    splits = split(load("digits"), cleanse_cfg)
     train = splits.train
     true = train.y.copy()
     train.y, flipped = flip_labels(true, NOISE, 10, np.random.default_rng(cfg.seed))

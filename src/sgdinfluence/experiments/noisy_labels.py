@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 
 from .. import metrics
 from .._output import check_output, output_dir
+from ..data import load
 from ..data.files import flip_labels
 from ..errors import ConfigError
 from ..methods import INFLUENCE, score
@@ -153,31 +154,20 @@ Split = tuple[np.ndarray, np.ndarray]
 def load_splits(name: str, cfg: NoisyLabelsConfig, data_dir=None) -> dict[str, Split]:
     """{"train", "val", "test"}: (X float32, y int64) with clean labels.
 
-    digits: X (n, 64) / 16, a seeded stratified split into train / val / test (the rest).
-    mnist, fashion-mnist: X (n, 1, 28, 28); train and val drawn (seeded, disjoint) from the
-    official training set, test from the official test set. adult: standardised one-hot
-    features; train and val drawn from adult.data, test from adult.test.
+    The registry's datasets (digits: (n, 1, 8, 8) images, a seeded split into train / val /
+    test (the rest); mnist, fashion-mnist: (n, 1, 28, 28), train and val drawn (seeded,
+    disjoint) from the official training set, test from the official test set; adult:
+    standardised one-hot features, train and val drawn from adult.data, test from adult.test).
     """
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; use one of {list(DATASETS)}")
     rng = np.random.default_rng(cfg.seed)
     n_train = cfg.n_train or (1000 if name == "digits" else 10_000)
     n_val = cfg.n_val or (300 if name == "digits" else 1000)
-    if name == "digits":
-        from sklearn.datasets import load_digits
-
-        X, y = load_digits(return_X_y=True)
-        X, y = (X / 16.0).astype(np.float32), y.astype(np.int64)
-        X_test, y_test = None, None
-    elif name == "adult":
-        from ..data import adult
-
-        X, y, X_test, y_test = adult(data_dir)
-    else:
-        from ..data import mnist
-
-        X, y = mnist("train", data_dir, name)
-        X_test, y_test = mnist("test", data_dir, name)
+    tables = load(name, data_dir)
+    pool = tables.get("train", tables.get("all"))
+    X, y = pool.X, pool.y
+    X_test, y_test = (tables["test"].X, tables["test"].y) if "test" in tables else (None, None)
     need = n_train + n_val + (1 if X_test is None else 0)
     if need > len(X):
         raise ConfigError(f"{name} has {len(X)} instances to draw train and validation sets "
