@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from .errors import Error
 
 
 def as_tensors(data, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,3 +54,51 @@ def _tensor(a, name: str) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a))
     except (TypeError, ValueError) as e:
         raise TypeError(f"{name}: cannot turn {type(a).__name__} into a tensor: {e}") from e
+
+
+def as_indices(value, n: int, name: str, allow_empty: bool = True) -> torch.Tensor:
+    """Training-instance indices (K,) as a CPU long tensor, from what users pass to pick them.
+
+    ``value`` is a 1-D sequence, array or tensor of integers (any integer dtype; duplicates
+    kept), or a boolean mask of length ``n``, which selects the indices where it is True, in
+    ascending order. Floats are refused (a TypeError) rather than truncated, and a mask of
+    another length is refused rather than read as the indices 0 and 1.
+    """
+    if isinstance(value, torch.Tensor):
+        kind = ("b" if value.dtype == torch.bool else
+                "f" if value.is_floating_point() or value.is_complex() else "i")
+        dtype, a = str(value.dtype).removeprefix("torch."), value.detach().cpu()
+    else:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (np.ndarray, Iterable)):
+            raise TypeError(f"{name} must be a sequence, array or tensor of integer indices, or "
+                            f"a boolean mask; got {type(value).__name__}")
+        try:
+            arr = np.asarray(value if isinstance(value, np.ndarray) else list(value))
+        except ValueError as e:  # a ragged nesting
+            raise Error(f"{name} must be 1-D integer indices or a boolean mask: {e}") from e
+        if arr.size == 0 and not isinstance(value, np.ndarray):
+            arr = arr.astype(np.int64)  # numpy makes [] float64
+        kind, dtype, a = arr.dtype.kind, str(arr.dtype), None
+        if kind in "iu":
+            kind, a = "i", torch.from_numpy(arr.astype(np.int64))
+        elif kind == "b":
+            a = torch.from_numpy(arr)
+    if kind not in "bi":
+        raise TypeError(f"{name} must hold integer indices or be a boolean mask; got dtype "
+                        f"{dtype}, which is refused rather than truncated; pass integers")
+    if a.ndim != 1:
+        hint = "; wrap a single index in a list" if a.ndim == 0 else ""
+        raise Error(f"{name} must be 1-D (integer indices, or a boolean mask of length {n}); "
+                    f"got shape {tuple(a.shape)}{hint}")
+    if kind == "b":
+        if len(a) != n:
+            raise Error(f"{name} is a boolean mask of length {len(a)}, but the training set has "
+                        f"{n} instances; pass a mask of length {n}, or integer indices")
+        a = torch.nonzero(a).flatten()
+    idx = a.long()
+    if not allow_empty and len(idx) == 0:
+        raise Error(f"{name} selects no training instances; pass at least one index")
+    bad = idx[(idx < 0) | (idx >= n)]
+    if len(bad):
+        raise IndexError(f"{name} holds indices outside [0, {n}): {bad[:10].tolist()}")
+    return idx

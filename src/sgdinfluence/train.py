@@ -21,7 +21,8 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from . import losses
-from ._data import as_tensors
+from ._data import as_indices, as_tensors
+from .errors import Error
 from .trajectory import (
     Store,
     make_store,
@@ -171,12 +172,16 @@ class Run:
         model = copy.deepcopy(self.model) if model is None else model
         return Objective(model, self.loss_fn, self.config.weight_decay, self.augment, functional)
 
-    def retrain(self, exclude: Iterable[int] = (), from_epoch: int = 0) -> nn.Module:
+    def retrain(self, exclude: Iterable[int] | np.ndarray | torch.Tensor = (),
+                from_epoch: int = 0) -> nn.Module:
         """Counterfactual SGD: the identical schedule with the ``exclude``d instances' weights
         set to 0 (the divisor stays |S_t|), from the recorded state at the start of epoch
-        ``from_epoch``. ``exclude=[]`` reproduces ``self.model`` bit for bit."""
+        ``from_epoch``. ``exclude`` is integer indices (repeats allowed) or a boolean mask of
+        length N. ``exclude=[]`` reproduces ``self.model`` bit for bit."""
+        if not isinstance(from_epoch, (int, np.integer)) or isinstance(from_epoch, bool):
+            raise TypeError(f"from_epoch must be an int, got {from_epoch!r}")
         if not 0 <= from_epoch < self.epochs:
-            raise ValueError(f"from_epoch must be in [0, {self.epochs}), got {from_epoch}")
+            raise Error(f"from_epoch must be in [0, {self.epochs}), got {from_epoch}")
         weights = self.weights(exclude)
         objective = self.objective()
         model = objective.model
@@ -186,16 +191,12 @@ class Run:
         objective.load(theta)
         return model.eval()
 
-    def weights(self, exclude: Iterable[int] = ()) -> torch.Tensor:
-        """Instance weights w (N,): 1, and 0 for the excluded indices (checked)."""
-        X = self.train[0]
-        idx = torch.as_tensor(list(exclude) if not torch.is_tensor(exclude) else exclude,
-                              dtype=torch.long).reshape(-1)
-        if len(idx) and (idx.min() < 0 or idx.max() >= len(X)):
-            raise IndexError(f"exclude holds indices outside [0, {len(X)}): "
-                             f"{idx[(idx < 0) | (idx >= len(X))][:10].tolist()}")
+    def weights(self, exclude: Iterable[int] | np.ndarray | torch.Tensor = ()) -> torch.Tensor:
+        """Instance weights w (N,): 1, and 0 for the excluded instances (checked: integer
+        indices, repeats allowed, or a boolean mask of length N)."""
+        idx = as_indices(exclude, self.num_train, "exclude")
         p = next(self.model.parameters())
-        w = torch.ones(len(X), dtype=p.dtype, device=p.device)
+        w = torch.ones(self.num_train, dtype=p.dtype, device=p.device)
         w[idx.to(w.device)] = 0
         return w
 

@@ -1,0 +1,82 @@
+"""Bad input to the public API: refused at the entry point with the library's exceptions and a
+message that names the argument, the problem and the fix (a table per entry point)."""
+
+import numpy as np
+import pytest
+import torch
+
+import sgdinfluence as sgi
+from sgdinfluence.errors import Error
+from sgdinfluence.models import logistic_regression
+
+
+@pytest.fixture(scope="module")
+def data():
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(50, 4, generator=g)
+    y = (X[:, 0] > 0).long()
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def run(data):
+    torch.manual_seed(0)
+    return sgi.fit(logistic_regression(4), data, epochs=2, batch_size=5, lr=0.1)
+
+
+# --- indices and exclude ----------------------------------------------------------------------
+
+mask = np.zeros(50, bool)
+mask[[3, 17, 41]] = True
+
+INDICES = {  # bad value -> exception, message (for "indices"; the same for "exclude")
+    "floats": ([1.5, 2.0], TypeError, r"must hold integer indices .* got dtype float64"),
+    "float array": (np.array([1.0, 2.0]), TypeError, "got dtype float64"),
+    "float tensor": (torch.tensor([1.0]), TypeError, "got dtype float32"),
+    "strings": (["a"], TypeError, "got dtype <U1"),
+    "a string": ("3", TypeError, "got str"),
+    "mask of the wrong length": (mask[:20], Error,
+                                 "a boolean mask of length 20, but the training set has 50"),
+    "2-D": (np.array([[1, 2]]), Error, r"must be 1-D .* got shape \(1, 2\)"),
+    "a scalar": (3, TypeError, "got int"),
+    "a 0-d array": (np.array(3), Error, "must be 1-D .*wrap a single index in a list"),
+    "out of range": ([3, 50], IndexError, r"outside \[0, 50\): \[50\]"),
+    "negative": (torch.tensor([-1]), IndexError, r"outside \[0, 50\): \[-1\]"),
+}
+
+
+@pytest.mark.parametrize("case", INDICES)
+def test_bad_indices_are_refused(run, data, case):
+    value, error, message = INDICES[case]
+    with pytest.raises(error, match=f"^indices .*{message}"):
+        sgi.influence(run, data, method="tracin", indices=value)
+    with pytest.raises(error, match=f"^exclude .*{message}"):
+        run.retrain(exclude=value)
+
+
+def test_indices_take_any_integer_dtype_and_boolean_masks(run, data):
+    scores = sgi.influence(run, data, method="tracin")
+    for idx in ([3, 17, 41], np.array([3, 17, 41], np.int32), torch.tensor([3, 17, 41]),
+                torch.tensor([3, 17, 41], dtype=torch.int16), np.array([3, 17, 41], np.uint8),
+                mask, torch.from_numpy(mask), list(mask)):
+        np.testing.assert_array_equal(sgi.influence(run, data, method="tracin", indices=idx),
+                                      scores[[3, 17, 41]])
+    np.testing.assert_array_equal(sgi.influence(run, data, method="tracin", indices=[5, 5, 2]),
+                                  scores[[5, 5, 2]])
+    np.testing.assert_array_equal(sgi.influence(run, data, method="tracin", indices=range(3, 6)),
+                                  scores[3:6])
+    for empty in ([], np.zeros(50, bool)):
+        with pytest.raises(Error, match="indices selects no training instances"):
+            sgi.influence(run, data, method="tracin", indices=empty)
+
+
+def test_exclude_takes_masks_and_repeats(run):
+    def params(model):
+        return torch.cat([p.flatten() for p in model.parameters()])
+
+    expected = params(run.retrain([3, 17, 41]))
+    for exclude in (mask, torch.from_numpy(mask), np.array([41, 3, 17, 3], np.int64),
+                    torch.tensor([17, 3, 41], dtype=torch.int32)):
+        assert torch.equal(params(run.retrain(exclude)), expected)
+    assert torch.equal(params(run.retrain(np.zeros(50, bool))), params(run.model))
+    assert torch.equal(params(run.retrain(np.array([], np.int64))), params(run.model))
