@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 import sgdinfluence as sgi
+from sgdinfluence.errors import RunFileError
 from sgdinfluence.models import logistic_regression, mlp
 
 
@@ -162,13 +163,18 @@ def test_bad_run_files_are_refused(data, tmp_path):
     run.save(path)
     blob = path.read_bytes()
     (tmp_path / "cut.run").write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(ValueError, match="truncated or corrupt"):
+    with pytest.raises(RunFileError, match="truncated or corrupt"):
         sgi.load_run(tmp_path / "cut.run")
     payload = torch.load(path, weights_only=False)
     torch.save({**payload, "version": 99}, tmp_path / "future.run")
-    with pytest.raises(ValueError, match="format version 99"):
+    with pytest.raises(RunFileError, match="format version 99"):
         sgi.load_run(tmp_path / "future.run")
-    with pytest.raises(FileNotFoundError, match="no run file"):
+    with pytest.raises(FileNotFoundError, match="no run file") as info:
         sgi.load_run(tmp_path / "missing.run")
+    assert isinstance(info.value, RunFileError)
+    del payload["batches"]
+    torch.save(payload, tmp_path / "partial.run")
+    with pytest.raises(RunFileError, match="lacks part of a run .*'batches'.*re-record it"):
+        sgi.load_run(tmp_path / "partial.run")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         run.save(tmp_path / "nowhere" / "r.run")

@@ -26,5 +26,9 @@ class RunFileError(Error):
     """A saved run that cannot be read: missing, truncated, foreign or incomplete."""
 
 
+class RunFileNotFound(RunFileError, FileNotFoundError):
+    """No run at the given path (also a ``FileNotFoundError``)."""
+
+
 class TrainingDiverged(Error, FloatingPointError):
     """The training loss became NaN or infinite."""

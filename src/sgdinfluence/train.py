@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import losses
 from ._data import as_indices, as_tensors
-from .errors import Error
+from .errors import Error, RunFileError
 from .trajectory import (
     Store,
     make_store,
@@ -226,15 +226,22 @@ class Run:
 def load_run(path: str | os.PathLike, map_location=None) -> Run:
     """Read a run written by :meth:`Run.save`, or a DiskStore run's directory.
 
-    Refuses truncated files, unknown format versions and interrupted disk runs."""
+    Refuses (:class:`RunFileError`) missing, truncated or foreign files, unknown format
+    versions, interrupted disk runs, and runs whose model, loss or augmentation is defined in
+    a module that cannot be imported here."""
     p = read_run_file(path, map_location)
-    run = Run(
-        model=p["model"], initial_state=p["initial_state"], batches=p["batches"],
-        lrs=p["lrs"], seeds=p["seeds"], epoch_starts=p["epoch_starts"],
-        epoch_buffers=p["epoch_buffers"], losses=p["losses"], config=FitConfig(**p["config"]),
-        store=store_from_state(p["store"]), train=p["train"], loss_fn=p["loss_fn"],
-        augment=p.get("augment"),
-    )
+    try:
+        run = Run(
+            model=p["model"], initial_state=p["initial_state"], batches=p["batches"],
+            lrs=p["lrs"], seeds=p["seeds"], epoch_starts=p["epoch_starts"],
+            epoch_buffers=p["epoch_buffers"], losses=p["losses"],
+            config=FitConfig(**p["config"]), store=store_from_state(p["store"]),
+            train=p["train"], loss_fn=p["loss_fn"], augment=p.get("augment"),
+        )
+    except (KeyError, TypeError) as e:
+        raise RunFileError(f"{path} lacks part of a run ({type(e).__name__}: {e}): it is corrupt "
+                           "or was written by another version of sgdinfluence; re-record it "
+                           "with sgi.fit") from e
     run.store.bind(run)
     return run
 
