@@ -4,6 +4,7 @@ message that names the argument, the problem and the fix (a table per entry poin
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import sgdinfluence as sgi
 from sgdinfluence.errors import Error
@@ -80,3 +81,36 @@ def test_exclude_takes_masks_and_repeats(run):
         assert torch.equal(params(run.retrain(exclude)), expected)
     assert torch.equal(params(run.retrain(np.zeros(50, bool))), params(run.model))
     assert torch.equal(params(run.retrain(np.array([], np.int64))), params(run.model))
+
+
+# --- queries ----------------------------------------------------------------------------------
+
+def accuracy_on(d):
+    def accuracy(m):
+        return (m(d[0]).argmax(1) == d[1]).double().mean()
+    return accuracy
+
+
+def no_grad_loss_on(d):
+    def loss(m):
+        with torch.no_grad():
+            return F.cross_entropy(m(d[0]), d[1])
+    return loss
+
+
+QUERIES = {  # validation data -> bad query; exception, message
+    "accuracy by argmax": (accuracy_on, Error,
+                           "the callable query 'accuracy' cannot be differentiated .*every "
+                           "score would be 0; query a differentiable surrogate"),
+    "made by .item()": (lambda d: lambda m: torch.tensor(F.cross_entropy(m(d[0]), d[1]).item()),
+                        Error, "'<lambda>' cannot be differentiated"),
+    "under torch.no_grad": (no_grad_loss_on, Error, "'loss' cannot be differentiated"),
+    "not a scalar": (lambda d: lambda m: m(d[0]), Error, "must return a scalar tensor"),
+}
+
+
+@pytest.mark.parametrize("case", QUERIES)
+def test_bad_queries_are_refused(run, data, case):
+    make, error, message = QUERIES[case]
+    with pytest.raises(error, match=message):
+        sgi.influence(run, make(data))

@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from . import losses
 from ._data import as_tensors
+from .errors import Error
 from .train import Run, mode
 
 CHUNK = 1024  # validation instances per forward pass
@@ -44,8 +45,8 @@ class _Called(nn.Module):
     def forward(self) -> torch.Tensor:
         value = self.fn(self.model)
         if not (torch.is_tensor(value) and value.numel() == 1):
-            raise ValueError("a callable query must return a scalar tensor, got "
-                             f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}")
+            raise Error("a callable query must return a scalar tensor, got "
+                        f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}")
         return value.reshape(1)
 
 
@@ -65,9 +66,25 @@ class Query:
         if isinstance(q, Dataset) or (isinstance(q, tuple) and len(q) == 2):
             return ("mean", *_validation(run, q))
         if callable(q):
-            return ("call", _Called(self.objective.model, q))
+            module = _Called(self.objective.model, q)
+            self._check_differentiable(module, q)
+            return ("call", module)
         raise TypeError("query must be a validation set (X, y), a Dataset, a callable model -> "
                         f"scalar, PerExample(...) or a list of these; got {type(q).__name__}")
+
+    def _check_differentiable(self, module: _Called, q) -> None:
+        """Evaluate a callable query once at θ[T] and refuse it if its value does not depend
+        on the parameters through autograd (argmax, ``.item()``, ``torch.no_grad``): its
+        gradient u, and so every score, would be zero."""
+        theta = self.objective.flatten().requires_grad_()
+        with mode(self.objective.model, train=False):
+            value = self._call(module, theta)
+        if not value.requires_grad:
+            name = getattr(q, "__name__", type(q).__name__)
+            raise Error(f"the callable query {name!r} cannot be differentiated with respect to "
+                        "the model's parameters (it uses argmax, .item(), torch.no_grad or the "
+                        "like), so every score would be 0; query a differentiable surrogate "
+                        "instead, such as a loss on the validation data")
 
     def values(self, theta: torch.Tensor) -> torch.Tensor:
         """Q(θ) (M,), a pure function of flat θ (P,) (vmappable for data queries)."""
