@@ -31,4 +31,10 @@ class RunFileNotFound(RunFileError, FileNotFoundError):
 
 
 class TrainingDiverged(Error, FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite at step ``step`` of epoch ``epoch``, whose
+    learning rate was ``lr``."""
+
+    def __init__(self, message: str, *, step: int | None = None, epoch: int | None = None,
+                 lr: float | None = None):
+        super().__init__(message)
+        self.step, self.epoch, self.lr = step, epoch, lr

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import losses
 from ._data import as_indices, as_tensors
-from .errors import Error, RunFileError
+from .errors import Error, RunFileError, TrainingDiverged
 from .trajectory import (
     Store,
     make_store,
@@ -268,10 +268,11 @@ def sgd(objective: Objective, theta: torch.Tensor, run, steps: Sequence[int],
             (g,) = torch.autograd.grad(loss, theta)
             loss = loss.item()
             if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss} at step {t} (epoch "
-                    f"{np.searchsorted(run.epoch_starts, t, side='right') - 1}), batch indices "
-                    f"{idx.tolist()}; lower the learning rate or check these instances")
+                epoch = int(np.searchsorted(run.epoch_starts, t, side="right")) - 1
+                raise TrainingDiverged(
+                    f"training diverged: the loss became {loss} at step {t} (epoch {epoch}), "
+                    f"whose learning rate is {run.lrs[t]:g}; lower the learning rate (lr) or "
+                    "check the data for extreme values", step=t, epoch=epoch, lr=run.lrs[t])
             step_losses[k] = loss
             theta = theta.detach() - run.lrs[t] * g
             if bar is not None:
