@@ -25,6 +25,40 @@ def run(data):
     return sgi.fit(logistic_regression(4), data, epochs=2, batch_size=5, lr=0.1)
 
 
+# --- fit ------------------------------------------------------------------------------------
+
+FIT = {  # keyword arguments (and training labels) -> exception, message
+    "lr as a string": ({"lr": "0.1"}, TypeError,
+                       r"lr must be a number or a callable step -> learning rate, got str"),
+    "lr a tensor": ({"lr": torch.tensor(0.1)}, TypeError, "lr must be a number"),
+    "lr NaN": ({"lr": float("nan")}, Error, r"lr must be finite and >= 0, got nan"),
+    "lr infinite": ({"lr": float("inf")}, Error, r"lr must be finite and >= 0, got inf"),
+    "lr callable, not a number": ({"lr": lambda t: "fast"}, TypeError,
+                                  r"lr, a callable, must return a number .* lr\(0\) returned str"),
+    "lr callable, NaN later": ({"lr": lambda t: 0.1 if t < 3 else float("nan")}, Error,
+                               r"lr must be finite and >= 0; step 3 has lr=nan"),
+    "weight_decay a string": ({"weight_decay": "0.01"}, TypeError,
+                              "weight_decay must be a number, got str"),
+    "weight_decay None": ({"weight_decay": None}, TypeError,
+                          "weight_decay must be a number, got NoneType"),
+    "weight_decay a bool": ({"weight_decay": True}, TypeError, "weight_decay must be a number"),
+    "weight_decay infinite": ({"weight_decay": float("inf")}, Error,
+                              "weight_decay must be finite and >= 0"),
+    "loss not a name": ({"loss": 3}, TypeError, "loss must be a name .* or a callable"),
+}
+
+
+@pytest.mark.parametrize("case", FIT)
+def test_bad_fit_arguments_are_refused(data, case):
+    kwargs, error, message = FIT[case]
+    kwargs = dict(kwargs)
+    X, y = data
+    y = kwargs.pop("y", lambda y: y)(y)
+    model = kwargs.pop("model", logistic_regression(4))
+    with pytest.raises(error, match=message):
+        sgi.fit(model, (X, y), **{"epochs": 1, "batch_size": 5, "lr": 0.1, **kwargs})
+
+
 # --- indices and exclude ----------------------------------------------------------------------
 
 mask = np.zeros(50, bool)

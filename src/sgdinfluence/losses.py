@@ -7,6 +7,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from .errors import Error
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -34,9 +36,12 @@ LOSSES: dict[str, LossFn] = {"cross_entropy": cross_entropy, "bce": bce, "mse": 
 def resolve(loss: str | LossFn) -> LossFn:
     if callable(loss):
         return loss
+    if not isinstance(loss, str):
+        raise TypeError(f"loss must be a name ({', '.join(sorted(LOSSES))}) or a callable "
+                        f"(outputs, targets) -> per-instance losses, got {type(loss).__name__}")
     if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)} or a callable "
-                         "(outputs, targets) -> per-instance losses")
+        raise Error(f"unknown loss {loss!r}; use one of {sorted(LOSSES)} or a callable "
+                    "(outputs, targets) -> per-instance losses")
     return LOSSES[loss]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -49,7 +50,7 @@ class Objective:
         self.augment, self.functional = augment, functional
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:
-            raise ValueError("the model has no trainable parameters (requires_grad=True)")
+            raise Error("the model has no trainable parameters (requires_grad=True)")
         self.names = [n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.sizes = [p.numel() for _, p in named]
@@ -289,11 +290,23 @@ def schedule(n: int, epochs: int, batch_size: int, lr, seed: int):
         epoch_starts.append(len(batches))
         batches.extend(torch.randperm(n, generator=gen).split(batch_size))
     seeds = torch.randint(0, 2**62, (len(batches),), generator=gen).tolist()
-    lrs = [float(lr(t)) if callable(lr) else float(lr) for t in range(len(batches))]
+    if callable(lr):
+        lrs = [_rate(lr, t) for t in range(len(batches))]
+    else:
+        lrs = [float(lr)] * len(batches)
     bad = [t for t, r in enumerate(lrs) if not (math.isfinite(r) and r >= 0)]
     if bad:
-        raise ValueError(f"lr must be finite and >= 0; step {bad[0]} has lr={lrs[bad[0]]}")
+        raise Error(f"lr must be finite and >= 0; step {bad[0]} has lr={lrs[bad[0]]}")
     return batches, lrs, seeds, epoch_starts
+
+
+def _rate(lr: Callable[[int], float], t: int) -> float:
+    value = lr(t)
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"lr, a callable, must return a number for each step; lr({t}) returned "
+                        f"{type(value).__name__} {value!r}") from e
 
 
 def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
@@ -316,9 +329,14 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
             raise TypeError(f"{name} must be an int, got {v!r}")
     if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+        raise Error(f"epochs must be >= 1, got {epochs}")
+    if not callable(lr):
+        _check_real("lr", lr, "a number or a callable step -> learning rate")
+        if not (math.isfinite(lr) and lr >= 0):
+            raise Error(f"lr must be finite and >= 0, got {lr}")
+    _check_real("weight_decay", weight_decay, "a number")
     if not (math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be finite and >= 0, got {weight_decay}")
+        raise Error(f"weight_decay must be finite and >= 0, got {weight_decay}")
     loss_fn = losses.resolve(loss)
     store = make_store(store)
     model = copy.deepcopy(model)
@@ -328,8 +346,8 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     theta0 = objective.flatten()
     X, y = as_tensors(train, "train")
     if not 1 <= batch_size <= len(X):
-        raise ValueError(f"batch_size must be in [1, {len(X)}] (the training set size), "
-                         f"got {batch_size}")
+        raise Error(f"batch_size must be in [1, {len(X)}] (the training set size), "
+                    f"got {batch_size}")
     X = X.to(theta0.device, theta0.dtype if X.is_floating_point() else X.dtype)
     y = losses.prepare_targets(loss_fn, y, theta0.dtype).to(theta0.device)
 
@@ -372,5 +390,10 @@ def _check_forward(objective: Objective, theta, x, y) -> None:
                          f"{tuple(x.shape[1:])} per instance, y of shape {tuple(y.shape[1:])}): "
                          f"{e}") from e
     if per.shape != (len(x),):
-        raise ValueError(f"the loss must return one value per instance, shape ({len(x)},); "
-                         f"got {tuple(per.shape)}")
+        raise Error(f"the loss must return one value per instance, shape ({len(x)},); "
+                    f"got {tuple(per.shape)}")
+
+
+def _check_real(name: str, value, expected: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
