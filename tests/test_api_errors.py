@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import sgdinfluence as sgi
-from sgdinfluence.errors import Error
+from sgdinfluence.errors import DataError, Error
 from sgdinfluence.models import logistic_regression
 
 
@@ -23,6 +23,12 @@ def data():
 def run(data):
     torch.manual_seed(0)
     return sgi.fit(logistic_regression(4), data, epochs=2, batch_size=5, lr=0.1)
+
+
+def with_label(y, i, value):
+    y = y.clone()
+    y[i] = value
+    return y
 
 
 # --- fit ------------------------------------------------------------------------------------
@@ -45,6 +51,17 @@ FIT = {  # keyword arguments (and training labels) -> exception, message
     "weight_decay infinite": ({"weight_decay": float("inf")}, Error,
                               "weight_decay must be finite and >= 0"),
     "loss not a name": ({"loss": 3}, TypeError, "loss must be a name .* or a callable"),
+    "class label beyond the logits": (
+        {"y": lambda y: with_label(y, 40, 9)}, DataError,
+        r"train: y holds class labels \[9\] outside \[0, 2\), but the model outputs 2 logits "
+        r"per instance .*give the model one output per class, or number the classes 0..1"),
+    "negative class labels": ({"y": lambda y: with_label(with_label(y, 7, -1), 8, -3)},
+                              DataError, r"class labels \[-3, -1\] outside \[0, 2\)"),
+    "non-integer class labels": ({"y": lambda y: with_label(y.double(), 3, 0.5)}, DataError,
+                                 "cross_entropy needs integer class labels"),
+    "bce target beyond 1": ({"loss": "bce", "model": logistic_regression(4, 1),
+                             "y": lambda y: with_label(y, 30, 2)}, DataError,
+                            r"bce needs targets in \[0, 1\], but y holds \[2.0\]"),
 }
 
 
@@ -140,6 +157,13 @@ QUERIES = {  # validation data -> bad query; exception, message
                         Error, "'<lambda>' cannot be differentiated"),
     "under torch.no_grad": (no_grad_loss_on, Error, "'loss' cannot be differentiated"),
     "not a scalar": (lambda d: lambda m: m(d[0]), Error, "must return a scalar tensor"),
+    "a label beyond the logits": (lambda d: (d[0][:10], with_label(d[1][:10], 4, 7)), DataError,
+                                  r"query: y holds class labels \[7\] outside \[0, 2\), but the "
+                                  "model outputs 2 logits"),
+    "fractional labels": (lambda d: (d[0][:10], d[1][:10] + 0.5), DataError,
+                          "query: cross_entropy needs integer class labels"),
+    "per example, label beyond": (lambda d: sgi.PerExample((d[0][:3], torch.tensor([0, 1, 2]))),
+                                  DataError, r"class labels \[2\]"),
 }
 
 
@@ -148,3 +172,10 @@ def test_bad_queries_are_refused(run, data, case):
     make, error, message = QUERIES[case]
     with pytest.raises(error, match=message):
         sgi.influence(run, make(data))
+
+
+def test_queries_of_a_bce_run_refuse_targets_outside_0_1(data):
+    X, y = data
+    run = sgi.fit(logistic_regression(4, 1), (X, y), loss="bce", epochs=1, batch_size=5, lr=0.1)
+    with pytest.raises(DataError, match=r"query: bce needs targets in \[0, 1\]"):
+        sgi.influence(run, (X[:5], torch.tensor([0, 1, 3, 0, 1])))

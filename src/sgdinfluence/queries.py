@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from . import losses
 from ._data import as_tensors
-from .errors import Error
+from .errors import DataError, Error
 from .train import Run, mode
 
 CHUNK = 1024  # validation instances per forward pass
@@ -62,9 +62,9 @@ class Query:
 
     def _part(self, run: Run, q):
         if isinstance(q, PerExample):
-            return ("each", *_validation(run, q.data))
+            return ("each", *_validation(run, q.data, self.objective))
         if isinstance(q, Dataset) or (isinstance(q, tuple) and len(q) == 2):
-            return ("mean", *_validation(run, q))
+            return ("mean", *_validation(run, q, self.objective))
         if callable(q):
             module = _Called(self.objective.model, q)
             self._check_differentiable(module, q)
@@ -132,16 +132,19 @@ def _chunks(x: torch.Tensor, y: torch.Tensor):
     return zip(x.split(CHUNK), y.split(CHUNK), strict=True)
 
 
-def _validation(run: Run, data) -> tuple[torch.Tensor, torch.Tensor]:
+def _validation(run: Run, data, objective) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = as_tensors(data, "query")
     X_train, y_train = run.train
     if x.shape[1:] != X_train.shape[1:]:
-        raise ValueError(f"query X has instances of shape {tuple(x.shape[1:])}, but the model was "
-                         f"trained on instances of shape {tuple(X_train.shape[1:])}")
+        raise DataError(f"query X has instances of shape {tuple(x.shape[1:])}, but the model was "
+                        f"trained on instances of shape {tuple(X_train.shape[1:])}")
     x = x.to(X_train.device, X_train.dtype)
     y = losses.prepare_targets(run.loss_fn, y, X_train.dtype if X_train.is_floating_point()
-                               else torch.get_default_dtype()).to(y_train.device)
+                               else torch.get_default_dtype(), "query").to(y_train.device)
     if y.shape[1:] != y_train.shape[1:]:
-        raise ValueError(f"query y has targets of shape {tuple(y.shape[1:])}, but the model was "
-                         f"trained on targets of shape {tuple(y_train.shape[1:])}")
+        raise DataError(f"query y has targets of shape {tuple(y.shape[1:])}, but the model was "
+                        f"trained on targets of shape {tuple(y_train.shape[1:])}")
+    with torch.no_grad(), mode(objective.model, train=False):  # the model's output width
+        out = objective.outputs(objective.flatten(), x[:1])
+    losses.check_targets(run.loss_fn, y, out, "query")
     return x, y

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from . import losses
 from ._data import as_indices, as_tensors
-from .errors import Error, RunFileError, TrainingDiverged
+from .errors import DataError, Error, RunFileError, TrainingDiverged
 from .trajectory import (
     Store,
     make_store,
@@ -349,7 +349,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
         raise Error(f"batch_size must be in [1, {len(X)}] (the training set size), "
                     f"got {batch_size}")
     X = X.to(theta0.device, theta0.dtype if X.is_floating_point() else X.dtype)
-    y = losses.prepare_targets(loss_fn, y, theta0.dtype).to(theta0.device)
+    y = losses.prepare_targets(loss_fn, y, theta0.dtype, "train").to(theta0.device)
 
     batches, lrs, seeds, epoch_starts = schedule(len(X), epochs, batch_size, lr, seed)
     config = FitConfig(loss=loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
@@ -361,7 +361,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
               lrs=lrs, seeds=seeds, epoch_starts=epoch_starts, epoch_buffers=[],
               losses=np.empty(0), config=config, store=store, train=(X, y),
               loss_fn=loss_fn, augment=augment)
-    _check_forward(objective, theta0, X[:2], y[:2])
+    _check_forward(objective, theta0, X, y)
     run.store.begin(run, theta0)
     weights = torch.ones(len(X), dtype=theta0.dtype, device=theta0.device)
     theta, step_losses = theta0, []
@@ -380,15 +380,21 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     return run
 
 
-def _check_forward(objective: Objective, theta, x, y) -> None:
-    """Fail early, and readably, when the data does not fit the model or the loss."""
+def _check_forward(objective: Objective, theta, X, y) -> None:
+    """Fail early, and readably, when the data does not fit the model or the loss: one
+    forward pass on 2 instances gives the output width against which all labels are checked."""
+    x, y2 = X[:2], y[:2]
     try:
         with torch.no_grad(), mode(objective.model, train=False):
-            per = objective.per_instance(theta, x, y)
-    except (RuntimeError, ValueError, IndexError) as e:
-        raise ValueError(f"the model and loss cannot process the training data (x of shape "
-                         f"{tuple(x.shape[1:])} per instance, y of shape {tuple(y.shape[1:])}): "
-                         f"{e}") from e
+            out = objective.outputs(theta, x)
+            losses.check_targets(objective.loss_fn, y, out, "train")
+            per = objective.loss_fn(out, y2)
+    except Error:
+        raise
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        raise DataError(f"the model and loss cannot process the training data (x of shape "
+                        f"{tuple(x.shape[1:])} per instance, y of shape {tuple(y.shape[1:])}): "
+                        f"{e}") from e
     if per.shape != (len(x),):
         raise Error(f"the loss must return one value per instance, shape ({len(x)},); "
                     f"got {tuple(per.shape)}")
