@@ -179,3 +179,34 @@ def test_queries_of_a_bce_run_refuse_targets_outside_0_1(data):
     run = sgi.fit(logistic_regression(4, 1), (X, y), loss="bce", epochs=1, batch_size=5, lr=0.1)
     with pytest.raises(DataError, match=r"query: bce needs targets in \[0, 1\]"):
         sgi.influence(run, (X[:5], torch.tensor([0, 1, 3, 0, 1])))
+
+
+# --- every other refusal is an Error too --------------------------------------------------------
+
+def fit_with(data, **kw):
+    return sgi.fit(logistic_regression(4), data, **{"epochs": 1, "batch_size": 5, "lr": 0.1, **kw})
+
+
+OTHERS = {  # (run, data) -> a refused call; exception, message
+    "X and y of different lengths": (lambda run, d: fit_with((d[0], d[1][:-1])), DataError,
+                                     "train: X has 50 instances but y has 49"),
+    "NaN in X": (lambda run, d: fit_with((d[0] / 0 * 0, d[1])), DataError, "NaN or infinite"),
+    "an unknown store": (lambda run, d: fit_with(d, store="cloud"), Error, "unknown store"),
+    "a replay interval of 0": (lambda run, d: sgi.ReplayStore(every=0), Error, "every must be"),
+    "an unknown method": (lambda run, d: sgi.influence(run, d, method="magic"), Error,
+                          "unknown method 'magic'"),
+    "an unknown solver": (lambda run, d: sgi.influence(run, d, method="influence-function",
+                                                       solver="qr"), Error, "unknown solver"),
+    "a negative chunk": (lambda run, d: sgi.influence(run, d, method="loo", chunk=-1,
+                                                      indices=[0]), Error, "chunk must be"),
+    "an empty query list": (lambda run, d: sgi.influence(run, []), Error, "empty list"),
+    "query data of another width": (lambda run, d: sgi.influence(run, (d[0][:, :3], d[1])),
+                                    DataError, r"query X has instances of shape \(3,\)"),
+}
+
+
+@pytest.mark.parametrize("case", OTHERS)
+def test_other_refusals_are_errors(run, data, case):
+    call, error, message = OTHERS[case]
+    with pytest.raises(error, match=message):
+        call(run, data)

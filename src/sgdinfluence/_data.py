@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import Error
+from .errors import DataError, Error
 
 
 def as_tensors(data, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
@@ -19,13 +19,13 @@ def as_tensors(data, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(data, Dataset):
         n = len(data)  # type: ignore[arg-type]
         if n == 0:
-            raise ValueError(f"{name} is empty: the Dataset has no items")
+            raise DataError(f"{name} is empty: the Dataset has no items")
         items = [data[i] for i in range(n)]
         try:
             X = torch.stack([torch.as_tensor(x) for x, _ in items])
             y = torch.stack([torch.as_tensor(t) for _, t in items])
         except (TypeError, ValueError, RuntimeError) as e:
-            raise ValueError(
+            raise DataError(
                 f"{name}: a Dataset must return (x, y) pairs of equal shapes: {e}") from e
     elif isinstance(data, (tuple, list)) and len(data) == 2:
         X, y = (_tensor(a, name) for a in data)
@@ -35,15 +35,15 @@ def as_tensors(data, name: str = "data") -> tuple[torch.Tensor, torch.Tensor]:
             f"got {type(data).__name__}"
         )
     if X.ndim == 0 or y.ndim == 0:
-        raise ValueError(f"{name}: X and y must have a leading instance axis, got shapes "
-                         f"{tuple(X.shape)} and {tuple(y.shape)}")
+        raise DataError(f"{name}: X and y must have a leading instance axis, got shapes "
+                        f"{tuple(X.shape)} and {tuple(y.shape)}")
     if len(X) != len(y):
-        raise ValueError(f"{name}: X has {len(X)} instances but y has {len(y)}")
+        raise DataError(f"{name}: X has {len(X)} instances but y has {len(y)}")
     if len(X) == 0:
-        raise ValueError(f"{name} is empty: X and y have no instances")
+        raise DataError(f"{name} is empty: X and y have no instances")
     if X.is_floating_point() and not torch.isfinite(X).all():
         bad = torch.nonzero(~torch.isfinite(X.reshape(len(X), -1)).all(1)).flatten()
-        raise ValueError(f"{name}: X holds NaN or infinite values (rows {bad[:10].tolist()}...)")
+        raise DataError(f"{name}: X holds NaN or infinite values (rows {bad[:10].tolist()}...)")
     return X, y
 
 

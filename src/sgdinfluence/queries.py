@@ -57,7 +57,7 @@ class Query:
         self.objective = run.objective()
         self.single = not isinstance(query, (list, PerExample))
         if isinstance(query, list) and not query:
-            raise ValueError("query is an empty list")
+            raise Error("query is an empty list")
         self.parts = [self._part(run, q) for q in (query if isinstance(query, list) else [query])]
 
     def _part(self, run: Run, q):

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import RunFileError, RunFileNotFound
+from .errors import Error, RunFileError, RunFileNotFound
 
 FORMAT = "sgdinfluence.run"
 VERSION = 1
@@ -213,7 +213,7 @@ class ReplayStore(Store):
 
     def __init__(self, every: int | None = None):
         if every is not None and not (isinstance(every, int) and every >= 1):
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
+            raise Error(f"every must be an int >= 1, got {every!r}")
         self.every = every
         self._checkpoints: list[torch.Tensor] = []
         self._count = 0
@@ -268,11 +268,11 @@ STORES = {"memory": MemoryStore, "replay": ReplayStore, "disk": DiskStore}
 
 def make_store(store) -> Store:
     if store == "disk":
-        raise ValueError("store='disk' needs a directory: pass store=sgi.DiskStore(path)")
+        raise Error("store='disk' needs a directory: pass store=sgi.DiskStore(path)")
     if isinstance(store, str):
         if store not in STORES:
-            raise ValueError(f"unknown store {store!r}; use one of {sorted(STORES)} "
-                             "(disk as sgi.DiskStore(path))")
+            raise Error(f"unknown store {store!r}; use one of {sorted(STORES)} "
+                        "(disk as sgi.DiskStore(path))")
         return STORES[store]()
     if isinstance(store, Store):
         return store
@@ -298,8 +298,8 @@ def write_run_file(path: str | os.PathLike, payload: dict) -> None:
         os.replace(tmp, path)
     except (pickle.PicklingError, AttributeError, TypeError) as e:
         os.unlink(tmp)
-        raise ValueError(f"cannot save run: part of it cannot be pickled ({e}); "
-                         "a custom loss or model must be defined at module level") from e
+        raise Error(f"cannot save run: part of it cannot be pickled ({e}); "
+                    "a custom loss or model must be defined at module level") from e
     except BaseException:
         os.unlink(tmp)
         raise

@@ -43,7 +43,7 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
     if not isinstance(run, Run):
         raise TypeError(f"run must be a Run from sgi.fit or sgi.load_run, got {type(run).__name__}")
     if method not in OPTIONS:
-        raise ValueError(f"unknown method {method!r}; use one of {list(METHODS)}")
+        raise Error(f"unknown method {method!r}; use one of {list(METHODS)}")
     unknown = set(options) - OPTIONS[method]
     if unknown:
         raise TypeError(f"method {method!r} takes no option {sorted(unknown)}; "

@@ -14,6 +14,7 @@ import scipy.sparse.linalg as spla
 import torch
 from torch.func import grad, hessian, jvp, vjp, vmap
 
+from ..errors import Error
 from ..train import Objective, Run, mode
 
 CHUNK = 1024
@@ -25,9 +26,9 @@ def influence_function(run: Run, U: torch.Tensor, solver: str = "exact", damping
                        lissa_scale: float | None = None) -> torch.Tensor:
     """Scores (M, N) for query gradients U (M, P) at θ[T]."""
     if solver not in SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; use one of {list(SOLVERS)}")
+        raise Error(f"unknown solver {solver!r}; use one of {list(SOLVERS)}")
     if not damping >= 0:
-        raise ValueError(f"damping must be >= 0, got {damping}")
+        raise Error(f"damping must be >= 0, got {damping}")
     objective = run.objective()
     theta = objective.flatten()
     with mode(objective.model, train=False):

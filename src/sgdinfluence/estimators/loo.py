@@ -6,6 +6,7 @@ import torch
 from torch.func import grad, vmap
 from tqdm.auto import tqdm
 
+from ..errors import Error
 from ..queries import Query
 from ..train import Run, mode, replay_rng
 
@@ -26,7 +27,7 @@ def leave_one_out(run: Run, query: Query, indices: torch.Tensor, chunk: int | No
     step_grad = vmap(grad(objective.batch), in_dims=(0, 0, None, None), randomness="same")
     chunk = chunk or max(1, 2**21 // len(theta0))
     if not (isinstance(chunk, int) and chunk >= 1):
-        raise ValueError(f"chunk must be an int >= 1, got {chunk!r}")
+        raise Error(f"chunk must be an int >= 1, got {chunk!r}")
     out = []
     chunks = indices.split(chunk)
     for J in tqdm(chunks, desc="leave-one-out", disable=not progress, leave=False):
