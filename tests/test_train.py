@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 import sgdinfluence as sgi
+from sgdinfluence.errors import RunFileError, TrainingDiverged
 from sgdinfluence.models import logistic_regression, mlp
 
 
@@ -125,19 +126,31 @@ def test_bad_training_input_is_refused(data):
         sgi.fit(frozen, data, epochs=1, batch_size=5, lr=0.1)
 
 
-def test_non_finite_loss_names_the_step_and_the_batch(data):
+def test_divergence_names_the_step_the_epoch_and_the_learning_rate(data):
     X, y = data
-    y = y.float()
-    y[13] = 2.0  # log(1.5 - 2) is NaN: only the batch holding instance 13 blows up
+    yf = y.float()
+    yf[13] = 2.0  # log(1.5 - 2) is NaN: only the batch holding instance 13 blows up
 
     def loss(outputs, targets):
         return outputs.square().mean(1) + torch.log(1.5 - targets)
 
     run = None
-    with pytest.raises(FloatingPointError, match=r"at step \d+ \(epoch 0\), batch indices \[.*13"):
-        run = sgi.fit(logistic_regression(4, 1), (X, y), loss=loss, epochs=1, batch_size=5,
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step \d+ \(epoch 0\), whose "
+                       r"learning rate is 0\.1; lower the learning rate \(lr\) or check the "
+                       "data for extreme values") as info:
+        run = sgi.fit(logistic_regression(4, 1), (X, yf), loss=loss, epochs=1, batch_size=5,
                       lr=0.1)
     assert run is None
+    e = info.value
+    assert isinstance(e, FloatingPointError) and "indices" not in str(e)
+    assert 13 in torch.cat(sgi.fit(logistic_regression(4, 1), (X, y.float()), loss="bce",
+                                   epochs=1, batch_size=5, lr=0.1).batches[e.step:e.step + 1])
+    # a learning rate that explodes at step 10, the first of the second epoch: θ[11] ~ 1e38,
+    # whose squared error overflows float32
+    with pytest.raises(TrainingDiverged, match=r"at step 11 \(epoch 1\), .* 1e\+38") as info:
+        sgi.fit(logistic_regression(4, 1), (X, yf), loss="mse", epochs=3, batch_size=5,
+                lr=lambda t: 0.1 if t < 10 else 1e38)
+    assert (info.value.step, info.value.epoch, info.value.lr) == (11, 1, 1e38)
 
 
 def test_bad_exclude_and_query_are_refused(data, tmp_path):
@@ -162,13 +175,18 @@ def test_bad_run_files_are_refused(data, tmp_path):
     run.save(path)
     blob = path.read_bytes()
     (tmp_path / "cut.run").write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(ValueError, match="truncated or corrupt"):
+    with pytest.raises(RunFileError, match="truncated or corrupt"):
         sgi.load_run(tmp_path / "cut.run")
     payload = torch.load(path, weights_only=False)
     torch.save({**payload, "version": 99}, tmp_path / "future.run")
-    with pytest.raises(ValueError, match="format version 99"):
+    with pytest.raises(RunFileError, match="format version 99"):
         sgi.load_run(tmp_path / "future.run")
-    with pytest.raises(FileNotFoundError, match="no run file"):
+    with pytest.raises(FileNotFoundError, match="no run file") as info:
         sgi.load_run(tmp_path / "missing.run")
+    assert isinstance(info.value, RunFileError)
+    del payload["batches"]
+    torch.save(payload, tmp_path / "partial.run")
+    with pytest.raises(RunFileError, match="lacks part of a run .*'batches'.*re-record it"):
+        sgi.load_run(tmp_path / "partial.run")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         run.save(tmp_path / "nowhere" / "r.run")

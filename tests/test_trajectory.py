@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import sgdinfluence as sgi
+from sgdinfluence.errors import RunFileError, RunFileNotFound
 from sgdinfluence.models import mlp
 
 
@@ -92,7 +93,7 @@ def test_interrupted_disk_run_is_refused(data, tmp_path):
     with pytest.raises(FloatingPointError):
         fit((bad, y), sgi.DiskStore(tmp_path / "run"))
     assert not (tmp_path / "run" / "run.pt").exists()
-    with pytest.raises(ValueError, match="incomplete"):
+    with pytest.raises(RunFileError, match="incomplete"):
         sgi.load_run(tmp_path / "run")
 
 
@@ -132,3 +133,38 @@ def test_bad_store_targets_are_refused(data, tmp_path):
         fit(data[0], "cloud")
     with pytest.raises(ValueError, match="every"):
         sgi.ReplayStore(every=0)
+
+
+def test_truncated_or_missing_trajectory_file_is_refused(data, tmp_path):
+    fit(data[0], sgi.DiskStore(tmp_path / "run"), epochs=1)
+    thetas = tmp_path / "run" / "thetas.npy"
+    full = thetas.stat().st_size
+    os.truncate(thetas, full - 100)
+    with pytest.raises(RunFileError, match=rf"thetas.npy is truncated: it holds {full - 100} "
+                       rf"bytes, but the run's manifest records 12 steps of 66 float32 "
+                       rf"parameters \({full} bytes\); re-record the run with sgi.fit"):
+        sgi.load_run(tmp_path / "run")
+    thetas.unlink()
+    with pytest.raises(RunFileNotFound, match="thetas.npy is missing; re-record"):
+        sgi.load_run(tmp_path / "run")
+
+
+def test_model_defined_in_main_is_named_when_it_cannot_be_rebuilt(tmp_path):
+    script = tmp_path / "train_it.py"
+    script.write_text(
+        "import sys, torch, sgdinfluence as sgi\n"
+        "class Net(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.linear = torch.nn.Linear(3, 2)\n"
+        "    def forward(self, x):\n"
+        "        return self.linear(x)\n"
+        "X = torch.randn(10, 3)\n"
+        "sgi.fit(Net(), (X, (X[:, 0] > 0).long()), epochs=1, batch_size=5, lr=0.1)"
+        ".save(sys.argv[1])\n")
+    subprocess.run([sys.executable, str(script), str(tmp_path / "r.run")], check=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    with pytest.raises(RunFileError, match="cannot rebuild the model .*: class or function 'Net' "
+                       "of module '__main__' is not importable here .*define it in an importable "
+                       "module .* and import it before load_run"):
+        sgi.load_run(tmp_path / "r.run")

@@ -30,5 +30,15 @@ class RunFileError(Error):
     """A saved run that cannot be read: missing, truncated, foreign or incomplete."""
 
 
+class RunFileNotFound(RunFileError, FileNotFoundError):
+    """No run at the given path (also a ``FileNotFoundError``)."""
+
+
 class TrainingDiverged(Error, FloatingPointError):
-    """The training loss became NaN or infinite."""
+    """The training loss became NaN or infinite at step ``step`` of epoch ``epoch``, whose
+    learning rate was ``lr``."""
+
+    def __init__(self, message: str, *, step: int | None = None, epoch: int | None = None,
+                 lr: float | None = None):
+        super().__init__(message)
+        self.step, self.epoch, self.lr = step, epoch, lr

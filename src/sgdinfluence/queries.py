@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from . import losses
 from ._data import as_tensors
+from .errors import DataError, Error
 from .train import Run, mode
 
 CHUNK = 1024  # validation instances per forward pass
@@ -44,8 +45,8 @@ class _Called(nn.Module):
     def forward(self) -> torch.Tensor:
         value = self.fn(self.model)
         if not (torch.is_tensor(value) and value.numel() == 1):
-            raise ValueError("a callable query must return a scalar tensor, got "
-                             f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}")
+            raise Error("a callable query must return a scalar tensor, got "
+                        f"{type(value).__name__} {tuple(getattr(value, 'shape', ()))}")
         return value.reshape(1)
 
 
@@ -56,18 +57,34 @@ class Query:
         self.objective = run.objective()
         self.single = not isinstance(query, (list, PerExample))
         if isinstance(query, list) and not query:
-            raise ValueError("query is an empty list")
+            raise Error("query is an empty list")
         self.parts = [self._part(run, q) for q in (query if isinstance(query, list) else [query])]
 
     def _part(self, run: Run, q):
         if isinstance(q, PerExample):
-            return ("each", *_validation(run, q.data))
+            return ("each", *_validation(run, q.data, self.objective))
         if isinstance(q, Dataset) or (isinstance(q, tuple) and len(q) == 2):
-            return ("mean", *_validation(run, q))
+            return ("mean", *_validation(run, q, self.objective))
         if callable(q):
-            return ("call", _Called(self.objective.model, q))
+            module = _Called(self.objective.model, q)
+            self._check_differentiable(module, q)
+            return ("call", module)
         raise TypeError("query must be a validation set (X, y), a Dataset, a callable model -> "
                         f"scalar, PerExample(...) or a list of these; got {type(q).__name__}")
+
+    def _check_differentiable(self, module: _Called, q) -> None:
+        """Evaluate a callable query once at θ[T] and refuse it if its value does not depend
+        on the parameters through autograd (argmax, ``.item()``, ``torch.no_grad``): its
+        gradient u, and so every score, would be zero."""
+        theta = self.objective.flatten().requires_grad_()
+        with mode(self.objective.model, train=False):
+            value = self._call(module, theta)
+        if not value.requires_grad:
+            name = getattr(q, "__name__", type(q).__name__)
+            raise Error(f"the callable query {name!r} cannot be differentiated with respect to "
+                        "the model's parameters (it uses argmax, .item(), torch.no_grad or the "
+                        "like), so every score would be 0; query a differentiable surrogate "
+                        "instead, such as a loss on the validation data")
 
     def values(self, theta: torch.Tensor) -> torch.Tensor:
         """Q(θ) (M,), a pure function of flat θ (P,) (vmappable for data queries)."""
@@ -115,16 +132,19 @@ def _chunks(x: torch.Tensor, y: torch.Tensor):
     return zip(x.split(CHUNK), y.split(CHUNK), strict=True)
 
 
-def _validation(run: Run, data) -> tuple[torch.Tensor, torch.Tensor]:
+def _validation(run: Run, data, objective) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = as_tensors(data, "query")
     X_train, y_train = run.train
     if x.shape[1:] != X_train.shape[1:]:
-        raise ValueError(f"query X has instances of shape {tuple(x.shape[1:])}, but the model was "
-                         f"trained on instances of shape {tuple(X_train.shape[1:])}")
+        raise DataError(f"query X has instances of shape {tuple(x.shape[1:])}, but the model was "
+                        f"trained on instances of shape {tuple(X_train.shape[1:])}")
     x = x.to(X_train.device, X_train.dtype)
     y = losses.prepare_targets(run.loss_fn, y, X_train.dtype if X_train.is_floating_point()
-                               else torch.get_default_dtype()).to(y_train.device)
+                               else torch.get_default_dtype(), "query").to(y_train.device)
     if y.shape[1:] != y_train.shape[1:]:
-        raise ValueError(f"query y has targets of shape {tuple(y.shape[1:])}, but the model was "
-                         f"trained on targets of shape {tuple(y_train.shape[1:])}")
+        raise DataError(f"query y has targets of shape {tuple(y.shape[1:])}, but the model was "
+                        f"trained on targets of shape {tuple(y_train.shape[1:])}")
+    with torch.no_grad(), mode(objective.model, train=False):  # the model's output width
+        out = objective.outputs(objective.flatten(), x[:1])
+    losses.check_targets(run.loss_fn, y, out, "query")
     return x, y

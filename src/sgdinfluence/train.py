@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,8 @@ from torch.func import functional_call
 from tqdm.auto import tqdm
 
 from . import losses
-from ._data import as_tensors
+from ._data import as_indices, as_tensors
+from .errors import DataError, Error, RunFileError, TrainingDiverged
 from .trajectory import (
     Store,
     make_store,
@@ -48,7 +50,7 @@ class Objective:
         self.augment, self.functional = augment, functional
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         if not named:
-            raise ValueError("the model has no trainable parameters (requires_grad=True)")
+            raise Error("the model has no trainable parameters (requires_grad=True)")
         self.names = [n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.sizes = [p.numel() for _, p in named]
@@ -171,12 +173,16 @@ class Run:
         model = copy.deepcopy(self.model) if model is None else model
         return Objective(model, self.loss_fn, self.config.weight_decay, self.augment, functional)
 
-    def retrain(self, exclude: Iterable[int] = (), from_epoch: int = 0) -> nn.Module:
+    def retrain(self, exclude: Iterable[int] | np.ndarray | torch.Tensor = (),
+                from_epoch: int = 0) -> nn.Module:
         """Counterfactual SGD: the identical schedule with the ``exclude``d instances' weights
         set to 0 (the divisor stays |S_t|), from the recorded state at the start of epoch
-        ``from_epoch``. ``exclude=[]`` reproduces ``self.model`` bit for bit."""
+        ``from_epoch``. ``exclude`` is integer indices (repeats allowed) or a boolean mask of
+        length N. ``exclude=[]`` reproduces ``self.model`` bit for bit."""
+        if not isinstance(from_epoch, (int, np.integer)) or isinstance(from_epoch, bool):
+            raise TypeError(f"from_epoch must be an int, got {from_epoch!r}")
         if not 0 <= from_epoch < self.epochs:
-            raise ValueError(f"from_epoch must be in [0, {self.epochs}), got {from_epoch}")
+            raise Error(f"from_epoch must be in [0, {self.epochs}), got {from_epoch}")
         weights = self.weights(exclude)
         objective = self.objective()
         model = objective.model
@@ -186,16 +192,12 @@ class Run:
         objective.load(theta)
         return model.eval()
 
-    def weights(self, exclude: Iterable[int] = ()) -> torch.Tensor:
-        """Instance weights w (N,): 1, and 0 for the excluded indices (checked)."""
-        X = self.train[0]
-        idx = torch.as_tensor(list(exclude) if not torch.is_tensor(exclude) else exclude,
-                              dtype=torch.long).reshape(-1)
-        if len(idx) and (idx.min() < 0 or idx.max() >= len(X)):
-            raise IndexError(f"exclude holds indices outside [0, {len(X)}): "
-                             f"{idx[(idx < 0) | (idx >= len(X))][:10].tolist()}")
+    def weights(self, exclude: Iterable[int] | np.ndarray | torch.Tensor = ()) -> torch.Tensor:
+        """Instance weights w (N,): 1, and 0 for the excluded instances (checked: integer
+        indices, repeats allowed, or a boolean mask of length N)."""
+        idx = as_indices(exclude, self.num_train, "exclude")
         p = next(self.model.parameters())
-        w = torch.ones(len(X), dtype=p.dtype, device=p.device)
+        w = torch.ones(self.num_train, dtype=p.dtype, device=p.device)
         w[idx.to(w.device)] = 0
         return w
 
@@ -225,15 +227,22 @@ class Run:
 def load_run(path: str | os.PathLike, map_location=None) -> Run:
     """Read a run written by :meth:`Run.save`, or a DiskStore run's directory.
 
-    Refuses truncated files, unknown format versions and interrupted disk runs."""
+    Refuses (:class:`RunFileError`) missing, truncated or foreign files, unknown format
+    versions, interrupted disk runs, and runs whose model, loss or augmentation is defined in
+    a module that cannot be imported here."""
     p = read_run_file(path, map_location)
-    run = Run(
-        model=p["model"], initial_state=p["initial_state"], batches=p["batches"],
-        lrs=p["lrs"], seeds=p["seeds"], epoch_starts=p["epoch_starts"],
-        epoch_buffers=p["epoch_buffers"], losses=p["losses"], config=FitConfig(**p["config"]),
-        store=store_from_state(p["store"]), train=p["train"], loss_fn=p["loss_fn"],
-        augment=p.get("augment"),
-    )
+    try:
+        run = Run(
+            model=p["model"], initial_state=p["initial_state"], batches=p["batches"],
+            lrs=p["lrs"], seeds=p["seeds"], epoch_starts=p["epoch_starts"],
+            epoch_buffers=p["epoch_buffers"], losses=p["losses"],
+            config=FitConfig(**p["config"]), store=store_from_state(p["store"]),
+            train=p["train"], loss_fn=p["loss_fn"], augment=p.get("augment"),
+        )
+    except (KeyError, TypeError) as e:
+        raise RunFileError(f"{path} lacks part of a run ({type(e).__name__}: {e}): it is corrupt "
+                           "or was written by another version of sgdinfluence; re-record it "
+                           "with sgi.fit") from e
     run.store.bind(run)
     return run
 
@@ -260,10 +269,11 @@ def sgd(objective: Objective, theta: torch.Tensor, run, steps: Sequence[int],
             (g,) = torch.autograd.grad(loss, theta)
             loss = loss.item()
             if not math.isfinite(loss):
-                raise FloatingPointError(
-                    f"training loss became {loss} at step {t} (epoch "
-                    f"{np.searchsorted(run.epoch_starts, t, side='right') - 1}), batch indices "
-                    f"{idx.tolist()}; lower the learning rate or check these instances")
+                epoch = int(np.searchsorted(run.epoch_starts, t, side="right")) - 1
+                raise TrainingDiverged(
+                    f"training diverged: the loss became {loss} at step {t} (epoch {epoch}), "
+                    f"whose learning rate is {run.lrs[t]:g}; lower the learning rate (lr) or "
+                    "check the data for extreme values", step=t, epoch=epoch, lr=run.lrs[t])
             step_losses[k] = loss
             theta = theta.detach() - run.lrs[t] * g
             if bar is not None:
@@ -280,11 +290,23 @@ def schedule(n: int, epochs: int, batch_size: int, lr, seed: int):
         epoch_starts.append(len(batches))
         batches.extend(torch.randperm(n, generator=gen).split(batch_size))
     seeds = torch.randint(0, 2**62, (len(batches),), generator=gen).tolist()
-    lrs = [float(lr(t)) if callable(lr) else float(lr) for t in range(len(batches))]
+    if callable(lr):
+        lrs = [_rate(lr, t) for t in range(len(batches))]
+    else:
+        lrs = [float(lr)] * len(batches)
     bad = [t for t, r in enumerate(lrs) if not (math.isfinite(r) and r >= 0)]
     if bad:
-        raise ValueError(f"lr must be finite and >= 0; step {bad[0]} has lr={lrs[bad[0]]}")
+        raise Error(f"lr must be finite and >= 0; step {bad[0]} has lr={lrs[bad[0]]}")
     return batches, lrs, seeds, epoch_starts
+
+
+def _rate(lr: Callable[[int], float], t: int) -> float:
+    value = lr(t)
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"lr, a callable, must return a number for each step; lr({t}) returned "
+                        f"{type(value).__name__} {value!r}") from e
 
 
 def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
@@ -307,9 +329,14 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
         if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
             raise TypeError(f"{name} must be an int, got {v!r}")
     if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+        raise Error(f"epochs must be >= 1, got {epochs}")
+    if not callable(lr):
+        _check_real("lr", lr, "a number or a callable step -> learning rate")
+        if not (math.isfinite(lr) and lr >= 0):
+            raise Error(f"lr must be finite and >= 0, got {lr}")
+    _check_real("weight_decay", weight_decay, "a number")
     if not (math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be finite and >= 0, got {weight_decay}")
+        raise Error(f"weight_decay must be finite and >= 0, got {weight_decay}")
     loss_fn = losses.resolve(loss)
     store = make_store(store)
     model = copy.deepcopy(model)
@@ -319,10 +346,10 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     theta0 = objective.flatten()
     X, y = as_tensors(train, "train")
     if not 1 <= batch_size <= len(X):
-        raise ValueError(f"batch_size must be in [1, {len(X)}] (the training set size), "
-                         f"got {batch_size}")
+        raise Error(f"batch_size must be in [1, {len(X)}] (the training set size), "
+                    f"got {batch_size}")
     X = X.to(theta0.device, theta0.dtype if X.is_floating_point() else X.dtype)
-    y = losses.prepare_targets(loss_fn, y, theta0.dtype).to(theta0.device)
+    y = losses.prepare_targets(loss_fn, y, theta0.dtype, "train").to(theta0.device)
 
     batches, lrs, seeds, epoch_starts = schedule(len(X), epochs, batch_size, lr, seed)
     config = FitConfig(loss=loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
@@ -334,7 +361,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
               lrs=lrs, seeds=seeds, epoch_starts=epoch_starts, epoch_buffers=[],
               losses=np.empty(0), config=config, store=store, train=(X, y),
               loss_fn=loss_fn, augment=augment)
-    _check_forward(objective, theta0, X[:2], y[:2])
+    _check_forward(objective, theta0, X, y)
     run.store.begin(run, theta0)
     weights = torch.ones(len(X), dtype=theta0.dtype, device=theta0.device)
     theta, step_losses = theta0, []
@@ -353,15 +380,26 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     return run
 
 
-def _check_forward(objective: Objective, theta, x, y) -> None:
-    """Fail early, and readably, when the data does not fit the model or the loss."""
+def _check_forward(objective: Objective, theta, X, y) -> None:
+    """Fail early, and readably, when the data does not fit the model or the loss: one
+    forward pass on 2 instances gives the output width against which all labels are checked."""
+    x, y2 = X[:2], y[:2]
     try:
         with torch.no_grad(), mode(objective.model, train=False):
-            per = objective.per_instance(theta, x, y)
-    except (RuntimeError, ValueError, IndexError) as e:
-        raise ValueError(f"the model and loss cannot process the training data (x of shape "
-                         f"{tuple(x.shape[1:])} per instance, y of shape {tuple(y.shape[1:])}): "
-                         f"{e}") from e
+            out = objective.outputs(theta, x)
+            losses.check_targets(objective.loss_fn, y, out, "train")
+            per = objective.loss_fn(out, y2)
+    except Error:
+        raise
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        raise DataError(f"the model and loss cannot process the training data (x of shape "
+                        f"{tuple(x.shape[1:])} per instance, y of shape {tuple(y.shape[1:])}): "
+                        f"{e}") from e
     if per.shape != (len(x),):
-        raise ValueError(f"the loss must return one value per instance, shape ({len(x)},); "
-                         f"got {tuple(per.shape)}")
+        raise Error(f"the loss must return one value per instance, shape ({len(x)},); "
+                    f"got {tuple(per.shape)}")
+
+
+def _check_real(name: str, value, expected: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")

@@ -21,10 +21,13 @@ import math
 import os
 import pickle
 import tempfile
+import types
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .errors import Error, RunFileError, RunFileNotFound
 
 FORMAT = "sgdinfluence.run"
 VERSION = 1
@@ -176,8 +179,19 @@ class DiskStore(Store):
         store = cls(state["dir"])
         store.shape, store.dtype = tuple(state["shape"]), np.dtype(state["dtype"])
         store._offset, store._count, store.device = state["offset"], state["count"], "cpu"
-        if not (store.path / THETAS).is_file():
-            raise FileNotFoundError(f"the run's trajectory file {store.path / THETAS} is missing")
+        file = store.path / THETAS
+        if not file.is_file():
+            raise RunFileNotFound(f"the run's trajectory file {file} is missing; re-record the "
+                                  "run with sgi.fit")
+        expected = store._offset + math.prod(store.shape) * store.dtype.itemsize
+        size = file.stat().st_size
+        if size != expected:
+            what = "truncated" if size < expected else "corrupt"
+            raise RunFileError(
+                f"the run's trajectory file {file} is {what}: it holds {size} bytes, but the "
+                f"run's manifest records {store.shape[0]} steps of {store.shape[1]} "
+                f"{store.dtype.name} parameters ({expected} bytes); re-record the run with "
+                "sgi.fit")
         return store
 
     def bind(self, run) -> None:
@@ -199,7 +213,7 @@ class ReplayStore(Store):
 
     def __init__(self, every: int | None = None):
         if every is not None and not (isinstance(every, int) and every >= 1):
-            raise ValueError(f"every must be an int >= 1, got {every!r}")
+            raise Error(f"every must be an int >= 1, got {every!r}")
         self.every = every
         self._checkpoints: list[torch.Tensor] = []
         self._count = 0
@@ -254,11 +268,11 @@ STORES = {"memory": MemoryStore, "replay": ReplayStore, "disk": DiskStore}
 
 def make_store(store) -> Store:
     if store == "disk":
-        raise ValueError("store='disk' needs a directory: pass store=sgi.DiskStore(path)")
+        raise Error("store='disk' needs a directory: pass store=sgi.DiskStore(path)")
     if isinstance(store, str):
         if store not in STORES:
-            raise ValueError(f"unknown store {store!r}; use one of {sorted(STORES)} "
-                             "(disk as sgi.DiskStore(path))")
+            raise Error(f"unknown store {store!r}; use one of {sorted(STORES)} "
+                        "(disk as sgi.DiskStore(path))")
         return STORES[store]()
     if isinstance(store, Store):
         return store
@@ -284,35 +298,71 @@ def write_run_file(path: str | os.PathLike, payload: dict) -> None:
         os.replace(tmp, path)
     except (pickle.PicklingError, AttributeError, TypeError) as e:
         os.unlink(tmp)
-        raise ValueError(f"cannot save run: part of it cannot be pickled ({e}); "
-                         "a custom loss or model must be defined at module level") from e
+        raise Error(f"cannot save run: part of it cannot be pickled ({e}); "
+                    "a custom loss or model must be defined at module level") from e
     except BaseException:
         os.unlink(tmp)
         raise
 
 
 def read_run_file(path: str | os.PathLike, map_location=None) -> dict:
-    """Read a run file, or the manifest of a disk run given its directory."""
+    """Read a run file, or the manifest of a disk run given its directory.
+
+    Raises :class:`RunFileNotFound` for a missing run and :class:`RunFileError` for one that
+    cannot be read."""
     path = Path(path)
     if path.is_dir():
         if not (path / MANIFEST).is_file():
             if (path / THETAS).exists():
-                raise ValueError(f"the run in {path} is incomplete: its training was interrupted "
-                                 "before the manifest was written; train it again")
-            raise FileNotFoundError(f"no run in {path}: neither {MANIFEST} nor {THETAS}")
+                raise RunFileError(f"the run in {path} is incomplete: its training was "
+                                   "interrupted before the manifest was written; train it again")
+            raise RunFileNotFound(f"no run in {path}: neither {MANIFEST} nor {THETAS}")
         payload = read_run_file(path / MANIFEST, map_location)
         payload["store"]["dir"] = str(path.resolve())  # the directory may have moved
         return payload
     if not path.is_file():
-        raise FileNotFoundError(f"no run file at {path}")
+        raise RunFileNotFound(f"no run file at {path}")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False)
+        payload = torch.load(path, map_location=map_location, weights_only=False,
+                             pickle_module=_pickle)
+    except _Unimportable as e:
+        raise RunFileError(
+            f"cannot rebuild the model (or loss/augment) of the run {path}: class or function "
+            f"{e.name!r} of module {e.module!r} is not importable here ({e.reason}); define it "
+            "in an importable module (not in the script run as __main__) and import it before "
+            "load_run") from e
     except Exception as e:  # torch raises several kinds for a cut or foreign file
-        raise ValueError(f"{path} is not a readable sgdinfluence run "
-                         f"(truncated or corrupt?): {type(e).__name__}: {e}") from e
+        raise RunFileError(f"{path} is not a readable sgdinfluence run "
+                           f"(truncated or corrupt?): {type(e).__name__}: {e}") from e
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not an sgdinfluence run file")
+        raise RunFileError(f"{path} is not an sgdinfluence run file")
     if payload.get("version") != VERSION:
-        raise ValueError(f"{path} has run file format version {payload.get('version')!r}; "
-                         f"this sgdinfluence reads version {VERSION}")
+        raise RunFileError(f"{path} has run file format version {payload.get('version')!r}; "
+                           f"this sgdinfluence reads version {VERSION}")
     return payload
+
+
+class _Unimportable(Exception):
+    """A class or function named in a pickle that cannot be found where it was defined."""
+
+    def __init__(self, module: str, name: str, reason: str):
+        super().__init__(f"{module}.{name}: {reason}")
+        self.module, self.name, self.reason = module, name, reason
+
+
+class _Unpickler(pickle.Unpickler):
+    """Names the class that cannot be imported, which pickle's own errors do not always do
+    (a missing module reports only the module)."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return super().find_class(module, name)
+        except (ImportError, AttributeError) as e:
+            raise _Unimportable(module, name, f"{type(e).__name__}: {e}") from e
+
+
+# pickle, with the unpickler above, as a module for torch.load(pickle_module=...)
+_pickle = types.ModuleType("_sgdinfluence_pickle")
+_pickle.__dict__.update({k: getattr(pickle, k) for k in ("load", "loads", "dump", "dumps",
+                                                         "Pickler", "UnpicklingError")})
+_pickle.Unpickler = _Unpickler

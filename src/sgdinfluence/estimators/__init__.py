@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._data import as_indices
+from ..errors import Error
 from ..queries import Query
 from ..train import Run
 from .influence_function import influence_function
@@ -34,20 +36,24 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
 
     ``query``: a validation set ``(X, y)`` (its mean loss), a callable ``model -> scalar``,
     ``PerExample((X, y))`` or a list of these. ``indices`` restricts the result to those
-    training instances. Returns (N,) for a single query, (M, N) for several.
+    training instances, in that order: integer indices, or a boolean mask of length N (the
+    instances where it is True, ascending). Returns (N,) or (len(indices),) for a single
+    query, (M, N) or (M, len(indices)) for several.
     """
     if not isinstance(run, Run):
         raise TypeError(f"run must be a Run from sgi.fit or sgi.load_run, got {type(run).__name__}")
     if method not in OPTIONS:
-        raise ValueError(f"unknown method {method!r}; use one of {list(METHODS)}")
+        raise Error(f"unknown method {method!r}; use one of {list(METHODS)}")
     unknown = set(options) - OPTIONS[method]
     if unknown:
         raise TypeError(f"method {method!r} takes no option {sorted(unknown)}; "
                         f"its options are {sorted(OPTIONS[method])}")
     epochs = options.get("epochs")
-    if epochs is not None and not (isinstance(epochs, int) and 1 <= epochs <= run.epochs):
-        raise ValueError(f"epochs must be None or an int in [1, {run.epochs}], got {epochs!r}")
-    idx = _indices(indices, run.num_train)
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool)
+                               or not 1 <= epochs <= run.epochs):
+        raise Error(f"epochs must be None or an int in [1, {run.epochs}], got {epochs!r}")
+    idx = (torch.arange(run.num_train) if indices is None
+           else as_indices(indices, run.num_train, "indices", allow_empty=False))
     q = Query(run, query)
     if method == "loo":
         scores = leave_one_out(run, q, idx, progress=progress, **options)
@@ -61,13 +67,3 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
     scores = scores.detach().cpu().numpy()
     return scores[0] if q.single else scores
 
-
-def _indices(indices, n: int) -> torch.Tensor:
-    if indices is None:
-        return torch.arange(n)
-    idx = torch.as_tensor(np.asarray(indices), dtype=torch.long).reshape(-1)
-    if len(idx) == 0:
-        raise ValueError("indices is empty")
-    if idx.min() < 0 or idx.max() >= n:
-        raise IndexError(f"indices must lie in [0, {n}); got {idx[(idx < 0) | (idx >= n)][:10]}")
-    return idx
