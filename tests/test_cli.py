@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -272,3 +273,37 @@ def test_a_model_that_did_not_learn_is_flagged(cancer_csv, tmp_path, capsys):
     assert main([*argv[:-4], "--lr", "0.05", "--out", str(tmp_path / "ok")]) == 0
     training = json.loads((tmp_path / "ok" / "results.json").read_text())["training"]
     assert training["warning"] is None and training["epoch_loss"][1] < training["epoch_loss"][0]
+
+
+def test_diverging_training_is_one_line_naming_the_step(cancer_csv, tmp_path):
+    """Run as a program: exit status, stderr and the absence of a traceback as a user sees."""
+    path, _ = cancer_csv
+    done = subprocess.run([sys.executable, "-m", "sgdinfluence.cli", "cleanse", str(path),
+                           *CSV_ARGS, "--lr", "1e30", "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert re.fullmatch(r"sgdinfluence: error: training diverged: the loss became \S+ at step "
+                        r"\d+ \(epoch \d+\).*lower the learning rate.*", line), line
+    assert "[" not in line  # no list of a batch's indices
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a,b,label\n", "has a header but no data rows"),
+    ("", "is empty"),
+    ("a,b,label\n1,2,0.5\n3,4,1.25\n5,6,2.125\n", "looks like a regression target"),
+])
+def test_bad_csv_files_are_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "data.csv"
+    path.write_text(content)
+    line = fails(["cleanse", str(path), "--label-column", "label", "--out", str(tmp_path / "o")],
+                 capsys)
+    assert str(path) in line and message in line
+
+
+def test_a_directory_given_as_the_csv_is_one_line(tmp_path, capsys):
+    (tmp_path / "data.csv").mkdir()
+    line = fails(["cleanse", str(tmp_path / "data.csv"), "--label-column", "label",
+                  "--out", str(tmp_path / "o")], capsys)
+    assert "is a directory" in line

@@ -313,7 +313,7 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-FLAGS = {"overwrite=True": "--overwrite", "label_column": "--label-column",
+FLAGS = {"overwrite=True": "--overwrite", "label_column": "--label-column", "lr": "--lr",
          "data_dir": "--data-dir"}
 
 
