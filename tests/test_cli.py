@@ -279,7 +279,8 @@ def test_diverging_training_is_one_line_naming_the_step(cancer_csv, tmp_path):
     """Run as a program: exit status, stderr and the absence of a traceback as a user sees."""
     path, _ = cancer_csv
     done = subprocess.run([sys.executable, "-m", "sgdinfluence.cli", "cleanse", str(path),
-                           *CSV_ARGS, "--lr", "1e30", "--out", str(tmp_path / "o")],
+                           *CSV_ARGS, "--model", "mlp", "--lr", "1e30", "--out",
+                           str(tmp_path / "o")],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()

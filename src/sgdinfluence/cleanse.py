@@ -111,8 +111,8 @@ class Result:
                        f"({curve[-1]:.3g}) is not below the first epoch's ({curve[0]:.3g})")
         elif curve[-1] > 0.9 * constant:
             warning = (f"training barely learned: the mean training loss of the last epoch "
-                       f"({curve[-1]:.3g}) is close to {constant:.3g}, the loss of predicting "
-                       "the class frequencies")
+                       f"({curve[-1]:.3g}) is not clearly below {constant:.3g}, the loss of "
+                       "predicting the class frequencies")
         if warning:
             warning += ("; the scores describe a model that did not learn. Try another learning "
                         "rate (too high a rate diverges, too low a rate does not move) or more "
