@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 import sgdinfluence as sgi
-from sgdinfluence.data import load
+from sgdinfluence.app.data import load
 
 
 def main() -> None:

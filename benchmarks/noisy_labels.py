@@ -5,7 +5,7 @@ with 10% and 20% of the training labels flipped (symmetric noise, clean validati
 Every method ranks the training instances of the same SGD-trained model class; reported per
 dataset x noise rate x model x method: AUROC / AP / precision@m of finding the flipped
 labels, test accuracy after removing the top m and retraining on the identical schedule, and
-wall time. The logic lives in ``sgdinfluence.experiments.noisy_labels``.
+wall time. The logic lives in ``sgdinfluence.app.experiments.noisy_labels``.
 
     pip install -c constraints.txt -e '.[dev,bench]'
     SGDINFLUENCE_DATA=../shared/data nice -n 15 python benchmarks/noisy_labels.py \\
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 
-from sgdinfluence.cli import main
+from sgdinfluence.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["experiment", "noisy-labels", *sys.argv[1:]]))

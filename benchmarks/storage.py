@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 import sgdinfluence as sgi
-from sgdinfluence.data.sources import mnist
-from sgdinfluence.estimators.sgd import sgd_influence
-from sgdinfluence.models import mnist_cnn
-from sgdinfluence.queries import query_matrix
+from sgdinfluence.app.data.sources import mnist
+from sgdinfluence.app.models import mnist_cnn
+from sgdinfluence.core.estimators.sgd import sgd_influence
+from sgdinfluence.core.queries import query_matrix
 
 MiB = 2**20
 STORES = ("memory", "disk", "replay")

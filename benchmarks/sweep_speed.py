@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 import sgdinfluence as sgi
-from sgdinfluence.data import mnist
-from sgdinfluence.models import mnist_cnn
-from sgdinfluence.queries import query_matrix
-from sgdinfluence.train import mode, replay_rng
+from sgdinfluence.app.data import mnist
+from sgdinfluence.app.models import mnist_cnn
+from sgdinfluence.core.queries import query_matrix
+from sgdinfluence.core.train import mode, replay_rng
 
 
 def per_instance_loop(run: sgi.Run, u: torch.Tensor) -> torch.Tensor:

@@ -8,11 +8,15 @@ Hara, Nitanda & Maehara, "Data Cleansing for Models Trained with SGD", NeurIPS 2
     model_wo = run.retrain(exclude=scores.argsort()[:30])
 """
 
-from .estimators import influence
-from .queries import PerExample
-from .train import FitConfig, Run, fit, load_run
-from .trajectory import DiskStore, MemoryStore, ReplayStore
+from . import errors
+from .core import metrics
+from .core.augment import RandomCrop
+from .core.estimators import influence
+from .core.queries import PerExample
+from .core.train import FitConfig, Run, fit, load_run
+from .core.trajectory import DiskStore, MemoryStore, ReplayStore, Store
+from .errors import Error
 
-__all__ = ["DiskStore", "FitConfig", "MemoryStore", "PerExample", "ReplayStore", "Run", "fit",
-           "influence", "load_run"]
+__all__ = ["DiskStore", "Error", "FitConfig", "MemoryStore", "PerExample", "RandomCrop",
+           "ReplayStore", "Run", "Store", "errors", "fit", "influence", "load_run", "metrics"]
 __version__ = "0.1.0"

@@ -1,0 +1,247 @@
+"""Data cleansing (the paper's Sec 7.2): fit with recording, score, remove the k most harmful,
+retrain on the identical schedule, and measure test error for each k and method.
+
+    cfg = CleanseConfig(ks=(10, 30, 100))
+    result = cleanse(split(load_data("mnist"), cfg), cfg)
+    result.curves["sgd"][30]                          # (validation error, test error)
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+from tqdm.auto import tqdm
+
+from ..core.augment import RandomCrop
+from ..core.objective import mode
+from ..core.train import Run, fit
+from ..errors import ConfigError, DataError
+from . import methods
+from .data.files import Table
+from .models import MODELS, build
+
+PAPER_KS = (1, 3, 6, 10, 30, 60, 100, 300, 600, 1000, 3000, 6000, 10000)
+AUGMENTS = ("auto", "none", "crop", "crop+flip")
+
+
+@dataclass(frozen=True)
+class CleanseConfig:
+    """What to train, how to score, what to remove. Saved in results.json."""
+
+    model: str = "auto"  # a name in models.MODELS; auto: a CNN for images, else an MLP
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 0.05
+    weight_decay: float = 0.0
+    seed: int = 0
+    val: float = 0.1  # held out of the training data for validation: a fraction, or a count
+    test: float = 0.2  # the same, for data that has no test split of its own
+    subset: int | None = None  # train on only this many instances (quick runs)
+    ks: tuple[int, ...] | None = None  # None: the paper's list, up to half the training set
+    methods: tuple[str, ...] = ("sgd", "sgd-last", "random")
+    retrain: str = "last"  # "last": retrain the last epoch only; "all": from the start
+    augment: str = "auto"  # auto: random crops (and flips for colour) when training a CNN
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "methods", tuple(self.methods))
+        if self.ks is not None:
+            object.__setattr__(self, "ks", tuple(self.ks))
+        if self.model != "auto" and self.model not in MODELS:
+            raise ConfigError(f"unknown model {self.model!r}; use auto or one of {list(MODELS)}")
+        methods.check(self.methods)
+        if self.retrain not in ("last", "all"):
+            raise ConfigError(f"retrain must be 'last' or 'all', got {self.retrain!r}")
+        if self.augment not in AUGMENTS:
+            raise ConfigError(f"augment must be one of {list(AUGMENTS)}, got {self.augment!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        for name in ("val", "test"):
+            v = getattr(self, name)
+            if not (0 < v < 1 or (v >= 1 and float(v).is_integer())):
+                raise ConfigError(f"{name} must be a fraction in (0, 1) or a count >= 1, got {v}")
+        if self.ks is not None and (not self.ks or min(self.ks) < 1):
+            raise ConfigError(f"ks must be numbers of instances >= 1, got {self.ks}")
+
+
+@dataclass
+class Splits:
+    train: Table
+    val: Table
+    test: Table
+
+
+@dataclass
+class Result:
+    """Everything a report needs. ``curves[method][k] = (validation error, test error)`` after
+    removing that method's k first instances (k = 0: the model as trained)."""
+
+    config: CleanseConfig
+    splits: Splits
+    run: Run
+    model: str
+    scores: dict[str, np.ndarray]
+    curves: dict[str, dict[int, tuple[float, float]]]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def order(self, method: str) -> np.ndarray:
+        """Training positions, the first to remove first."""
+        return np.argsort(self.scores[method], kind="stable")
+
+    def training(self) -> dict:
+        """How training went: the mean training loss of each epoch, the loss of predicting the
+        training set's class frequencies (what a model that learned nothing reaches), and a
+        warning when the last epoch is not clearly below both."""
+        run = self.run
+        ends = [*run.epoch_starts[1:], run.num_steps]
+        curve = [float(np.mean(run.losses[a:b])) for a, b in zip(run.epoch_starts, ends,
+                                                                      strict=True)]
+        freq = np.bincount(self.splits.train.y) / len(self.splits.train.y)
+        constant = float(-(freq[freq > 0] * np.log(freq[freq > 0])).sum())
+        warning = None
+        if len(curve) > 1 and curve[-1] >= curve[0]:
+            warning = (f"training did not learn: the mean training loss of the last epoch "
+                       f"({curve[-1]:.3g}) is not below the first epoch's ({curve[0]:.3g})")
+        elif curve[-1] > 0.9 * constant:
+            warning = (f"training barely learned: the mean training loss of the last epoch "
+                       f"({curve[-1]:.3g}) is not clearly below {constant:.3g}, the loss of "
+                       "predicting the class frequencies")
+        if warning:
+            warning += ("; the scores describe a model that did not learn. Try another learning "
+                        "rate (too high a rate diverges, too low a rate does not move) or more "
+                        "epochs")
+        return {"epoch_loss": curve, "constant_predictor_loss": constant, "warning": warning}
+
+    def to_json(self) -> dict:
+        return {
+            "config": asdict(self.config), "model": self.model, "training": self.training(),
+            "sizes": {s: len(getattr(self.splits, s).y) for s in ("train", "val", "test")},
+            "curves": {m: {str(k): {"val_error": v, "test_error": t} for k, (v, t) in c.items()}
+                       for m, c in self.curves.items()},
+            "seconds": self.seconds,
+        }
+
+
+def split(tables: dict[str, Table], cfg: CleanseConfig) -> Splits:
+    """Train / validation / test: the source's test split if it has one, else ``cfg.test`` of
+    the data; ``cfg.val`` of the rest for validation (stratified, seeded)."""
+    if "train" in tables and "test" in tables:
+        pool, test = tables["train"], tables["test"]
+    else:
+        (data,) = tables.values()
+        rest, held = _split(data, cfg.test, cfg.seed, "test")
+        pool, test = data.take(rest), data.take(held)
+    rest, held = _split(pool, cfg.val, cfg.seed + 1, "val")
+    if cfg.subset is not None:
+        if not 1 <= cfg.subset <= len(rest):
+            raise ConfigError(f"subset must be in [1, {len(rest)}], got {cfg.subset}")
+        rest = np.sort(np.random.default_rng(cfg.seed).permutation(rest)[:cfg.subset])
+    train, val = pool.take(rest), pool.take(held)
+    _check_classes(train)
+    if not train.image:  # standardise tabular features with the training statistics
+        scaler = StandardScaler().fit(train.X)
+        for t in (train, val, test):
+            t.X = scaler.transform(t.X).astype(np.float32)
+    return Splits(train, val, test)
+
+
+def _check_classes(train: Table) -> None:
+    """Every class needs training instances; one alone is allowed, with a warning."""
+    counts = np.bincount(train.y, minlength=len(train.classes))
+    names = np.asarray(train.classes, dtype=object)
+    if (counts == 0).any():
+        raise DataError(f"the classes {names[counts == 0][:10].tolist()} have no training "
+                        "instance once validation and test data are held out; drop their rows, "
+                        "merge them into other classes, or use more data")
+    if (counts == 1).any():
+        warnings.warn(f"the classes {names[counts == 1][:10].tolist()} have a single training "
+                      "instance each; the model can hardly learn them", stacklevel=3)
+
+
+def _split(table: Table, size: float, seed: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+    n = len(table.y)
+    count = int(size) if size >= 1 else round(size * n)
+    if not 1 <= count < n - 1:
+        raise DataError(f"{name}={size} leaves no data: it asks for {count} of {n} instances")
+    counts = np.bincount(table.y)
+    stratify = table.y if counts[counts > 0].min() >= 2 and count >= len(counts) else None
+    return train_test_split(np.arange(n), test_size=count, random_state=seed, stratify=stratify)
+
+
+def choose_model(cfg: CleanseConfig, shape: tuple[int, ...]) -> tuple[str, RandomCrop | None]:
+    """The model name, and the augmentation (crops for a CNN on images, flips for colour)."""
+    name = cfg.model
+    if name == "auto":
+        square = len(shape) == 3 and shape[1] == shape[2]
+        name = ("cifar-cnn" if square and shape[0] == 3 and shape[1] % 8 == 0 else
+                "mnist-cnn" if square and shape[1] >= 12 else "mlp")
+    augment = cfg.augment
+    if augment == "auto":
+        augment = ("none" if not name.endswith("cnn") else
+                   "crop+flip" if shape[0] == 3 else "crop")
+    if augment != "none" and len(shape) != 3:
+        raise DataError(f"augment {augment!r} needs images; the data has instances of shape "
+                         f"{shape}")
+    crop = None if augment == "none" else RandomCrop(padding=4 if shape[0] == 3 else 2,
+                                                     flip=augment == "crop+flip")
+    return name, crop
+
+
+@torch.no_grad()
+def error(model: torch.nn.Module, table: Table, chunk: int = 2048) -> float:
+    """Misclassification rate of ``model`` (in eval mode) on ``table``."""
+    p = next(model.parameters())
+    X = torch.as_tensor(table.X)
+    with mode(model, train=False):
+        pred = torch.cat([model(x.to(p.device, p.dtype)).argmax(1).cpu() for x in X.split(chunk)])
+    return float((pred.numpy() != table.y).mean())
+
+
+def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool = True) -> Result:
+    """The whole job after :func:`split`: fit with recording, score by each method, and for
+    each k remove the k first instances, retrain on the identical schedule, measure error."""
+    train, val = splits.train, splits.val
+    n = len(train.y)
+    ks = sorted(set(cfg.ks)) if cfg.ks is not None else [k for k in PAPER_KS if k <= n // 2]
+    if ks and ks[-1] >= n:
+        raise ConfigError(f"k = {ks[-1]} would remove the whole training set of {n} instances; "
+                         f"choose k < {n}")
+    name, crop = choose_model(cfg, train.X.shape[1:])
+    torch.manual_seed(cfg.seed)
+    model = build(name, train.X.shape[1:], len(train.classes))
+    seconds = {}
+    start = time.perf_counter()
+    run = fit(model, (train.X, train.y), epochs=cfg.epochs, batch_size=min(cfg.batch_size, n),
+              lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed, augment=crop,
+              progress=progress)
+    seconds["training"] = time.perf_counter() - start
+    scores = {}
+    for method in cfg.methods:
+        start = time.perf_counter()
+        scores[method] = methods.score(run, method, (val.X, val.y), seed=cfg.seed,
+                                       progress=progress)
+        seconds[method] = time.perf_counter() - start
+    result = Result(cfg, splits, run, name, scores, {}, seconds)
+    base = (error(run.model, val), error(run.model, splits.test))
+    from_epoch = run.epochs - 1 if cfg.retrain == "last" else 0
+    start = time.perf_counter()
+    bar = tqdm(total=len(ks) * len(scores), desc=f"retraining ({cfg.retrain})",
+               disable=not progress, leave=False)
+    for method in scores:
+        order, curve = result.order(method), {0: base}
+        for k in ks:
+            retrained = run.retrain(order[:k], from_epoch=from_epoch)
+            curve[k] = (error(retrained, val), error(retrained, splits.test))
+            bar.update()
+        result.curves[method] = curve
+    bar.close()
+    seconds["retraining"] = time.perf_counter() - start
+    return result

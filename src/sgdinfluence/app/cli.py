@@ -1,0 +1,331 @@
+"""Command line: ``sgdinfluence cleanse``, ``sgdinfluence demo``, ``sgdinfluence experiment``.
+
+This module registers the commands and their options, builds each one's configuration and
+turns every expected failure into one line; the work is done by the modules it calls
+(``cleanse`` and ``report``; ``experiments.*``, which share one shape: a config dataclass,
+``run(cfg, out, ...) -> summary``, ``format_summary``, ``default_out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import math
+import re
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ..errors import Error
+from .output import check_output
+
+
+def cleanse_command(args: argparse.Namespace) -> None:
+    """Find the training instances that hurt the model, remove them, retrain, and report."""
+    from . import report
+    from .cleanse import CleanseConfig, cleanse, split
+    from .data import load_data
+
+    out = Path(args.out or f"out/cleanse-{Path(args.data).stem}")
+    inputs = _inputs(args.data, args.data_dir)
+    check_output(out, args.overwrite, inputs)
+    cfg = CleanseConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
+                        lr=args.lr, weight_decay=args.weight_decay, seed=args.seed, val=args.val,
+                        test=args.test, subset=args.subset, ks=args.k, methods=args.methods,
+                        retrain=args.retrain, augment=args.augment)
+    start = time.perf_counter()
+    splits = split(load_data(args.data, args.label_column, args.data_dir), cfg)
+    result = cleanse(splits, cfg, progress=not args.quiet)
+    report.write(result, out, title=f"Cleansing {args.data}", overwrite=args.overwrite,
+                 inputs=inputs)
+    _warn(report.training_warning(result))
+    print(report.summary(result))
+    print(f"wrote {out}/report.html, scores.csv, results.json "
+          f"({time.perf_counter() - start:.0f} s)")
+
+
+def experiment_command(name: str, config_from_args):
+    """The command running ``experiments.<name>`` with the configuration the options give."""
+    def command(args: argparse.Namespace) -> None:
+        module = importlib.import_module(f".experiments.{name}", __package__)
+        cfg = config_from_args(args)
+        out = Path(args.out or module.default_out(cfg))
+        data_dir = getattr(args, "data_dir", None)
+        check_output(out, args.overwrite, _inputs(None, data_dir) if data_dir else ())
+        start = time.perf_counter()
+        summary = module.run(cfg, out, data_dir=data_dir, overwrite=args.overwrite,
+                             progress=not args.quiet)
+        _warn(summary.get("warning"))
+        print(module.format_summary(summary))
+        print(f"wrote {out}/ ({time.perf_counter() - start:.0f} s)")
+    return command
+
+
+def demo_config(args):
+    from .experiments.demo import DemoConfig
+
+    return DemoConfig(epochs=args.epochs, seed=args.seed)
+
+
+def estimation_config(args):
+    from .experiments.estimation import EstimationConfig
+
+    return EstimationConfig(dataset=args.dataset, model=args.model, seeds=args.seeds)
+
+
+def cleansing_config(args):
+    from .experiments.cleansing import CleansingConfig
+
+    return CleansingConfig(dataset=args.dataset, seeds=args.seeds, subset=args.subset,
+                           retrain=args.retrain, methods=args.methods, ks=args.k, lr=args.lr,
+                           epochs=args.epochs)
+
+
+def noisy_labels_config(args):
+    """``--quick`` first, then the options given."""
+    from dataclasses import replace
+
+    from .experiments.noisy_labels import QUICK, NoisyLabelsConfig
+
+    given = {"datasets": args.datasets, "noise_rates": args.noise_rates, "models": args.models,
+             "methods": args.methods, "n_train": args.n_train, "epochs": args.epochs,
+             "lr": args.lr, "folds": args.folds, "seed": args.seed, "threads": args.threads}
+    return replace(QUICK if args.quick else NoisyLabelsConfig(),
+                   **{k: v for k, v in given.items() if v is not None})
+
+
+def _warn(warning: str | None) -> None:
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
+def _inputs(data: str | None, root: str | None) -> list[Path]:
+    """What a command reads, which its output must keep clear of: the data path, or the
+    data directory for the built-in datasets (``data`` None: an experiment's)."""
+    from .data import DATASETS, data_dir
+
+    if data is None or data in DATASETS:
+        return [data_dir(root)] if data is None or DATASETS[data].download else []
+    return [Path(data)]
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
+            from None
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"every k must be >= 1, got {text!r}")
+    return values
+
+
+def method_list(text: str) -> tuple[str, ...]:
+    from . import methods
+
+    try:
+        return methods.check(m.strip() for m in text.split(","))
+    except Error as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def fraction_or_count(text: str) -> float:
+    value = float(text)
+    if not (0 < value < 1 or (value >= 1 and value.is_integer())):
+        raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1) or a count, got {text}")
+    return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a bad option in one line (with where to find help)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def words(text: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in text.split(",") if w.strip())
+
+
+def fractions(text: str) -> tuple[float, ...]:
+    return tuple(float(w) for w in words(text))
+
+
+def parser() -> Parser:
+    """Every command and its options."""
+    from .cleanse import AUGMENTS
+    from .experiments.estimation import DATASETS as ESTIMATION_DATASETS
+    from .methods import METHODS
+    from .models import MODELS
+
+    top = Parser(prog="sgdinfluence", description=__doc__.split("\n")[0])
+    top.add_argument("--debug", action="store_true",
+                     help="show the traceback of a failure, not only its message")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    def command(parent, name: str, fn, help: str, out: str | None = None,
+                data_dir: str | None = None, replace_own: bool = False, description: str = ""):
+        """A command with the options every command shares, declared once here.
+        ``replace_own``: a previous result of this command is replaced without asking."""
+        help = help.replace("%", "%%")  # argparse formats help strings with %
+        p = parent.add_parser(name, help=help, description=help + description)
+        p.set_defaults(func=fn)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the traceback of a failure, not only its message")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        if out is not None:
+            p.add_argument("--out", default=None, help=f"output directory (default {out})")
+        if replace_own:
+            p.set_defaults(overwrite=True)
+        elif out is not None:
+            p.add_argument("--overwrite", action="store_true",
+                           help="replace the output directory if it holds a previous result "
+                                "(never a directory holding anything else)")
+        if data_dir is not None:
+            p.add_argument("--data-dir", default=None,
+                           help=f"holds {data_dir} (default $SGDINFLUENCE_DATA)")
+        return p
+
+    p = command(sub, "cleanse", cleanse_command, cleanse_command.__doc__,
+                out="out/cleanse-<data>", data_dir="mnist/, fashion-mnist/, cifar10-jpeg/",
+                description=(" DATA is a built-in dataset (digits, mnist, fashion-mnist, "
+                             "cifar10) or a path to a CSV file, an .npz file (X, y) or an image "
+                             "folder (<split>/<class>/<file>, or a tar archive of one)."))
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--label-column", help="the CSV column that holds the labels")
+    p.add_argument("--model", choices=["auto", *MODELS], default="auto",
+                   help="auto: the MNIST CNN for grey images, the CIFAR-10 CNN for colour "
+                        "images of side 8n, else an MLP")
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--lr", type=positive_float, default=0.05)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val", type=fraction_or_count, default=0.1,
+                   help="validation share of the training data: fraction or count (0.1)")
+    p.add_argument("--test", type=fraction_or_count, default=0.2,
+                   help="test share, for data without a test split (0.2)")
+    p.add_argument("--subset", type=positive_int, help="train on this many instances only")
+    p.add_argument("--k", type=int_list, help="numbers to remove, e.g. 10,30,100 "
+                   "(default: the paper's 1,3,6,10,...,10000 up to half the training set)")
+    p.add_argument("--methods", type=method_list, default=("sgd", "sgd-last", "random"),
+                   help=f"comma-separated, of {','.join(METHODS)} (default sgd,sgd-last,random)")
+    p.add_argument("--retrain", choices=["last", "all"], default="last",
+                   help="retrain the last epoch only (fast), or all epochs")
+    p.add_argument("--augment", choices=AUGMENTS, default="auto")
+
+    p = command(sub, "demo", experiment_command("demo", demo_config),
+                "Digits with 10% of the training labels flipped: does SGD-influence find them?",
+                out="out/demo; a previous demo's is replaced", replace_own=True)
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+
+    exps = sub.add_parser("experiment", help="reproduce the paper's experiments, and benchmarks")
+    exps = exps.add_subparsers(dest="experiment", required=True, parser_class=Parser)
+    p = command(exps, "estimation", experiment_command("estimation", estimation_config),
+                "The paper's Sec 7.1: estimated vs true leave-one-out change of validation "
+                "loss.", out="out/estimation-<dataset>-<model>",
+                data_dir="adult/, 20newsgroups/, mnist/")
+    p.add_argument("--dataset", choices=ESTIMATION_DATASETS, required=True)
+    p.add_argument("--model", choices=["logreg", "mlp"], required=True)
+    p.add_argument("--seeds", type=positive_int, default=30)
+
+    p = command(exps, "cleansing", experiment_command("cleansing", cleansing_config),
+                "The paper's Sec 7.2: test error after removing the k most harmful, MNIST / "
+                "CIFAR-10.", out="out/cleansing-<dataset>", data_dir="mnist/, cifar10-jpeg/")
+    p.add_argument("--dataset", choices=["mnist", "cifar10"], required=True)
+    p.add_argument("--seeds", type=positive_int, default=1)
+    p.add_argument("--subset", type=positive_int,
+                   help="train on this many of the 50,000 / 40,000 instances (quick runs)")
+    p.add_argument("--retrain", choices=["last", "all"], default="last")
+    p.add_argument("--methods", type=method_list, default=("sgd", "sgd-last", "random"))
+    p.add_argument("--k", type=int_list, help="default: the paper's list")
+    p.add_argument("--lr", type=positive_float, help="instead of the paper's 0.05")
+    p.add_argument("--epochs", type=positive_int, help="instead of the paper's 20")
+
+    p = command(exps, "noisy-labels", experiment_command("noisy_labels", noisy_labels_config),
+                "Mislabeled-example detection: SGD-influence vs cleanlab, TracIn, influence "
+                "functions (needs the bench extra: cleanlab).",
+                out="out/noisy-labels, or out/noisy-labels-quick",
+                data_dir="mnist/, fashion-mnist/, adult/")
+    p.add_argument("--datasets", type=words, default=None,
+                   help="comma-separated, of digits,mnist,fashion-mnist,adult (default: all)")
+    p.add_argument("--noise-rates", type=fractions, default=None,
+                   help="comma-separated fractions of flipped training labels, each in (0, 1) "
+                        "(default 0.1,0.2)")
+    p.add_argument("--models", type=words, default=None,
+                   help="comma-separated (default logreg,mlp,mnist-cnn); each dataset runs the "
+                        "ones it takes: logreg, mlp (digits, adult), mnist-cnn (mnist, "
+                        "fashion-mnist)")
+    p.add_argument("--methods", type=words, default=None, help="comma-separated (default: all)")
+    p.add_argument("--n-train", type=int, default=None,
+                   help="training instances (default 1000 for digits, 10000 otherwise)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="default 20 for digits, 5 for mnist-cnn, 10 otherwise")
+    p.add_argument("--lr", type=float, default=None, help="default 0.2 for digits, 0.05 otherwise")
+    p.add_argument("--folds", type=int, default=None, help="cleanlab's k (default 5)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch threads (default 1: on a shared machine more threads spin "
+                        "against other jobs)")
+    p.add_argument("--quick", action="store_true",
+                   help="a tiny digits run (300 training images, 10 epochs) to try it out")
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status. An expected failure (bad data or
+    options, diverging training, an output that must not or cannot be written, Ctrl-C) is one
+    line on stderr and a non-zero status; ``--debug`` shows its traceback instead."""
+    args = parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # killed: clean up as for Ctrl-C
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("sgdinfluence: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except (Error, OSError, ImportError) as e:  # expected: the message names the fix
+        if args.debug:
+            raise
+        print(f"sgdinfluence: error: {_for_the_command_line(e)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+FLAGS = {"overwrite=True": "--overwrite", "label_column": "--label-column", "lr": "--lr",
+         "data_dir": "--data-dir"}
+
+
+def _for_the_command_line(e: BaseException) -> str:
+    """The exception's message on one line, with the library's argument names as flags."""
+    text = " ".join(str(e).split())
+    if isinstance(e, OSError) and e.filename:
+        text = f"{e.strerror or text}: {e.filename}"
+    for name, flag in FLAGS.items():
+        text = re.sub(rf"(?<![\w/.]){re.escape(name)}(?![\w/.])", flag, text)
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,496 @@
+"""Labelled data from the built-in datasets and from users' files: CSV, .npz, image folders.
+
+Everything arrives as a :class:`Table`: features ``X`` (N, D) or images (N, C, H, W) float32,
+class indices ``y`` (N,), the class names, and for every instance where it came from (the row
+of the input file, or the position in the dataset, and the file name of an image), so that a
+report can point a person back at the instance.
+"""
+
+from __future__ import annotations
+
+import bz2
+import codecs
+import collections
+import csv
+import gzip
+import io
+import lzma
+import os
+import re
+import tarfile
+import warnings
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ...errors import DataError
+
+MAX_CATEGORIES = 100  # a text column with more distinct values is refused, not one-hot encoded
+CSV_SUFFIXES = (".csv", ".tsv", ".txt")
+COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip", ".xz")  # as pandas infers them
+COMPRESSION_MAGIC = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"),
+                     (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"))
+NOT_CSV_MAGIC = ((b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+                 (b"GIF87a", "a GIF image"), (b"GIF89a", "a GIF image"),
+                 (b"%PDF-", "a PDF document"),
+                 (b"\xd0\xcf\x11\xe0", "an Excel 97 workbook (or another old Office file)"))
+DELIMITERS = (",", ";", "\t", "|")
+SAMPLE_CHARS = 1 << 16  # the delimiter is guessed from the first 64 k characters
+CONTROL_CHARS = tuple(chr(c) for c in (*range(9), *range(14, 32), 127))  # not \t \n \v \f \r
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
+
+
+@dataclass
+class Table:
+    """Labelled instances. ``index[i]`` is instance i's row in the input file (0 = the first
+    data row) or its position in the dataset; ``names[i]`` its file, for images."""
+
+    X: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    index: np.ndarray
+    names: np.ndarray | None = None
+    rows: pd.DataFrame | None = field(default=None, repr=False)  # the original columns
+    notes: np.ndarray | None = None  # e.g. "flipped from 3", shown in reports
+
+    @property
+    def image(self) -> bool:
+        return self.X.ndim == 4
+
+    def take(self, idx: np.ndarray) -> Table:
+        return Table(self.X[idx], self.y[idx], self.classes, self.index[idx],
+                     None if self.names is None else self.names[idx],
+                     None if self.rows is None else self.rows.iloc[idx],
+                     None if self.notes is None else self.notes[idx])
+
+
+def _labels(values: np.ndarray, source: str) -> tuple[np.ndarray, list[str]]:
+    classes, y = np.unique(np.asarray(values), return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(f"{source}: the labels hold a single class ({str(classes[0])!r}); "
+                        "cleansing needs at least two")
+    return y.astype(np.int64), [str(c) for c in classes]
+
+
+def _check_finite(X: np.ndarray, source: str, columns: list[str] | None = None) -> None:
+    bad = ~np.isfinite(X.reshape(len(X), -1))
+    if bad.any():
+        rows, cols = np.nonzero(bad)
+        where = (f"column {columns[cols[0]]!r}" if columns else f"feature {cols[0]}")
+        raise DataError(f"{source}: {bad.any(1).sum()} instances have NaN or infinite features "
+                        f"(first: row {rows[0]}, {where}); fill or drop them first")
+
+
+def read_csv(path: str | os.PathLike, label_column: str) -> Table:
+    """A CSV file with a header; ``label_column`` holds the labels. Numeric columns are used
+    as they are, text columns with at most ``MAX_CATEGORIES`` values are one-hot encoded.
+
+    What is read: a file compressed as gzip, bzip2, xz or zip (one file inside); the
+    delimiter comma, semicolon, tab or pipe, guessed from the first 64 kB (a ``.tsv`` is
+    tab-separated, and an Excel ``sep=;`` first line is obeyed); UTF-8 with or without a BOM,
+    UTF-16 or UTF-32 with a BOM, and any other bytes as Windows-1252 (Latin-1 where
+    Windows-1252 has no character), so a file that is not UTF-8 is read as Western European
+    text; CRLF, LF or CR line ends; decimal commas where the delimiter is not a comma.
+    Everything else (a file that is not text, duplicate column names, rows with more fields
+    than the header, no data rows, a label column that is not a set of classes) raises a
+    :class:`DataError` whose message names the file.
+    """
+    path = Path(path)
+    text, data, encoding = _read_text(path)
+    skip, sep = _excel_sep_line(text)
+    sample = _sample(text)
+    if sep is None:
+        sep = "\t" if _csv_suffix(path) == ".tsv" else _sniff_delimiter(sample, skip)
+    frame = _read_frame(path, text, sample, data, sep, skip, encoding)
+    y, classes = _csv_labels(frame, label_column, path)
+    features = frame.drop(columns=[label_column])
+    if features.shape[1] == 0:
+        raise DataError(f"{path}: no feature columns besides the label {label_column!r}")
+    parts, names = [], []
+    for col in features.columns:
+        values = features[col]
+        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+            values = _decimal_commas(values) if sep != "," else values
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            parts.append(values.to_numpy(np.float64)[:, None])
+            names.append(str(col))
+            continue
+        numeric = pd.to_numeric(values, errors="coerce")
+        text_values = values[numeric.isna() & values.notna()]
+        if text_values.empty and values.notna().any():  # numbers pandas left as text (huge)
+            parts.append(numeric.to_numpy(np.float64)[:, None])
+            names.append(str(col))
+            continue
+        if numeric.notna().mean() >= 0.5:  # mostly numbers: the rest are errors, not categories
+            raise DataError(f"{path}: column {col!r} is numeric but holds values that are not "
+                            f"numbers: {sorted(set(text_values.astype(str)))[:5]} (rows "
+                            f"{text_values.index[:5].tolist()})")
+        if values.nunique() > MAX_CATEGORIES:
+            raise DataError(f"{path}: column {col!r} holds {values.nunique()} distinct text "
+                            f"values, too many to one-hot encode (at most {MAX_CATEGORIES}); "
+                            "drop it or encode it as numbers")
+        if values.isna().any():
+            raise DataError(f"{path}: column {col!r} is empty in rows "
+                            f"{np.flatnonzero(values.isna().to_numpy())[:10].tolist()}")
+        onehot = pd.get_dummies(values.astype(str), prefix=str(col), prefix_sep="=")
+        parts.append(onehot.to_numpy(np.float64))
+        names += list(onehot.columns)
+    X = np.hstack(parts)
+    _check_finite(X, str(path), names)
+    return Table(X.astype(np.float32), y, classes, np.arange(len(frame)), rows=frame)
+
+
+def _decimal_commas(values: pd.Series) -> pd.Series:
+    """A text column whose values are all numbers, some written with a decimal comma
+    (``3,14``), as float64 numbers; any other column as it is."""
+    text = values.dropna().astype(str).str.strip()
+    if text.empty or not text.str.fullmatch(r"[+-]?([0-9]+|[0-9]*,[0-9]+)").all():
+        return values
+    numbers = pd.to_numeric(text.str.replace(",", ".", regex=False))
+    return pd.Series(numbers, index=values.index, dtype=np.float64)
+
+
+def _csv_suffix(path: Path) -> str | None:
+    """".csv", ".tsv" or ".txt" where the name ends so, before an optional compression
+    suffix (``data.csv.gz``); else None."""
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
+        suffixes.pop()
+    return suffixes[-1] if suffixes and suffixes[-1] in CSV_SUFFIXES else None
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise FileNotFoundError(f"no file at {path}")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a CSV file; give the path of a CSV file")
+
+
+def _read_text(path: Path) -> tuple[str, bytes, str]:
+    """The file decompressed and decoded: (text, the same text as UTF-8 bytes, the
+    encoding it was read with)."""
+    _check_file(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
+    raw = _decompress(raw, path)
+    for magic, kind in NOT_CSV_MAGIC:
+        if raw.startswith(magic):
+            raise DataError(f"{path}: is {kind}, not a CSV file")
+    text, encoding = _decode(raw, path)
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise DataError(f"{path}: is not a text file: it holds NUL bytes (first on line "
+                        f"{text.count(chr(10), 0, nul) + 1}); a CSV file must be text (UTF-16 "
+                        "needs a byte-order mark)")
+    head = text[:SAMPLE_CHARS]
+    control = sum(map(head.count, CONTROL_CHARS))
+    if control > 0.05 * len(head):
+        raise DataError(f"{path}: is not a text file: {control} of its first {len(head)} "
+                        "characters are control characters")
+    if not text or text.isspace():
+        raise DataError(f"{path}: is empty")
+    if encoding == "utf-8":
+        data = raw
+    elif encoding == "utf-8-sig":
+        data = raw[len(codecs.BOM_UTF8):]
+    else:
+        data = text.encode("utf-8")
+    return text, data, encoding
+
+
+def _decompress(raw: bytes, path: Path) -> bytes:
+    """``raw`` decompressed where its first bytes say gzip, bzip2, xz or zip, else itself."""
+    kind = next((k for magic, k in COMPRESSION_MAGIC if raw.startswith(magic)), None)
+    if kind is None or kind == "bzip2" and not re.match(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)", raw):
+        return raw  # "BZh" alone may begin a header
+    try:
+        if kind == "gzip":
+            return gzip.decompress(raw)
+        if kind == "bzip2":
+            return bz2.decompress(raw)
+        if kind == "xz":
+            return lzma.decompress(raw)
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            names = [i.filename for i in archive.infolist()
+                     if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+            if "[Content_Types].xml" in names and any(n.startswith("xl/") for n in names):
+                raise DataError(f"{path}: is an Excel workbook, not a CSV file; save the sheet "
+                                "as CSV first")
+            if len(names) != 1:
+                raise DataError(f"{path}: is a zip archive of {len(names)} files "
+                                f"{names[:5]}; expected exactly one CSV file inside")
+            return archive.read(names[0])
+    except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zlib.error,
+            lzma.LZMAError, zipfile.BadZipFile) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: looks {kind}-compressed but cannot be decompressed ({e}); "
+                        "the file may be truncated") from e
+
+
+def _decode(raw: bytes, path: Path) -> tuple[str, str]:
+    """(text, encoding): the encoding a byte-order mark names; else UTF-8 where the bytes
+    are valid UTF-8, else Windows-1252 where they are valid Windows-1252, else Latin-1 (any
+    bytes are)."""
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF32_LE, "utf-32"),
+                          (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+                          (codecs.BOM_UTF16_BE, "utf-16")):
+        if raw.startswith(bom):
+            try:
+                return raw.decode(encoding), encoding
+            except UnicodeDecodeError as e:
+                raise DataError(f"{path}: starts with a {encoding} byte-order mark but is not "
+                                f"valid {encoding} (byte {e.start}: {e.reason}); save it again "
+                                "as UTF-8") from e
+    for encoding in ("utf-8", "cp1252"):
+        try:
+            return raw.decode(encoding), encoding
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1"), "latin-1"
+
+
+def _excel_sep_line(text: str) -> tuple[int, str | None]:
+    """(lines to skip, delimiter) from Excel's ``sep=;`` first line, where there is one."""
+    first = text[:20].splitlines()[0] if text[:20].strip() else ""
+    if len(first) == 5 and first.lower().startswith("sep="):
+        return 1, first[4]
+    return 0, None
+
+
+def _sample(text: str) -> str:
+    """The first ``SAMPLE_CHARS`` characters of ``text``, cut after the last whole line."""
+    if len(text) <= SAMPLE_CHARS:
+        return text
+    cut = max(text.rfind("\n", 0, SAMPLE_CHARS), text.rfind("\r", 0, SAMPLE_CHARS))
+    return text[:cut + 1] if cut > 0 else text[:SAMPLE_CHARS]
+
+
+def _sniff_delimiter(sample: str, skip: int) -> str:
+    """The delimiter among ``DELIMITERS`` that splits the header into the most fields while
+    splitting as many data rows as possible into as many fields (a trailing empty field
+    allowed); a comma where none splits the header."""
+    best, best_score = ",", (0.0, 1)
+    for sep in DELIMITERS:
+        try:
+            rows = [r for r in csv.reader(io.StringIO(sample, newline=""), delimiter=sep,
+                                          skipinitialspace=True) if r][skip:]
+        except csv.Error:
+            continue
+        if not rows or len(rows[0]) < 2:
+            continue
+        width = len(rows[0])
+        fits = [len(r) == width or (len(r) == width + 1 and r[-1] == "") for r in rows[1:]]
+        score = (round(np.mean(fits), 2) if fits else 1.0, width)
+        if score > best_score:
+            best, best_score = sep, score
+    return best
+
+
+def _read_frame(path: Path, text: str, sample: str, data: bytes, sep: str, skip: int,
+                encoding: str) -> pd.DataFrame:
+    """The table in ``data`` (UTF-8), after its header is checked for duplicate names."""
+    options = dict(sep=sep, skiprows=skip, skipinitialspace=True, index_col=False,
+                   encoding="utf-8")
+    how = f"with delimiter {sep!r}" + ("" if encoding.startswith("utf-8") else
+                                       f" and encoding {encoding}")
+    try:
+        header = pd.read_csv(io.StringIO(sample), header=None, nrows=1, dtype=str,
+                             keep_default_na=False, **{**options, "encoding": None})
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(io.BytesIO(data), low_memory=False, **options)
+    except pd.errors.ParserWarning:  # data rows longer than the header: pandas drops the rest
+        found = _first_long_row(text, sep, skip)
+        where = f"line {found[0]} has {found[1]}" if found else "rows have more"
+        raise DataError(f"{path}: {where} fields but the header has {len(header.columns)} "
+                        f"(read {how}); give every row as many fields as the header, quoting "
+                        "values that hold the delimiter") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError, csv.Error) as e:
+        message = " ".join(str(e).split()).replace("Error tokenizing data. C error: ", "")
+        raise DataError(f"{path}: cannot be read as a table {how}: {message}; give every row "
+                        "as many fields as the header, quoting values that hold the delimiter "
+                        "or a line break") from e
+    names = [str(n) for n in header.iloc[0]] if len(header) else []
+    repeated = sorted(n for n, k in collections.Counter(names).items() if n and k > 1)
+    if repeated:
+        raise DataError(f"{path}: duplicate column names {repeated} (read {how}); give every "
+                        "column its own name")
+    if frame.empty:
+        raise DataError(f"{path}: has a header but no data rows (read {how}): columns "
+                        f"{list(frame.columns)[:10]}")
+    return frame
+
+
+def _first_long_row(text: str, sep: str, skip: int) -> tuple[int, int] | None:
+    """(1-based line, field count) of the first row with more fields than the header,
+    counting records as pandas does (a quoted line break does not start a line); None
+    where the csv module cannot tell (it stops at a stray quote or CR, say)."""
+    rows = csv.reader(io.StringIO(text, newline=""), delimiter=sep, skipinitialspace=True)
+    width = None
+    try:
+        for line, row in enumerate(rows, start=1):
+            if line <= skip or not row:
+                continue
+            if width is None:
+                width = len(row)
+            elif len(row) > width and not (len(row) == width + 1 and row[-1] == ""):
+                return line, len(row)
+    except csv.Error:
+        pass
+    return None
+
+
+def _csv_labels(frame: pd.DataFrame, label_column: str, path: Path
+                ) -> tuple[np.ndarray, list[str]]:
+    """Class indices (N,) and class names of the label column, which must hold classes:
+    text, integers, or floats with integer values, with at most max(``MAX_CATEGORIES``,
+    N/2) distinct values."""
+    if label_column not in frame.columns:
+        wanted = str(label_column).strip().lower()
+        near = [c for c in frame.columns if str(c).strip().lower() == wanted]
+        hint = f"; did you mean {near[0]!r}?" if near else " (set label_column to one of them)"
+        raise DataError(f"{path}: no label column {label_column!r}; the columns are "
+                        f"{list(frame.columns)}{hint}")
+    labels = frame[label_column]
+    if labels.isna().any():
+        rows = np.flatnonzero(labels.isna().to_numpy())
+        raise DataError(f"{path}: the label column {label_column!r} is empty in rows "
+                        f"{rows[:10].tolist()}")
+    if pd.api.types.is_float_dtype(labels):
+        values = labels.to_numpy(np.float64)
+        bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
+        if len(bad):
+            first = float(values[bad[0]])
+            raise DataError(f"{path}: the label column {label_column!r} holds numbers that "
+                            f"are not whole (e.g. {first!r} in row {bad[0]}): it looks like a "
+                            "regression target, and sgdinfluence does classification; bin the "
+                            "values into classes or choose another label_column")
+        labels = labels.astype(np.int64) if np.abs(values).max() < 2**62 else labels.astype(str)
+    elif not (pd.api.types.is_integer_dtype(labels) or pd.api.types.is_bool_dtype(labels)):
+        labels = labels.astype(str)
+    count, limit = labels.nunique(), max(MAX_CATEGORIES, len(labels) // 2)
+    if count > limit:
+        raise DataError(f"{path}: the label column {label_column!r} holds {count} distinct "
+                        f"values in {len(labels)} rows (at most {limit} classes): almost every "
+                        "row is its own class; choose the label_column that holds the classes")
+    return _labels(labels.to_numpy(), str(path))
+
+
+def read_npz(path: str | os.PathLike) -> Table:
+    """An ``.npz`` file holding ``X`` (N, ...) numbers and ``y`` (N,) labels."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as f:
+        missing = {"X", "y"} - set(f.files)
+        if missing:
+            raise DataError(f"{path}: expected arrays 'X' and 'y', found {sorted(f.files)}")
+        X, labels = f["X"], f["y"]
+    if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
+        raise DataError(f"{path}: X must hold numbers, got dtype {X.dtype}")
+    if labels.ndim != 1 or len(labels) != len(X):
+        raise DataError(f"{path}: y must have shape ({len(X)},) to match X {X.shape}, got "
+                        f"{labels.shape}")
+    X = X.astype(np.float32)
+    if X.ndim == 3:  # (N, H, W) grey images
+        X = X[:, None]
+    _check_finite(X, str(path))
+    y, classes = _labels(labels, str(path))
+    return Table(X, y, classes, np.arange(len(X)))
+
+
+def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
+    """Images in ``<split>/<class>/<file>`` (or ``<class>/<file>``: one split "all") from a
+    directory or a tar archive. Returns {split: Table}, pixels scaled to [0, 1]."""
+    path = Path(path)
+    files = _image_files(path)
+    if not files:
+        raise DataError(f"{path}: no images found (expected <split>/<class>/<file> with one of "
+                        f"{sorted(IMAGE_SUFFIXES)})")
+    depth = {len(parts) for parts, _ in files}
+    if len(depth) != 1 or depth.pop() not in (2, 3):
+        raise DataError(f"{path}: mixed layout; expected every image at <split>/<class>/<file> "
+                        "or every image at <class>/<file>")
+    images, unreadable = [], []
+    for parts, read in files:
+        try:
+            with Image.open(io.BytesIO(read())) as im:
+                images.append(np.asarray(im.convert("RGB" if im.mode not in ("L", "1", "I;16")
+                                                    else "L")))
+        except OSError:
+            unreadable.append("/".join(parts))
+    if unreadable:
+        raise DataError(f"{path}: {len(unreadable)} files cannot be read as images: "
+                        f"{unreadable[:10]}")
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        first = {s: "/".join(files[i][0]) for i, s in reversed(list(enumerate(
+            im.shape for im in images)))}
+        raise DataError(f"{path}: images differ in size or colour: {first}; resize them first")
+    X = np.stack(images).astype(np.float32) / 255.0
+    X = X[:, None] if X.ndim == 3 else X.transpose(0, 3, 1, 2)
+    names = np.array(["/".join(parts) for parts, _ in files])
+    split = np.array([parts[0] if len(parts) == 3 else "all" for parts, _ in files])
+    label = np.array([parts[-2] for parts, _ in files])
+    y, classes = _labels(label, str(path))
+    return {str(s): Table(X[split == s], y[split == s], classes, np.flatnonzero(split == s),
+                          names[split == s]) for s in dict.fromkeys(split)}
+
+
+def _image_files(path: Path) -> list[tuple[tuple[str, ...], object]]:
+    """(path parts below the root, a function returning the bytes) of each image, sorted."""
+    if path.is_dir():
+        found = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        return sorted(((p.relative_to(path).parts, p.read_bytes) for p in found),
+                      key=lambda f: f[0])
+    if path.is_file() and tarfile.is_tarfile(path):
+        tar = tarfile.open(path)
+        members = [m for m in tar.getmembers()
+                   if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES]
+        return sorted(((Path(m.name).parts, lambda m=m: tar.extractfile(m).read())
+                       for m in members), key=lambda f: f[0])
+    raise FileNotFoundError(f"no image folder or tar archive at {path}")
+
+
+def flip_labels(y: np.ndarray, rate: float, num_classes: int,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Symmetric label noise: round(rate·n) distinct instances get a uniformly random other
+    class. Returns the noisy labels (n,) and the sorted flipped indices (m,)."""
+    if not 0 < rate < 1:
+        raise ValueError(f"noise rate must lie in (0, 1), got {rate}")
+    if num_classes < 2:
+        raise ValueError(f"need at least 2 classes, got {num_classes}")
+    flipped = np.sort(rng.choice(len(y), size=round(rate * len(y)), replace=False))
+    noisy = y.copy()
+    noisy[flipped] = (y[flipped] + rng.integers(1, num_classes, len(flipped))) % num_classes
+    return noisy, flipped
+
+
+def read_path(path: Path, label_column: str | None = None) -> dict[str, Table]:
+    """A path to a CSV file (``.csv``, ``.tsv`` or ``.txt``, also
+    compressed: ``.csv.gz``, ``.csv.bz2``, ``.csv.zip``, ``.csv.xz``; a file of another name
+    is read as CSV when ``label_column`` is given), an ``.npz`` file or an image folder (a
+    directory or a tar archive). Returns {split: Table} with split "train"/"test" where the
+    source has them, else one split "all"."""
+    if _csv_suffix(path):
+        _check_file(path)
+        if label_column is None:
+            raise DataError(f"{path}: a CSV file needs a label column: set label_column to "
+                            "the name of the column that holds the labels")
+        return {"all": read_csv(path, label_column)}
+    if path.suffix.lower() == ".npz":
+        return {"all": read_npz(path)}
+    if path.is_dir() or tarfile.is_tarfile(path):
+        return read_image_folder(path)
+    if label_column is not None:
+        return {"all": read_csv(path, label_column)}
+    raise DataError(f"{path}: is not a CSV file ({', '.join(CSV_SUFFIXES)}, also compressed "
+                    f"as {', '.join(COMPRESSION_SUFFIXES)}), an .npz file, an image folder or "
+                    "a tar archive of one; a CSV file of another name is read when "
+                    "label_column is given")

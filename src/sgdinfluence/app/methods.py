@@ -1,0 +1,125 @@
+"""The registry of ways to rank training instances for removal, one entry per method.
+
+Every method returns scores (N,) for the run's training instances, signed alike: the
+instances to remove first come first in ``np.argsort(scores)``. The influence methods
+estimate the change of validation loss when the instance is left out (negative = removing it
+helps); the others are the paper's and the practitioner's baselines. ``cleanse``, ``report``,
+every experiment and the command line read this registry and nothing else.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+import torch
+
+from ..core.estimators import influence
+from ..core.objective import mode
+from ..core.tensors import chunks
+from ..core.train import Run
+from ..errors import ConfigError
+from .models import features
+
+INFLUENCE, DETECTOR, BASELINE = "influence", "detector", "baseline"
+
+
+@dataclass(frozen=True)
+class Method:
+    """A scoring method: its name, its label in reports, its kind (``"influence"``: an
+    estimate of the change of validation loss; ``"detector"``: a suspicion heuristic;
+    ``"baseline"``), and the function ``(run, val, *, seed, progress, **options) -> (N,)``
+    with its default options."""
+
+    name: str
+    label: str
+    kind: str
+    fn: Callable[..., np.ndarray] = field(repr=False)
+    options: Mapping = field(default_factory=lambda: MappingProxyType({}))
+
+    def score(self, run: Run, val, *, seed: int = 0, progress: bool = False) -> np.ndarray:
+        return self.fn(run, val, seed=seed, progress=progress, **self.options)
+
+
+def _influence(run: Run, val, *, seed: int, progress: bool, **options) -> np.ndarray:
+    return influence(run, val, progress=progress, **options)
+
+
+def _training_loss(run: Run, val, *, seed: int, progress: bool) -> np.ndarray:
+    objective = run.objective()
+    with torch.no_grad(), mode(objective.model, train=False):
+        theta = objective.flatten()
+        loss = torch.cat([objective.per_instance(theta, xc, yc) for xc, yc in chunks(*run.train)])
+    return -loss.double().cpu().numpy()
+
+
+def _isolation_forest(run: Run, val, *, seed: int, progress: bool) -> np.ndarray:
+    from sklearn.ensemble import IsolationForest
+
+    F = features(run.model, run.train[0]).double().cpu().numpy()
+    return IsolationForest(random_state=seed).fit(F).score_samples(F)
+
+
+def _autoencoder(run: Run, val, *, seed: int, progress: bool, hidden: int = 32) -> np.ndarray:
+    """Minus the squared error of a one-hidden-layer autoencoder on the standardised inputs."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.preprocessing import StandardScaler
+
+    Z = StandardScaler().fit_transform(run.train[0].flatten(1).double().cpu().numpy())
+    ae = MLPRegressor(hidden_layer_sizes=(min(hidden, Z.shape[1]),), max_iter=50,
+                      early_stopping=False, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ae.fit(Z, Z)
+    return -np.square(ae.predict(Z) - Z).sum(1)
+
+
+def _random(run: Run, val, *, seed: int, progress: bool) -> np.ndarray:
+    return np.random.default_rng(seed).random(run.num_train)
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("sgd", "SGD-influence, all epochs (Algorithm 2)", INFLUENCE, _influence,
+           MappingProxyType({"method": "sgd"})),
+    Method("sgd-last", "SGD-influence, last epoch only", INFLUENCE, _influence,
+           MappingProxyType({"method": "sgd", "epochs": 1})),
+    Method("tracin", "TracIn (the sweep without the Hessian term)", INFLUENCE, _influence,
+           MappingProxyType({"method": "tracin"})),
+    # H need not be positive definite away from a convex optimum, so CG can fail; the
+    # truncated Neumann series (LiSSA, as in Koh & Liang's code) always returns.
+    Method("influence-function", "influence functions (Koh & Liang), LiSSA, damping 0.01",
+           INFLUENCE, _influence, MappingProxyType({
+               "method": "influence-function", "solver": "lissa", "damping": 0.01,
+               "lissa_depth": 100})),
+    Method("training-loss", "highest training loss first", DETECTOR, _training_loss),
+    Method("isolation-forest", "isolation forest on penultimate-layer features", DETECTOR,
+           _isolation_forest),
+    Method("autoencoder", "highest autoencoder reconstruction error first", DETECTOR,
+           _autoencoder),
+    Method("random", "random order", BASELINE, _random),
+)}
+
+
+def get(name: str) -> Method:
+    """The registered method ``name``."""
+    if name not in METHODS:
+        raise ConfigError(f"unknown method {name!r}; use one of {list(METHODS)}")
+    return METHODS[name]
+
+
+def check(names, known: Mapping = METHODS) -> tuple[str, ...]:
+    """``names`` as a tuple, refused unless non-empty and every one is in ``known``."""
+    names = tuple(names)
+    unknown = [m for m in names if m not in known]
+    if unknown or not names:
+        raise ConfigError(f"unknown methods {unknown}; use some of {list(known)}")
+    return names
+
+
+def score(run: Run, method: str, val, *, seed: int = 0, progress: bool = False) -> np.ndarray:
+    """Scores (N,) of the registered ``method`` for the run's training instances."""
+    return get(method).score(run, val, seed=seed, progress=progress)

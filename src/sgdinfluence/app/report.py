@@ -1,0 +1,239 @@
+"""The outputs of a cleansing run, written atomically into one directory:
+
+- ``scores.csv``: one row per training instance (its row in the input file or position in the
+  dataset, file, label, score, rank, and every method's score);
+- ``results.json``: the configuration, sizes, timings and every curve;
+- ``curve.png`` and ``report.html``: the cleansing curve, a one-sentence summary, and the
+  most harmful and most helpful training instances, to look at.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from pathlib import Path
+
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # drawn without pyplot: the user's backend is left alone
+from PIL import Image
+
+from .cleanse import Result
+from .methods import INFLUENCE, METHODS
+from .output import output_dir
+
+GALLERY = (24, 12)  # how many of the most harmful, and of the most helpful, to show
+
+
+def primary(result: Result) -> str:
+    """The method the report leads with: the first influence method asked for."""
+    return next((m for m in result.scores if METHODS[m].kind == INFLUENCE),
+                next(iter(result.scores)))
+
+
+def best_k(result: Result, method: str) -> int:
+    """The k with the lowest validation error (smallest k on ties, so 0 when nothing helps):
+    chosen without looking at the test set."""
+    curve = result.curves[method]
+    return min(curve, key=lambda k: (curve[k][0], k))
+
+
+def training_warning(result: Result) -> str | None:
+    """A warning when training diverged or did not learn, else None."""
+    return result.training()["warning"]
+
+
+def summary(result: Result) -> str:
+    what = "training images" if result.splits.train.image else "training rows"
+    method = primary(result)
+    k, n = best_k(result, method), len(result.splits.train.y)
+    curve = result.curves[method]
+    before, after = curve[0][1], curve[k][1]
+    if k == 0:
+        return (f"Removing up to {max(curve):,} of the most harmful of {n:,} {what} "
+                f"({METHODS[method].label}) did not lower the validation error; the model as "
+                f"trained is the one to keep (test error {before:.2%}).")
+    verb = "lowers" if after < before else "raises" if after > before else "leaves"
+    change = (f"{verb} test error from {before:.2%} to {after:.2%}" if verb != "leaves"
+              else f"leaves test error at {before:.2%}")
+    return (f"Removing the {k:,} most harmful of {n:,} {what} ({METHODS[method].label}; k chosen "
+            f"on the validation set) and retraining {change}.")
+
+
+def scores_frame(result: Result) -> pd.DataFrame:
+    train, method = result.splits.train, primary(result)
+    s = result.scores[method]
+    rank = np.empty(len(s), dtype=np.int64)
+    rank[result.order(method)] = np.arange(1, len(s) + 1)
+    frame = pd.DataFrame({"index": train.index})
+    if train.names is not None:
+        frame["file"] = train.names
+    frame["label"] = np.asarray(train.classes)[train.y]
+    frame["score"], frame["rank"] = s, rank
+    if train.notes is not None:
+        frame["note"] = train.notes
+    for m, v in result.scores.items():
+        if m != method:
+            frame[f"score_{m}"] = v
+    return frame
+
+
+def plot_curves(result: Result) -> bytes:
+    methods = list(result.curves)
+    rows = -(-len(methods) // 3)  # legend rows under the two panels
+    fig = Figure(figsize=(11, 4 + 0.3 * rows))
+    axes = fig.subplots(1, 2, sharex=True)
+    for ax, col, title in ((axes[0], 1, "test error"), (axes[1], 0, "validation error")):
+        for method in methods:
+            curve = result.curves[method]
+            ks = sorted(curve)
+            ax.plot(ks, [curve[k][col] for k in ks], marker="o", ms=3, label=METHODS[method].label,
+                    lw=2.2 if method == primary(result) else 1.2,
+                    ls=":" if method == "random" else "-")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks(ks, [f"{k:,}" for k in ks], rotation=45 if len(ks) > 8 else 0)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xlabel("k, training instances removed")
+        ax.set_title(f"{title} after removing the k first and retraining", fontsize=10)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=2))
+        ax.grid(alpha=0.3)
+        values = [v[col] for c in result.curves.values() for v in c.values()]
+        base = next(iter(result.curves.values()))[0][col]
+        if max(values) > 1.5 * base > 0:  # keep the differences near the start readable
+            ax.set_ylim(0.97 * min(values), 1.5 * base)
+            ax.text(0.01, 0.99, "cut at 1.5x the starting error; see the table", fontsize=7,
+                    color="#666", transform=ax.transAxes, va="top")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(methods)), fontsize=9,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.07 * rows / (1 + 0.08 * rows) + 0.02, 1, 1))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+def _png(image: np.ndarray, size: int = 84) -> str:
+    """A (C, H, W) image in [0, 1] as a data URI, enlarged with square pixels."""
+    a = (np.clip(image, 0, 1) * 255).astype(np.uint8)
+    a = a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+    im = Image.fromarray(a)
+    scale = max(1, size // max(im.size))
+    im = im.resize((im.width * scale, im.height * scale), Image.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def _gallery(result: Result, frame: pd.DataFrame, positions: np.ndarray) -> str:
+    train = result.splits.train
+    if train.image:
+        cards = []
+        for j in positions:
+            row = frame.iloc[j]
+            where = row["file"] if "file" in frame else f"#{row['index']}"
+            note = (f'<div class="note">{html.escape(str(row["note"]))}</div>'
+                    if "note" in frame and row["note"] else "")
+            cards.append(
+                f'<figure><img src="{_png(train.X[j])}" alt="training image {where}">'
+                f'<figcaption><b>{html.escape(str(row["label"]))}</b> · rank {row["rank"]}'
+                f'<br>score {row["score"]:.2e}<br><span class="where">{html.escape(str(where))}'
+                f"</span>{note}</figcaption></figure>")
+        return '<div class="gallery">' + "".join(cards) + "</div>"
+    shown = frame.iloc[positions][["rank", "index", "label", "score"] +
+                                  (["note"] if "note" in frame else [])].copy()
+    shown["score"] = shown["score"].map("{:.2e}".format)
+    if train.rows is not None:  # the original columns of those rows
+        original = train.rows.iloc[positions].reset_index(drop=True)
+        shown = pd.concat([shown.reset_index(drop=True),
+                           original.iloc[:, :12].add_prefix("")], axis=1)
+    return '<div class="wide">' + shown.to_html(index=False, classes="rows", border=0) + "</div>"
+
+
+def _curve_table(result: Result) -> str:
+    ks = sorted(next(iter(result.curves.values())))
+    frame = pd.DataFrame({METHODS[m].label: [f"{c[k][1]:.2%}" for k in ks]
+                          for m, c in result.curves.items()}, index=ks)
+    frame.index.name = "k"
+    return frame.T.to_html(classes="curve", border=0)
+
+
+CSS = """
+body { font: 15px/1.45 system-ui, sans-serif; max-width: 1180px; margin: 2em auto; padding: 0 1em;
+       color: #1d1d1f; }
+h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { font-size: 1.2em; margin-top: 1.8em; }
+.summary { font-size: 1.15em; background: #f2f6fc; border-left: 4px solid #3a6fc4;
+           padding: .7em 1em; }
+.meta { color: #555; font-size: .9em; }
+.warning { background: #fdecea; border-left: 4px solid #b3261e; padding: .7em 1em; }
+table { border-collapse: collapse; font-size: .85em; }
+td, th { padding: .25em .6em; border-bottom: 1px solid #e3e3e3; text-align: right;
+         white-space: nowrap; }
+.wide { overflow-x: auto; }
+.gallery { display: flex; flex-wrap: wrap; gap: 10px; }
+figure { margin: 0; width: 112px; text-align: center; font-size: .75em; }
+figure img { image-rendering: pixelated; width: 84px; height: 84px; border: 1px solid #ccc; }
+.where { color: #777; word-break: break-all; } .note { color: #b3261e; font-weight: 600; }
+img.curve { max-width: 100%; }
+"""
+
+
+def render(result: Result, title: str, frame: pd.DataFrame, curve_png: bytes,
+           notes: list[str]) -> str:
+    cfg, train, run = result.config, result.splits.train, result.run
+    what = "training images" if train.image else "training rows"
+    method = primary(result)
+    order = result.order(method)
+    sizes = {s: len(getattr(result.splits, s).y) for s in ("train", "val", "test")}
+    seconds = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+    meta = (f"{result.model}, {cfg.epochs} epochs of SGD (batch {cfg.batch_size}, lr {cfg.lr}, "
+            f"weight decay {cfg.weight_decay}, seed {cfg.seed}"
+            f"{', ' + run.config.augment if run.config.augment else ''}); "
+            f"{sizes['train']:,} training / {sizes['val']:,} validation / {sizes['test']:,} test;"
+            f" retraining {'the last epoch' if cfg.retrain == 'last' else 'all epochs'} on the "
+            f"identical schedule. Time: {seconds}.")
+    extra = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    training = result.training()
+    if training["warning"]:
+        extra = f'<p class="warning">Warning: {html.escape(training["warning"])}.</p>' + extra
+    losses = ", ".join(f"{v:.3g}" for v in training["epoch_loss"])
+    meta += (f" Mean training loss per epoch: {losses} (predicting the class frequencies: "
+             f"{training['constant_predictor_loss']:.3g}).")
+    curve_uri = "data:image/png;base64," + base64.b64encode(curve_png).decode()
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>{CSS}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p class="summary">{html.escape(summary(result))}</p>{extra}
+<p class="meta">{html.escape(meta)}</p>
+<h2>Cleansing curve</h2>
+<img class="curve" src="{curve_uri}" alt="test and validation error against k per method">
+{_curve_table(result)}
+<h2>The {GALLERY[0]} most harmful {what}</h2>
+<p class="meta">{html.escape(METHODS[method].label)}: removing these lowers validation loss most.
+Score = estimated change of validation loss if the instance is left out.</p>
+{_gallery(result, frame, order[:GALLERY[0]])}
+<h2>The {GALLERY[1]} most helpful {what}</h2>
+<p class="meta">Removing these would raise validation loss most.</p>
+{_gallery(result, frame, order[::-1][:GALLERY[1]])}
+</body></html>
+"""
+
+
+def write(result: Result, out: str | Path, title: str = "sgdinfluence cleansing report",
+          notes: list[str] = (), overwrite: bool = False, extra: dict | None = None,
+          inputs=()) -> Path:
+    """Write scores.csv, results.json, curve.png and report.html into ``out`` atomically
+    (``overwrite`` and ``inputs`` as for :func:`sgdinfluence._output.check_output`)."""
+    frame = scores_frame(result)
+    curve_png = plot_curves(result)
+    with output_dir(out, overwrite, inputs) as tmp:
+        frame.to_csv(tmp / "scores.csv", index=False)
+        info = {**result.to_json(), "summary": summary(result), "notes": list(notes),
+                **(extra or {})}
+        (tmp / "results.json").write_text(json.dumps(info, indent=2, default=float))
+        (tmp / "curve.png").write_bytes(curve_png)
+        (tmp / "report.html").write_text(render(result, title, frame, curve_png, list(notes)))
+    return Path(out)

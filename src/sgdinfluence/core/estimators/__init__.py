@@ -1,0 +1,69 @@
+"""Estimators of the effect of leaving out each training instance, behind ``influence()``.
+
+All return the same quantity, the change of the query when instance j is left out of
+training, ``Q(θ_{-j}[T]) - Q(θ[T])`` (first-order estimates: ``⟨u, θ_{-j}[T] - θ[T]⟩``):
+
+- ``"sgd"``: SGD-influence, Algorithm 2 over the recorded trajectory (``epochs=1``: last epoch)
+- ``"tracin"``: the same sweep with u held fixed (no Hessian term)
+- ``"influence-function"``: Koh & Liang at θ[T] (``solver``, ``damping``)
+- ``"loo"``: the truth, by counterfactual retraining on the identical schedule
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...errors import Error
+from ..queries import Query
+from ..tensors import as_indices
+from ..train import Run
+from .influence_function import influence_function
+from .loo import leave_one_out
+from .sgd import sgd_influence
+
+OPTIONS = {  # the options each method takes, besides indices and progress
+    "sgd": {"epochs"}, "tracin": {"epochs"}, "loo": {"chunk"},
+    "influence-function": {"solver", "damping", "cg_rtol", "lissa_depth", "lissa_scale"},
+}
+METHODS = tuple(OPTIONS)
+
+
+def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: bool = False,
+              **options) -> np.ndarray:
+    """Estimate, for every training instance j, how the query changes when j is left out of
+    training. Negative = harmful (leaving j out lowers the validation loss).
+
+    ``query``: a validation set ``(X, y)`` (its mean loss), a callable ``model -> scalar``,
+    ``PerExample((X, y))`` or a list of these. ``indices`` restricts the result to those
+    training instances, in that order: integer indices, or a boolean mask of length N (the
+    instances where it is True, ascending). Returns (N,) or (len(indices),) for a single
+    query, (M, N) or (M, len(indices)) for several.
+    """
+    if not isinstance(run, Run):
+        raise TypeError(f"run must be a Run from sgi.fit or sgi.load_run, got {type(run).__name__}")
+    if method not in OPTIONS:
+        raise Error(f"unknown method {method!r}; use one of {list(METHODS)}")
+    unknown = set(options) - OPTIONS[method]
+    if unknown:
+        raise TypeError(f"method {method!r} takes no option {sorted(unknown)}; "
+                        f"its options are {sorted(OPTIONS[method])}")
+    epochs = options.get("epochs")
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool)
+                               or not 1 <= epochs <= run.epochs):
+        raise Error(f"epochs must be None or an int in [1, {run.epochs}], got {epochs!r}")
+    idx = (torch.arange(run.num_train) if indices is None
+           else as_indices(indices, run.num_train, "indices", allow_empty=False))
+    q = Query(run, query)
+    if method == "loo":
+        scores = leave_one_out(run, q, idx, progress=progress, **options)
+    else:
+        U = q.gradients(q.objective.flatten())
+        if method == "influence-function":
+            scores = influence_function(run, U, **options)[:, idx]
+        else:
+            scores = sgd_influence(run, U, hessian=method == "sgd", progress=progress,
+                                   **options)[:, idx]
+    scores = scores.detach().cpu().numpy()
+    return scores[0] if q.single else scores
+

@@ -1,0 +1,100 @@
+"""The per-step objective that training, retraining, the replay store and the sweep of
+Algorithm 2 all evaluate, so that they agree bit for bit (docs/design.md), and the two
+context managers that make a step reproducible: the step's seeded randomness and the model's
+train / eval mode."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from ..errors import Error
+from . import losses
+
+
+class Objective:
+    """The per-step objective ``(1/|S|) Σ_{i∈S} w_i [ℓ(z_i; θ) + (α/2)‖θ‖²]`` of flat θ (P,).
+
+    Weight decay α is part of each instance's loss, as in the paper's code, so leaving an
+    instance out (w_i = 0) removes its share of the regulariser too. In training mode the
+    inputs first go through ``augment`` (drawing from the step's seeded generator, so every
+    replay of step t sees the same crops). ``functional=True`` keeps buffers (batch-norm
+    statistics) out of reach of in-place updates, which torch.func transforms forbid.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: losses.LossFn, weight_decay: float,
+                 augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 functional: bool = False):
+        self.model, self.loss_fn, self.weight_decay = model, loss_fn, weight_decay
+        self.augment, self.functional = augment, functional
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        if not named:
+            raise Error("the model has no trainable parameters (requires_grad=True)")
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
+        self.params = [p for _, p in named]
+
+    def flatten(self) -> torch.Tensor:
+        """The model's current trainable parameters as one vector (P,)."""
+        return torch.cat([p.detach().reshape(-1) for p in self.params])
+
+    def load(self, theta: torch.Tensor) -> None:
+        """Write flat θ into the model's parameters."""
+        with torch.no_grad():
+            for p, v in zip(self.params, theta.split(self.sizes), strict=True):
+                p.copy_(v.view_as(p))
+
+    def views(self, theta: torch.Tensor, prefix: str = "") -> dict[str, torch.Tensor]:
+        """Flat θ as the model's named parameter tensors (views, no copy)."""
+        return {prefix + n: v.view(s) for n, v, s in
+                zip(self.names, theta.split(self.sizes), self.shapes, strict=True)}
+
+    def outputs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        state = self.views(theta)
+        if self.model.training:
+            x = self.augment(x) if self.augment is not None else x
+            if self.functional:  # updates of buffers go to copies made inside the transform
+                state = (state, {n: b.clone() for n, b in self.model.named_buffers()})
+        return functional_call(self.model, state, (x,))
+
+    def per_instance(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """ℓ(z_i; θ) for each instance of the batch, without weight decay: (B,)."""
+        return self.loss_fn(self.outputs(theta, x), y)
+
+    def terms(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each instance's share of the objective, ℓ(z_i; θ) + (α/2)‖θ‖²: (B,)."""
+        per = self.per_instance(theta, x, y)
+        return per + 0.5 * self.weight_decay * theta.square().sum() if self.weight_decay else per
+
+    def batch(self, theta: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
+              y: torch.Tensor) -> torch.Tensor:
+        """The weighted step objective; w (B,) is 1 for instances present, 0 for left out."""
+        return (w * self.terms(theta, x, y)).sum() / len(w)
+
+
+@contextlib.contextmanager
+def replay_rng(seed: int, device: torch.device):
+    """Seed the device's default generator for one step (dropout etc.), then restore it."""
+    gen = (torch.cuda.default_generators[device.index or 0] if device.type == "cuda"
+           else torch.default_generator)
+    saved = gen.get_state()
+    gen.manual_seed(seed)
+    try:
+        yield
+    finally:
+        gen.set_state(saved)
+
+
+@contextlib.contextmanager
+def mode(model: nn.Module, train: bool):
+    was = model.training
+    model.train(train)
+    try:
+        yield
+    finally:
+        model.train(was)

@@ -1,0 +1,320 @@
+"""Algorithm 1: mini-batch SGD that records its trajectory, and its exact replay.
+
+Training, counterfactual retraining (``Run.retrain``) and the backward sweep of Algorithm 2
+all use one pure function of flat parameters, :meth:`Objective.batch`, so that the three
+agree bit for bit.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import DataError, Error, RunFileError, TrainingDiverged
+from . import losses
+from .objective import Objective, mode, replay_rng
+from .tensors import as_indices, as_tensors
+from .trajectory import (
+    Store,
+    make_store,
+    read_run_file,
+    store_from_state,
+    write_run_file,
+)
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How a run was made; saved with it."""
+
+    loss: str
+    epochs: int
+    batch_size: int
+    lr: float | str  # the constant rate, or the repr of the schedule callable
+    weight_decay: float = 0.0
+    seed: int = 0
+    store: str = "memory"
+    augment: str | None = None  # repr of the augmentation
+
+
+@dataclass
+class Run:
+    """A recorded SGD run: θ[T] in ``model``, the schedule, and the trajectory ``store``.
+
+    ``batches[t]`` (|S_t|,) are the training indices of step t, ``lrs[t]`` its learning rate,
+    ``seeds[t]`` the seed its randomness (dropout) was drawn from, ``store[t]`` = θ[t] (P,),
+    the parameters before step t. ``epoch_starts[e]`` is the first step of epoch e and
+    ``epoch_buffers[e]`` the model's buffers (e.g. batch-norm statistics) at that moment.
+    """
+
+    model: nn.Module
+    initial_state: dict[str, torch.Tensor]
+    batches: list[torch.Tensor]
+    lrs: list[float]
+    seeds: list[int]
+    epoch_starts: list[int]
+    epoch_buffers: list[dict[str, torch.Tensor]]
+    losses: np.ndarray
+    config: FitConfig
+    store: Store
+    train: tuple[torch.Tensor, torch.Tensor]
+    loss_fn: losses.LossFn = field(repr=False)
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.batches)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.epoch_starts)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train[0])
+
+    def objective(self, model: nn.Module | None = None, functional: bool = False) -> Objective:
+        """The step objective on ``model`` (default: a private copy of ``self.model``);
+        ``functional=True`` for use inside torch.func transforms."""
+        model = copy.deepcopy(self.model) if model is None else model
+        return Objective(model, self.loss_fn, self.config.weight_decay, self.augment, functional)
+
+    def retrain(self, exclude: Iterable[int] | np.ndarray | torch.Tensor = (),
+                from_epoch: int = 0) -> nn.Module:
+        """Counterfactual SGD: the identical schedule with the ``exclude``d instances' weights
+        set to 0 (the divisor stays |S_t|), from the recorded state at the start of epoch
+        ``from_epoch``. ``exclude`` is integer indices (repeats allowed) or a boolean mask of
+        length N. ``exclude=[]`` reproduces ``self.model`` bit for bit."""
+        if not isinstance(from_epoch, (int, np.integer)) or isinstance(from_epoch, bool):
+            raise TypeError(f"from_epoch must be an int, got {from_epoch!r}")
+        if not 0 <= from_epoch < self.epochs:
+            raise Error(f"from_epoch must be in [0, {self.epochs}), got {from_epoch}")
+        weights = self.weights(exclude)
+        objective = self.objective()
+        model = objective.model
+        start = self.epoch_starts[from_epoch]
+        model.load_state_dict(self.epoch_buffers[from_epoch], strict=False)
+        theta, _ = sgd(objective, self.store[start], self, range(start, self.num_steps), weights)
+        objective.load(theta)
+        return model.eval()
+
+    def weights(self, exclude: Iterable[int] | np.ndarray | torch.Tensor = ()) -> torch.Tensor:
+        """Instance weights w (N,): 1, and 0 for the excluded instances (checked: integer
+        indices, repeats allowed, or a boolean mask of length N)."""
+        idx = as_indices(exclude, self.num_train, "exclude")
+        p = next(self.model.parameters())
+        w = torch.ones(self.num_train, dtype=p.dtype, device=p.device)
+        w[idx.to(w.device)] = 0
+        return w
+
+    def replay(self, theta: torch.Tensor, steps: range) -> list[torch.Tensor]:
+        """Regenerate θ[t] for the consecutive ``steps`` from θ[steps[0]] = ``theta`` by
+        re-running the recorded training: bit-exact on CPU (a ReplayStore relies on this)."""
+        record: list[torch.Tensor] = []
+        sgd(self.objective(), theta, self, steps, self.weights(), record=record)
+        return record
+
+    def payload(self) -> dict:
+        """Everything a run file holds: model, schedule, trajectory store, training data."""
+        return {
+            "model": self.model, "initial_state": self.initial_state,
+            "batches": self.batches, "lrs": self.lrs, "seeds": self.seeds,
+            "epoch_starts": self.epoch_starts, "epoch_buffers": self.epoch_buffers,
+            "losses": self.losses, "config": asdict(self.config), "store": self.store.state(),
+            "train": self.train, "loss_fn": self.loss_fn, "augment": self.augment,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the run to one file, atomically. (A DiskStore run is already saved in its
+        directory; a file saved from it refers to that directory for the trajectory.)"""
+        write_run_file(path, self.payload())
+
+
+def load_run(path: str | os.PathLike, map_location=None) -> Run:
+    """Read a run written by :meth:`Run.save`, or a DiskStore run's directory.
+
+    Refuses (:class:`RunFileError`) missing, truncated or foreign files, unknown format
+    versions, interrupted disk runs, and runs whose model, loss or augmentation is defined in
+    a module that cannot be imported here."""
+    p = read_run_file(path, map_location)
+    try:
+        run = Run(
+            model=p["model"], initial_state=p["initial_state"], batches=p["batches"],
+            lrs=p["lrs"], seeds=p["seeds"], epoch_starts=p["epoch_starts"],
+            epoch_buffers=p["epoch_buffers"], losses=p["losses"],
+            config=FitConfig(**p["config"]), store=store_from_state(p["store"]),
+            train=p["train"], loss_fn=p["loss_fn"], augment=p.get("augment"),
+        )
+    except (KeyError, TypeError) as e:
+        raise RunFileError(f"{path} lacks part of a run ({type(e).__name__}: {e}): it is corrupt "
+                           "or was written by another version of sgdinfluence; re-record it "
+                           "with sgi.fit") from e
+    run.store.bind(run)
+    return run
+
+
+# --- Algorithm 1 -------------------------------------------------------------------------
+
+def sgd(objective: Objective, theta: torch.Tensor, run, steps: Sequence[int],
+        weights: torch.Tensor, record: Store | list | None = None, bar: tqdm | None = None):
+    """Run SGD steps ``θ[t+1] = θ[t] - η_t ∇_θ (1/|S_t|) Σ_{i∈S_t} w_i ℓ_i(θ[t])``.
+
+    ``run`` supplies the schedule (``batches``, ``lrs``, ``seeds``) and the data (``train``).
+    Records θ[t] before each step in ``record``. Returns θ at the end and the step losses.
+    """
+    X, Y = run.train
+    step_losses = torch.empty(len(steps), dtype=torch.float64)
+    with mode(objective.model, train=True):
+        for k, t in enumerate(steps):
+            idx = run.batches[t]
+            if record is not None:
+                record.append(theta)
+            theta = theta.detach().requires_grad_()
+            with replay_rng(run.seeds[t], theta.device):
+                loss = objective.batch(theta, weights[idx], X[idx], Y[idx])
+            (g,) = torch.autograd.grad(loss, theta)
+            loss = loss.item()
+            if not math.isfinite(loss):
+                epoch = int(np.searchsorted(run.epoch_starts, t, side="right")) - 1
+                raise TrainingDiverged(
+                    f"training diverged: the loss became {loss} at step {t} (epoch {epoch}), "
+                    f"whose learning rate is {run.lrs[t]:g}; lower the learning rate (lr) or "
+                    "check the data for extreme values", step=t, epoch=epoch, lr=run.lrs[t])
+            step_losses[k] = loss
+            theta = theta.detach() - run.lrs[t] * g
+            if bar is not None:
+                bar.update()
+    return theta, step_losses.numpy()
+
+
+def schedule(n: int, epochs: int, batch_size: int, lr, seed: int):
+    """The seeded schedule: shuffled mini-batches per epoch, learning rates and step seeds."""
+    gen = torch.Generator().manual_seed(seed)
+    batches: list[torch.Tensor] = []
+    epoch_starts = []
+    for _ in range(epochs):
+        epoch_starts.append(len(batches))
+        batches.extend(torch.randperm(n, generator=gen).split(batch_size))
+    seeds = torch.randint(0, 2**62, (len(batches),), generator=gen).tolist()
+    if callable(lr):
+        lrs = [_rate(lr, t) for t in range(len(batches))]
+    else:
+        lrs = [float(lr)] * len(batches)
+    bad = [t for t, r in enumerate(lrs) if not (math.isfinite(r) and r >= 0)]
+    if bad:
+        raise Error(f"lr must be finite and >= 0; step {bad[0]} has lr={lrs[bad[0]]}")
+    return batches, lrs, seeds, epoch_starts
+
+
+def _rate(lr: Callable[[int], float], t: int) -> float:
+    value = lr(t)
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"lr, a callable, must return a number for each step; lr({t}) returned "
+                        f"{type(value).__name__} {value!r}") from e
+
+
+def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
+        epochs: int, batch_size: int, lr: float | Callable[[int], float],
+        weight_decay: float = 0.0, seed: int = 0, store="memory",
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        progress: bool = False) -> Run:
+    """Algorithm 1: train a copy of ``model`` by plain mini-batch SGD and record the trajectory.
+
+    ``train`` is ``(X, y)`` (tensors or arrays, X (N, ...), y (N,)) or a Dataset of (x, y).
+    ``lr`` is a float or a callable ``step -> float``. ``augment`` maps a batch of inputs
+    to an augmented batch using torch's default generator (e.g. :class:`RandomCrop`); it is
+    seeded per step, so retraining and the sweep replay it. ``model`` itself is left untouched
+    (it is θ[0]); the trained copy is ``run.model``. Training runs in the model's dtype and
+    on its device.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for name, v in (("epochs", epochs), ("batch_size", batch_size), ("seed", seed)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
+            raise TypeError(f"{name} must be an int, got {v!r}")
+    if epochs < 1:
+        raise Error(f"epochs must be >= 1, got {epochs}")
+    if not callable(lr):
+        _check_real("lr", lr, "a number or a callable step -> learning rate")
+        if not (math.isfinite(lr) and lr >= 0):
+            raise Error(f"lr must be finite and >= 0, got {lr}")
+    _check_real("weight_decay", weight_decay, "a number")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise Error(f"weight_decay must be finite and >= 0, got {weight_decay}")
+    loss_fn = losses.resolve(loss)
+    store = make_store(store)
+    model = copy.deepcopy(model)
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be callable, got {type(augment).__name__}")
+    objective = Objective(model, loss_fn, float(weight_decay), augment)
+    theta0 = objective.flatten()
+    X, y = as_tensors(train, "train")
+    if not 1 <= batch_size <= len(X):
+        raise Error(f"batch_size must be in [1, {len(X)}] (the training set size), "
+                    f"got {batch_size}")
+    X = X.to(theta0.device, theta0.dtype if X.is_floating_point() else X.dtype)
+    y = losses.prepare_targets(loss_fn, y, theta0.dtype, "train").to(theta0.device)
+
+    batches, lrs, seeds, epoch_starts = schedule(len(X), epochs, batch_size, lr, seed)
+    config = FitConfig(loss=loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
+                       epochs=int(epochs), batch_size=int(batch_size),
+                       lr=float(lr) if not callable(lr) else repr(lr),
+                       weight_decay=float(weight_decay), seed=int(seed),
+                       store=store.kind, augment=None if augment is None else repr(augment))
+    run = Run(model=model, initial_state=copy.deepcopy(model.state_dict()), batches=batches,
+              lrs=lrs, seeds=seeds, epoch_starts=epoch_starts, epoch_buffers=[],
+              losses=np.empty(0), config=config, store=store, train=(X, y),
+              loss_fn=loss_fn, augment=augment)
+    _check_forward(objective, theta0, X, y)
+    run.store.begin(run, theta0)
+    weights = torch.ones(len(X), dtype=theta0.dtype, device=theta0.device)
+    theta, step_losses = theta0, []
+    bar = tqdm(total=len(batches), desc="training", disable=not progress, leave=False)
+    for e in range(epochs):  # epoch by epoch, to snapshot buffers where retraining can start
+        run.epoch_buffers.append({k: b.clone() for k, b in model.named_buffers()})
+        stop = epoch_starts[e + 1] if e + 1 < epochs else len(batches)
+        theta, ls = sgd(objective, theta, run, range(epoch_starts[e], stop), weights,
+                        record=run.store, bar=bar)
+        step_losses.append(ls)
+    bar.close()
+    objective.load(theta)
+    run.losses = np.concatenate(step_losses)
+    model.eval()
+    run.store.end(run.payload())
+    return run
+
+
+def _check_forward(objective: Objective, theta, X, y) -> None:
+    """Fail early, and readably, when the data does not fit the model or the loss: one
+    forward pass on 2 instances gives the output width against which all labels are checked."""
+    x, y2 = X[:2], y[:2]
+    try:
+        with torch.no_grad(), mode(objective.model, train=False):
+            out = objective.outputs(theta, x)
+            losses.check_targets(objective.loss_fn, y, out, "train")
+            per = objective.loss_fn(out, y2)
+    except Error:
+        raise
+    except (RuntimeError, ValueError, IndexError, TypeError) as e:
+        raise DataError(f"the model and loss cannot process the training data (x of shape "
+                        f"{tuple(x.shape[1:])} per instance, y of shape {tuple(y.shape[1:])}): "
+                        f"{e}") from e
+    if per.shape != (len(x),):
+        raise Error(f"the loss must return one value per instance, shape ({len(x)},); "
+                    f"got {tuple(per.shape)}")
+
+
+def _check_real(name: str, value, expected: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")

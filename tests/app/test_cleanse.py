@@ -1,0 +1,121 @@
+"""The cleansing pipeline: it finds flipped labels, retrains on the identical schedule, and
+writes its outputs completely or not at all."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from sgdinfluence.app import report
+from sgdinfluence.app.cleanse import CleanseConfig, cleanse, error, split
+from sgdinfluence.app.data import load
+from sgdinfluence.app.data.files import flip_labels
+from sgdinfluence.app.output import MARKER
+from sgdinfluence.errors import OutputError
+
+M_FLIPPED = 0.1
+
+
+@pytest.fixture(scope="module")
+def flipped_digits():
+    cfg = CleanseConfig(model="mlp", epochs=8, batch_size=32, lr=0.1, weight_decay=1e-4,
+                        val=0.15, methods=("sgd", "random"), ks=(30, 120), retrain="all")
+    splits = split(load("digits"), cfg)
+    splits.train.y, flipped = flip_labels(splits.train.y, M_FLIPPED, 10,
+                                          np.random.default_rng(0))
+    return cleanse(splits, cfg, progress=False), flipped
+
+
+def test_flipped_labels_are_over_represented_among_the_most_harmful(flipped_digits):
+    result, flipped = flipped_digits
+    m = len(flipped)
+    precision = np.isin(result.order("sgd")[:m], flipped).mean()
+    chance = np.isin(result.order("random")[:m], flipped).mean()
+    assert precision > 0.5 > 0.2 > chance  # the base rate is 10%
+    # removing them helps on held-out data
+    assert result.curves["sgd"][120][1] < result.curves["sgd"][0][1]
+
+
+def test_retraining_is_the_identical_schedule(flipped_digits):
+    result, _ = flipped_digits
+    run, test = result.run, result.splits.test
+    assert result.curves["sgd"][0][1] == error(run.model, test)
+    retrained = run.retrain(result.order("sgd")[:30], from_epoch=0)
+    assert result.curves["sgd"][30] == (error(retrained, result.splits.val), error(retrained, test))
+    # and leaving nothing out reproduces the trained model bit for bit
+    same = run.retrain([], from_epoch=run.epochs - 1)
+    for p, q in zip(same.parameters(), run.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_splits_are_disjoint_stratified_and_seeded():
+    cfg = CleanseConfig(val=0.2, test=100, seed=3)
+    a, b = split(load("digits"), cfg), split(load("digits"), cfg)
+    np.testing.assert_array_equal(a.train.index, b.train.index)
+    ids = [set(t.index) for t in (a.train, a.val, a.test)]
+    assert len(ids[2]) == 100 and not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert len(ids[0]) + len(ids[1]) + len(ids[2]) == 1797
+    assert np.bincount(a.val.y).min() >= 30  # every class in validation
+
+
+def test_outputs_are_complete(flipped_digits, tmp_path):
+    result, _ = flipped_digits
+    out = report.write(result, tmp_path / "r")
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "curve.png", "report.html",
+                                                     "results.json", "scores.csv"]
+    info = json.loads((out / "results.json").read_text())
+    assert info["config"]["ks"] == [30, 120] and set(info["curves"]) == {"sgd", "random"}
+    assert info["summary"].startswith("Removing ")
+    scores = np.loadtxt(out / "scores.csv", delimiter=",", skiprows=1, usecols=(0, 2, 3))
+    np.testing.assert_array_equal(scores[:, 0], result.splits.train.index)
+    assert sorted(scores[:, 2].astype(int)) == list(range(1, len(scores) + 1))
+    assert (np.argsort(scores[:, 1], kind="stable") == np.argsort(scores[:, 2])).all()
+    assert "<img" in (out / "report.html").read_text()
+
+
+def test_outputs_are_absent_after_a_failure(flipped_digits, tmp_path, monkeypatch):
+    result, _ = flipped_digits
+
+    def broken(*args):
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(report, "render", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        report.write(result, tmp_path / "r")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "old").write_text("")
+    with pytest.raises(OutputError, match="pass overwrite=True"):
+        report.write(result, tmp_path / "r")
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(ks=(2000,)), "k = 2000 would remove the whole training set of"),
+    (dict(methods=("sgd", "magic")), "unknown methods ['magic']"),
+    (dict(retrain="some"), "retrain must be 'last' or 'all'"),
+    (dict(model="resnet"), "unknown model 'resnet'"),
+    (dict(val=1.5), "val must be a fraction in (0, 1) or a count"),
+    (dict(augment="crop", model="mlp"), None),
+])
+def test_bad_configuration(change, message):
+    if message is None:  # crops are fine on images even with an MLP
+        CleanseConfig(**change)
+        return
+    with pytest.raises(ValueError, match=__import__("re").escape(message)):
+        cfg = CleanseConfig(**change)  # options alone: refused here; with the data: below
+        cleanse(split(load("digits"), cfg), cfg, progress=False)
+
+
+def test_summary_chooses_k_on_validation_and_says_when_nothing_helps():
+    from types import SimpleNamespace
+
+    def fake(curve):
+        return SimpleNamespace(curves={"sgd": curve}, scores={"sgd": None},
+                               splits=SimpleNamespace(train=SimpleNamespace(y=np.zeros(500),
+                                                                      image=True)))
+    # validation prefers k = 30 even though the test error is lower at k = 10
+    text = report.summary(fake({0: (0.10, 0.09), 10: (0.09, 0.05), 30: (0.08, 0.07)}))
+    assert text.startswith("Removing the 30 most harmful of 500 training images")
+    assert text.endswith("lowers test error from 9.00% to 7.00%.")
+    text = report.summary(fake({0: (0.10, 0.09), 10: (0.10, 0.05), 30: (0.12, 0.07)}))
+    assert text.startswith("Removing up to 30 of the most harmful") and "9.00%" in text

@@ -1,0 +1,310 @@
+"""The command line end to end on small users' files, and its errors."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from sgdinfluence.app.cli import main
+
+
+@pytest.fixture()
+def cancer_csv(tmp_path):
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame.iloc[:300].copy()
+    frame["size"] = np.where(frame["mean radius"] > 14, "large", "small")  # a text column
+    frame["diagnosis"] = np.where(frame.pop("target") == 1, "benign", "malignant")
+    path = tmp_path / "cancer.csv"
+    frame.to_csv(path, index=False)
+    return path, frame
+
+
+def fails(argv: list[str], capsys, code: int = 1) -> str:
+    """Run the command line, expecting an expected failure: exit status ``code``, one line on
+    stderr, no traceback. Returns the line."""
+    try:
+        status = main(argv)
+    except SystemExit as e:  # argparse
+        status = e.code
+    err = capsys.readouterr().err
+    assert status == code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_cleanse_a_csv_file(cancer_csv, tmp_path, capsys):
+    path, frame = cancer_csv
+    out = tmp_path / "out"
+    assert 0 == main(["cleanse", str(path), "--label-column", "diagnosis", "--model", "logreg",
+          "--epochs", "3", "--batch-size", "16", "--k", "5,20", "--out", str(out), "--quiet",
+          "--methods", "sgd,training-loss,random"])
+    assert capsys.readouterr().out.startswith("Removing ")
+    scores = pd.read_csv(out / "scores.csv")
+    assert len(scores) == 216 and scores["index"].is_unique  # 300 - 20% test - 10% val
+    assert json.loads((out / "results.json").read_text())["sizes"] == {
+        "train": 216, "val": 24, "test": 60}
+    # every row points back at its row in the file, with its label
+    rows = frame.iloc[scores["index"]]
+    assert (rows["diagnosis"].to_numpy() == scores["label"].to_numpy()).all()
+    html = (out / "report.html").read_text()
+    assert "mean radius" in html and "most harmful training rows" in html
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--label-column", "label"], "no label column 'label'; the columns are ['mean radius'"),
+    (["--label-column", "diagnosis", "--k", "5,400"],
+     "k = 400 would remove the whole training set of 216 instances"),
+    ([], "a CSV file needs a label column: set --label-column"),
+])
+def test_bad_input_fails_cleanly(cancer_csv, tmp_path, capsys, args, message):
+    path, _ = cancer_csv
+    assert message in fails(["cleanse", str(path), "--out", str(tmp_path / "o"), "--quiet",
+                             *args], capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_data_names_the_path(tmp_path, capsys):
+    assert "neither a built-in dataset" in fails(
+        ["cleanse", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")], capsys)
+
+
+# --- never destroy what the tool did not write ------------------------------------------------
+
+CSV_ARGS = ["--label-column", "diagnosis", "--model", "logreg", "--epochs", "2", "--k", "5",
+            "--methods", "sgd,random", "--quiet"]
+
+
+def sentinels(folder):
+    """Put a user's file (and a sub-folder's) into ``folder``; returns a check they survived."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "precious.txt").write_text("mine")
+    (folder / "sub").mkdir(exist_ok=True)
+    (folder / "sub" / "notes.md").write_text("mine too")
+
+    def intact():
+        assert (folder / "precious.txt").read_text() == "mine"
+        assert (folder / "sub" / "notes.md").read_text() == "mine too"
+    return intact
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["cleanse", "digits", "--overwrite"],
+                                  ["experiment", "estimation", "--dataset", "adult",
+                                   "--model", "logreg", "--overwrite"]])
+def test_a_users_directory_is_never_replaced(tmp_path, capsys, argv):
+    intact = sentinels(tmp_path / "mine")
+    line = fails([*argv, "--out", str(tmp_path / "mine")], capsys)
+    assert "holds files sgdinfluence did not write (precious.txt, sub/notes.md)" in line
+    intact()
+
+
+def test_an_existing_output_is_refused_before_any_work(cancer_csv, tmp_path, capsys,
+                                                       monkeypatch):
+    import sgdinfluence.app.cleanse
+
+    monkeypatch.setattr(sgdinfluence.app.cleanse, "fit", None)  # any work would fail otherwise
+    path, _ = cancer_csv
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "x").write_text("")
+    line = fails(["cleanse", str(path), *CSV_ARGS, "--out", str(tmp_path / "out")], capsys)
+    assert line.endswith("exists; choose another, or pass --overwrite to replace a previous "
+                         "result")
+
+
+def test_the_folder_holding_the_input_is_never_replaced(cancer_csv, tmp_path, capsys):
+    path, _ = cancer_csv  # tmp_path/cancer.csv
+    before = path.read_bytes()
+    for out in (tmp_path, tmp_path.parent):
+        line = fails(["cleanse", str(path), *CSV_ARGS, "--out", str(out), "--overwrite"], capsys)
+        assert "contains the input" in line
+    assert path.read_bytes() == before
+
+
+def test_the_output_may_not_lie_inside_an_input_folder(tmp_path, capsys):
+    images = tmp_path / "images"
+    intact = sentinels(images)
+    line = fails(["cleanse", str(images), "--out", str(images / "report")], capsys)
+    assert "lies inside the input folder" in line
+    intact()
+    assert not (images / "report").exists()
+
+
+def test_the_working_directory_is_never_replaced(tmp_path, capsys, monkeypatch):
+    intact = sentinels(tmp_path / "work")
+    monkeypatch.chdir(tmp_path / "work")
+    for out in (".", "..", str(tmp_path / "work")):
+        line = fails(["cleanse", "digits", "--out", out, "--overwrite"], capsys)
+        assert "is the working directory or contains it" in line
+    intact()
+
+
+def test_a_previous_result_is_replaced_only_while_it_holds_nothing_else(cancer_csv, tmp_path,
+                                                                        capsys):
+    path, _ = cancer_csv
+    out = tmp_path / "out"
+    argv = ["cleanse", str(path), *CSV_ARGS, "--out", str(out)]
+    assert main(argv) == 0
+    first = json.loads((out / "results.json").read_text())["curves"]
+    assert main([*argv, "--overwrite"]) == 0
+    assert json.loads((out / "results.json").read_text())["curves"] == first
+    (out / "my-notes.txt").write_text("mine")
+    assert "did not write (my-notes.txt)" in fails([*argv, "--overwrite"], capsys)
+    assert (out / "my-notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cancer.csv", "out"]  # no leftovers
+
+
+def test_an_empty_directory_may_receive_the_output(cancer_csv, tmp_path):
+    path, _ = cancer_csv
+    (tmp_path / "empty").mkdir()
+    assert main(["cleanse", str(path), *CSV_ARGS, "--out", str(tmp_path / "empty")]) == 0
+    assert (tmp_path / "empty" / "report.html").is_file()
+
+
+def test_an_unwritable_output_is_refused_before_any_work(cancer_csv, tmp_path, capsys,
+                                                        monkeypatch):
+    import sgdinfluence.app.cleanse
+
+    monkeypatch.setattr(sgdinfluence.app.cleanse, "fit", None)
+    path, _ = cancer_csv
+    line = fails(["cleanse", str(path), *CSV_ARGS, "--out", str(path / "out")], capsys)
+    assert line.endswith(f"cannot write output directory {path / 'out'}: {path} is a file")
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    read_only.chmod(0o555)
+    if os.access(read_only, os.W_OK):  # root writes anyway: take a read-only file system
+        read_only = Path("/sys")
+        try:
+            os.rmdir(tempfile.mkdtemp(dir=read_only))
+            pytest.skip("no read-only directory to test with")
+        except OSError:
+            pass
+    line = fails(["cleanse", str(path), *CSV_ARGS, "--out", str(read_only / "out")], capsys)
+    assert f"cannot write output directory {read_only / 'out'}: {read_only} is not writable" \
+        in line
+
+
+# --- every failure one line -------------------------------------------------------------------
+
+def commands(parser=None, prefix=()):
+    """Every command and subcommand of the parser, as argument lists."""
+    import argparse
+
+    from sgdinfluence.app import cli
+
+    found = [list(prefix)]
+    for action in (parser or cli.parser())._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += commands(sub, (*prefix, name))
+    return found
+
+
+@pytest.mark.parametrize("argv", commands(), ids=" ".join)
+def test_every_help_text_prints(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0 and "usage: sgdinfluence" in capsys.readouterr().out
+
+
+def test_help_runs_as_a_program():
+    done = subprocess.run([sys.executable, "-m", "sgdinfluence.app.cli", "--help"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "cleanse" in done.stdout and not done.stderr
+
+
+def test_a_bad_option_is_one_line(capsys):
+    line = fails(["cleanse", "digits", "--k", "0"], capsys, code=2)
+    assert line == ("sgdinfluence cleanse: error: argument --k: every k must be >= 1, got '0' "
+                    "(see sgdinfluence cleanse --help)")
+    assert "--lr: must be a finite number > 0" in fails(["cleanse", "digits", "--lr", "nan"],
+                                                        capsys, code=2)
+
+
+def test_ctrl_c_and_kill_leave_nothing_behind(cancer_csv, tmp_path, capsys, monkeypatch):
+    from sgdinfluence.app import report
+
+    path, _ = cancer_csv
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        def interrupted(*args, signum=signum):  # while the output is being written
+            os.kill(os.getpid(), signum)
+            time.sleep(5)
+        monkeypatch.setattr(report, "render", interrupted)
+        line = fails(["cleanse", str(path), *CSV_ARGS, "--out", str(tmp_path / "out")], capsys,
+                     code=130)
+        assert line == "sgdinfluence: interrupted; no output was written"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["cancer.csv"]
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither a built-in dataset"):
+        main(["--debug", "cleanse", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o")])
+    with pytest.raises(FileNotFoundError):
+        main(["cleanse", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"), "--debug"])
+
+
+def test_a_class_without_training_data_is_refused(tmp_path, capsys):
+    rows = pd.DataFrame({"x": np.arange(12.0), "label": [f"c{i}" for i in range(12)]})
+    rows.to_csv(tmp_path / "one-per-class.csv", index=False)
+    line = fails(["cleanse", str(tmp_path / "one-per-class.csv"), "--label-column", "label",
+                  "--out", str(tmp_path / "o")], capsys)
+    assert "have no training instance once validation and test data are held out" in line
+
+
+def test_a_model_that_did_not_learn_is_flagged(cancer_csv, tmp_path, capsys):
+    path, _ = cancer_csv
+    out = tmp_path / "out"
+    argv = ["cleanse", str(path), *CSV_ARGS, "--lr", "1e-7", "--out", str(out)]
+    assert main(argv) == 0
+    warning = "the scores describe a model that did not learn"
+    assert warning in capsys.readouterr().err
+    training = json.loads((out / "results.json").read_text())["training"]
+    assert len(training["epoch_loss"]) == 2 and warning in training["warning"]
+    assert warning in (out / "report.html").read_text()
+    assert main([*argv[:-4], "--lr", "0.05", "--out", str(tmp_path / "ok")]) == 0
+    training = json.loads((tmp_path / "ok" / "results.json").read_text())["training"]
+    assert training["warning"] is None and training["epoch_loss"][1] < training["epoch_loss"][0]
+
+
+def test_diverging_training_is_one_line_naming_the_step(cancer_csv, tmp_path):
+    """Run as a program: exit status, stderr and the absence of a traceback as a user sees."""
+    path, _ = cancer_csv
+    done = subprocess.run([sys.executable, "-m", "sgdinfluence.app.cli", "cleanse", str(path),
+                           *CSV_ARGS, "--model", "mlp", "--lr", "1e30", "--out",
+                           str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert re.fullmatch(r"sgdinfluence: error: training diverged: the loss became \S+ at step "
+                        r"\d+ \(epoch \d+\).*lower the learning rate.*", line), line
+    assert "[" not in line  # no list of a batch's indices
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a,b,label\n", "has a header but no data rows"),
+    ("", "is empty"),
+    ("a,b,label\n1,2,0.5\n3,4,1.25\n5,6,2.125\n", "looks like a regression target"),
+])
+def test_bad_csv_files_are_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "data.csv"
+    path.write_text(content)
+    line = fails(["cleanse", str(path), "--label-column", "label", "--out", str(tmp_path / "o")],
+                 capsys)
+    assert str(path) in line and message in line
+
+
+def test_a_directory_given_as_the_csv_is_one_line(tmp_path, capsys):
+    (tmp_path / "data.csv").mkdir()
+    line = fails(["cleanse", str(tmp_path / "data.csv"), "--label-column", "label",
+                  "--out", str(tmp_path / "o")], capsys)
+    assert "is a directory" in line
