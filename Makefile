@@ -18,6 +18,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 	SGDINFLUENCE_DATA=$(DATA) $(BIN)/pytest -q
 
 test-slow: install

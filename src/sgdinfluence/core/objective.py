@@ -59,7 +59,8 @@ class Objective:
         if self.model.training:
             x = self.augment(x) if self.augment is not None else x
             if self.functional:  # updates of buffers go to copies made inside the transform
-                state = (state, {n: b.clone() for n, b in self.model.named_buffers()})
+                buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+                return functional_call(self.model, (state, buffers), (x,))
         return functional_call(self.model, state, (x,))
 
     def per_instance(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

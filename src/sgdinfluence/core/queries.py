@@ -111,9 +111,9 @@ class Query:
                     g = grad(lambda th, xc, yc: per_instance(th, xc, yc).sum() / n)  # noqa: B023
                     rows.append(sum(g(theta, xc, yc) for xc, yc in chunks(*args))[None])
                 else:
-                    g = vmap(grad(lambda th, xi, yi: per_instance(th, xi[None], yi[None])[0]),
-                             in_dims=(None, 0, 0))
-                    rows.append(torch.cat([g(theta, xc, yc) for xc, yc in chunks(*args)]))
+                    each = vmap(grad(lambda th, xi, yi: per_instance(th, xi[None], yi[None])[0]),
+                                in_dims=(None, 0, 0))
+                    rows.append(torch.cat([each(theta, xc, yc) for xc, yc in chunks(*args)]))
         return torch.cat(rows)
 
     def _call(self, module: _Called, theta: torch.Tensor) -> torch.Tensor:

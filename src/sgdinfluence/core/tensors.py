@@ -85,11 +85,9 @@ def as_indices(value, n: int, name: str, allow_empty: bool = True) -> torch.Tens
             raise Error(f"{name} must be 1-D integer indices or a boolean mask: {e}") from e
         if arr.size == 0 and not isinstance(value, np.ndarray):
             arr = arr.astype(np.int64)  # numpy makes [] float64
-        kind, dtype, a = arr.dtype.kind, str(arr.dtype), None
-        if kind in "iu":
-            kind, a = "i", torch.from_numpy(arr.astype(np.int64))
-        elif kind == "b":
-            a = torch.from_numpy(arr)
+        kind, dtype = ("i" if arr.dtype.kind in "iu" else arr.dtype.kind), str(arr.dtype)
+        a = torch.from_numpy(arr.astype(np.int64) if kind == "i" else
+                             arr if kind == "b" else np.zeros(0, np.int64))
     if kind not in "bi":
         raise TypeError(f"{name} must hold integer indices or be a boolean mask; got dtype "
                         f"{dtype}, which is refused rather than truncated; pass integers")

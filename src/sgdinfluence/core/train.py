@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ..errors import DataError, Error, RunFileError, TrainingDiverged
 from . import losses
+from .losses import LossFn
 from .objective import Objective, mode, replay_rng
 from .tensors import as_indices, as_tensors
 from .trajectory import (
@@ -67,7 +68,7 @@ class Run:
     config: FitConfig
     store: Store
     train: tuple[torch.Tensor, torch.Tensor]
-    loss_fn: losses.LossFn = field(repr=False)
+    loss_fn: LossFn = field(repr=False)
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     @property
@@ -182,14 +183,14 @@ def sgd(objective: Objective, theta: torch.Tensor, run, steps: Sequence[int],
             with replay_rng(run.seeds[t], theta.device):
                 loss = objective.batch(theta, weights[idx], X[idx], Y[idx])
             (g,) = torch.autograd.grad(loss, theta)
-            loss = loss.item()
-            if not math.isfinite(loss):
+            value = loss.item()
+            if not math.isfinite(value):
                 epoch = int(np.searchsorted(run.epoch_starts, t, side="right")) - 1
                 raise TrainingDiverged(
-                    f"training diverged: the loss became {loss} at step {t} (epoch {epoch}), "
+                    f"training diverged: the loss became {value} at step {t} (epoch {epoch}), "
                     f"whose learning rate is {run.lrs[t]:g}; lower the learning rate (lr) or "
                     "check the data for extreme values", step=t, epoch=epoch, lr=run.lrs[t])
-            step_losses[k] = loss
+            step_losses[k] = value
             theta = theta.detach() - run.lrs[t] * g
             if bar is not None:
                 bar.update()

@@ -87,8 +87,8 @@ class MemoryStore(Store):
     kind = "memory"
 
     def __init__(self, thetas: torch.Tensor | None = None):
-        self._thetas = thetas
-        self._count = 0 if thetas is None else len(thetas)
+        self._thetas = torch.empty(0, 0) if thetas is None else thetas
+        self._count = len(self._thetas)
 
     def begin(self, run, theta0: torch.Tensor) -> None:
         self._thetas = theta0.new_empty(run.num_steps, len(theta0))
@@ -151,6 +151,7 @@ class DiskStore(Store):
         self._fd = os.open(file, os.O_RDWR)
 
     def append(self, theta: torch.Tensor) -> None:
+        assert self._fd is not None, "begin() opens the trajectory file"
         data = theta.detach().cpu().numpy().tobytes()
         try:
             written = os.pwrite(self._fd, data, self._offset + self._count * len(data))
@@ -161,7 +162,8 @@ class DiskStore(Store):
                           f"({e.strerror}); the run in {self.path} is incomplete") from e
         self._count += 1
 
-    def end(self, payload: dict) -> None:  # noqa: B027 (optional hook)
+    def end(self, payload: dict) -> None:
+        assert self._fd is not None, "begin() opens the trajectory file"
         os.fsync(self._fd)
         write_run_file(self.path / MANIFEST, payload)
 
@@ -205,7 +207,8 @@ class DiskStore(Store):
     def from_state(cls, state: dict) -> DiskStore:
         store = cls(state["dir"])
         store.shape, store.dtype = tuple(state["shape"]), np.dtype(state["dtype"])
-        store._offset, store._count, store.device = state["offset"], state["count"], "cpu"
+        store._offset, store._count = state["offset"], state["count"]
+        store.device = torch.device("cpu")
         file = store.path / THETAS
         if not file.is_file():
             raise RunFileNotFound(f"the run's trajectory file {file} is missing; re-record the "
@@ -241,11 +244,11 @@ class ReplayStore(Store):
     def __init__(self, every: int | None = None):
         if every is not None and not (isinstance(every, int) and every >= 1):
             raise Error(f"every must be an int >= 1, got {every!r}")
-        self.every = every
+        self.every = every or 0  # 0: about √T, chosen when training begins
         self._checkpoints: list[torch.Tensor] = []
         self._count = 0
         self._segment: tuple[int, list[torch.Tensor]] = (-1, [])
-        self._run = None
+        self._run: Run | None = None
 
     def begin(self, run, theta0: torch.Tensor) -> None:
         self.every = self.every or max(1, round(math.sqrt(run.num_steps)))
@@ -269,6 +272,7 @@ class ReplayStore(Store):
             self._segment = (-1, [])  # free the old segment before making the new one
             start = c * self.every
             steps = range(start, min(start + self.every, self._count))
+            assert self._run is not None, "begin() or bind() gives the store its run"
             self._segment = (c, self._run.replay(self._checkpoints[c], steps))
         return self._segment[1][offset]
 
@@ -290,7 +294,8 @@ class ReplayStore(Store):
         return store
 
 
-STORES = {"memory": MemoryStore, "replay": ReplayStore, "disk": DiskStore}
+STORES: dict[str, type[Store]] = {"memory": MemoryStore, "replay": ReplayStore,
+                                  "disk": DiskStore}
 
 
 def make_store(store) -> Store:
@@ -308,7 +313,8 @@ def make_store(store) -> Store:
 
 
 def store_from_state(state: dict) -> Store:
-    return STORES[state["kind"]].from_state(state)
+    kind: type[Store] = STORES[state["kind"]]
+    return kind.from_state(state)
 
 
 def write_run_file(path: str | os.PathLike, payload: dict) -> None:
@@ -392,4 +398,4 @@ class _Unpickler(pickle.Unpickler):
 _pickle = types.ModuleType("_sgdinfluence_pickle")
 _pickle.__dict__.update({k: getattr(pickle, k) for k in ("load", "loads", "dump", "dumps",
                                                          "Pickler", "UnpicklingError")})
-_pickle.Unpickler = _Unpickler
+_pickle.Unpickler = _Unpickler  # type: ignore[attr-defined]

@@ -64,6 +64,6 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
         else:
             scores = sgd_influence(run, U, hessian=method == "sgd", progress=progress,
                                    **options)[:, idx]
-    scores = scores.detach().cpu().numpy()
-    return scores[0] if q.single else scores
+    out = scores.detach().cpu().numpy()
+    return out[0] if q.single else out
 

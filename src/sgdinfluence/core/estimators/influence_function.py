@@ -62,7 +62,7 @@ def _hvp(objective: Objective, theta, train, damping: float):
     def hvp(v: torch.Tensor) -> torch.Tensor:
         total = damping * v
         for x, y in chunks(*train):
-            _, pullback = vjp(lambda th, x=x, y=y: g(th, x, y), theta)
+            pullback = vjp(lambda th, x=x, y=y: g(th, x, y), theta)[1]
             total = total + pullback(v)[0]
         return total
 
