@@ -1,4 +1,4 @@
-"""The exact oracle of DESIGN.md, written independently of the package.
+"""The exact oracle of docs/design.md, written independently of the package.
 
 Give every training instance a weight w_i and train with the per-step objective
 (1/|S_t|) Σ_{i∈S_t} w_i [ℓ_i(θ) + (α/2)‖θ‖²], keeping the autograd graph over all steps.

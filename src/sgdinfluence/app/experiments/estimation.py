@@ -63,7 +63,7 @@ class EstimationConfig:
                 raise ConfigError(f"{name} must be >= 1, got {value}")
 
     def resolved(self) -> EstimationConfig:
-        """Fill in the paper's settings (DESIGN.md, Sec 7.1)."""
+        """Fill in the paper's settings (docs/design.md, Sec 7.1)."""
         if self.model == "logreg":
             paper = {"epochs": {"adult": 20, "20news": 10, "mnist-1v7": 5}[self.dataset],
                      "batch_size": 5, "lr": 0.01 if self.dataset == "20news" else 0.1,
