@@ -3,10 +3,16 @@
 Give every training instance a weight w_i and train with the per-step objective
 (1/|S_t|) Σ_{i∈S_t} w_i [ℓ_i(θ) + (α/2)‖θ‖²], keeping the autograd graph over all steps.
 Then -∂ Q(θ[T](w)) / ∂w at w = 1 is exactly what Algorithm 2 computes.
+
+``unrolled_optimizer`` does the same for momentum SGD, Nesterov, Adam and AdamW, each step
+written out as torch.optim's single-tensor (foreach=False) implementation computes it, so that
+the oracle's training is torch's training and the graph carries the optimizer's state.
 """
 
 import torch
 from torch.func import functional_call
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
 def unrolled(model, X, y, loss, batches, lrs, weight_decay, query, from_step=0,
@@ -17,21 +23,161 @@ def unrolled(model, X, y, loss, batches, lrs, weight_decay, query, from_step=0,
     before ``from_step`` use fixed weights 1, so only later steps carry a gradient.
     ``inputs(t, x)``, if given, returns the (augmented) inputs step t trains on.
     """
+    return unrolled_optimizer(model, X, y, loss, batches, lrs, query, optimizer="sgd",
+                              weight_decay=weight_decay, from_step=from_step, inputs=inputs)
+
+
+def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd",
+                       momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999),
+                       eps=1e-8, weight_decay=0.0, seeds=None, from_step=0, inputs=None):
+    """Scores (N,) = -dQ(θ[T](w))/dw at w = 1, and the final parameters, of training
+    ``model`` (from its current parameters) as ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` do.
+
+    Step t trains on the mini-batch ``batches[t]`` (indices into X, y) at rate ``lrs[t]``
+    with g_t = ∇_θ L_t(θ, w),
+
+        L_t(θ, w) = (1/|S_t|) Σ_{i∈S_t} w_i [ℓ_i(θ) + c (α/2)‖θ‖²],   α = ``weight_decay``,
+
+    with c = 1 for "sgd" and "adam" (coupled decay, each instance's share of an L2 term: with
+    all w = 1 it is torch's ``weight_decay=α`` for SGD and Adam) and c = 0 for "adamw" (the
+    decay θ ← θ(1 − η_t α) is applied to the parameters before the Adam step and does not
+    depend on w). The updates, with k = t + 1 counted from the first step of training:
+
+    - "sgd", ``momentum`` μ = 0: θ ← θ − η_t g (the same expression as ``unrolled``, bit for
+      bit). μ ≠ 0: b = g at t = 0, else b = μ b + (1 − ``dampening``) g; d = g + μ b with
+      ``nesterov``, else d = b; θ ← θ − η_t d.
+    - "adam" / "adamw": m = lerp(m, g, 1 − β1), v = β2 v + (1 − β2) g², from m = v = 0;
+      θ ← θ − (η_t / (1 − β1^k)) · m / (√v / √(1 − β2^k) + ``eps``).
+
+    Each of these is computed with the very torch operations (add with alpha, lerp, addcmul,
+    addcdiv) that torch.optim's single-tensor code applies in place, so the trajectory is
+    torch's up to the rounding of the coupled decay's gradient (autodiff of the L2 term here,
+    ``grad.add(param, alpha=α)`` in torch).
+
+    √v at v = 0: an entry of v is 0 only while that parameter's gradient has been exactly 0
+    at every step so far (a dead ReLU unit, say). The forward value √0 = 0 is torch's, but
+    autodiff through sqrt there gives ∞ · 0 = NaN. Here the derivative of √v is taken as 0
+    where v = 0. That is exact when the gradient entry is 0 on a neighbourhood of w = 1 (a
+    dead unit stays dead under small changes of w, so v and m stay 0 and the entry does not
+    move). If instead the entry merely crosses 0 at w = 1, √v = √(1−β2)·|g| has a kink and no
+    derivative exists; 0 is then the mean of the two one-sided derivatives, which is what a
+    central finite difference sees.
+
+    ``seeds``: if given, ``torch.manual_seed(seeds[t])`` before step t's inputs and forward,
+    so dropout (and ``inputs``' augmentation) draws what the package draws; torch's default
+    generator is restored afterwards. ``inputs(t, x)``, if given, returns the inputs step t
+    trains on. The model is in train mode for the steps, in eval mode for ``query(forward)``,
+    which returns the scalar Q given ``forward: x -> outputs`` at θ[T]. Steps before
+    ``from_step`` use fixed weights 1 (no gradient to w), as in the last-epoch approximation;
+    the optimizer state they build enters the later steps as a constant.
+    """
+    w = torch.ones(len(X), dtype=next(model.parameters()).dtype, requires_grad=True)
+    params, _, forward = unroll(model, X, y, loss, batches, lrs, w, optimizer=optimizer,
+                                momentum=momentum, dampening=dampening, nesterov=nesterov,
+                                betas=betas, eps=eps, weight_decay=weight_decay, seeds=seeds,
+                                from_step=from_step, inputs=inputs)
+    (dw,) = torch.autograd.grad(query(forward), w)
+    return -dw, [p.detach() for p in params]
+
+
+def sqrt0(v):
+    """√v whose derivative at v = 0 is 0 instead of ∞; the same values as ``v.sqrt()``."""
+    positive = v > 0
+    return torch.where(positive, torch.where(positive, v, torch.ones_like(v)).sqrt(),
+                       torch.zeros_like(v))
+
+
+def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
+           dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+           seeds=None, from_step=0, inputs=None, create_graph=True):
+    """The training of ``unrolled_optimizer`` with instance weights ``w`` (N,).
+
+    Returns the final parameters, the final optimizer state (per parameter: the momentum
+    buffer, None for plain SGD; or the pair (m, v)) and ``forward: x -> outputs`` at the final
+    parameters. ``create_graph=False`` detaches after every step (for finite differences).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
+    if optimizer == "sgd" and nesterov and (momentum <= 0 or dampening != 0):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening (as torch)")
+    if optimizer != "sgd" and (momentum or dampening or nesterov):
+        raise ValueError("momentum, dampening and nesterov are options of optimizer='sgd'")
     names = [n for n, _ in model.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in model.parameters()]
-    w = torch.ones(len(X), dtype=params[0].dtype, requires_grad=True)
+    coupled = optimizer != "adamw"
+    if optimizer == "sgd":
+        state = [None] * len(params)
+    else:
+        state = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
 
     def forward(x):
         return functional_call(model, dict(zip(names, params, strict=True)), (x,))
 
+    saved = torch.random.get_rng_state() if seeds is not None else None
     model.train()
-    for t, (idx, lr) in enumerate(zip(batches, lrs, strict=True)):
-        wt = w[idx] if t >= from_step else torch.ones(len(idx), dtype=w.dtype)
-        x = X[idx] if inputs is None else inputs(t, X[idx])
-        per = loss(forward(x), y[idx])
-        per = per + 0.5 * weight_decay * sum(p.square().sum() for p in params)
-        grads = torch.autograd.grad((wt * per).sum() / len(idx), params, create_graph=True)
-        params = [p - lr * g for p, g in zip(params, grads, strict=True)]
+    try:
+        for t, (idx, lr) in enumerate(zip(batches, lrs, strict=True)):
+            wt = w[idx] if t >= from_step else torch.ones(len(idx), dtype=w.dtype)
+            if seeds is not None:
+                torch.manual_seed(int(seeds[t]))
+            x = X[idx] if inputs is None else inputs(t, X[idx])
+            per = loss(forward(x), y[idx])
+            if coupled:
+                per = per + 0.5 * weight_decay * sum(p.square().sum() for p in params)
+            grads = torch.autograd.grad((wt * per).sum() / len(idx), params,
+                                        create_graph=create_graph)
+            if optimizer == "sgd":
+                params, state = _sgd(params, grads, state, lr, momentum, dampening, nesterov)
+            else:
+                params, state = _adam(params, grads, state, lr, t + 1, betas, eps,
+                                      weight_decay if optimizer == "adamw" else 0.0)
+            if not create_graph:
+                params = [p.detach().requires_grad_() for p in params]
+                state = [_detach(s) for s in state]
+    finally:
+        if saved is not None:
+            torch.random.set_rng_state(saved)
     model.eval()
-    (dw,) = torch.autograd.grad(query(forward), w)
-    return -dw, [p.detach() for p in params]
+    return params, state, forward
+
+
+def _detach(s):
+    if s is None:
+        return None
+    return s.detach() if isinstance(s, torch.Tensor) else tuple(a.detach() for a in s)
+
+
+def _sgd(params, grads, bufs, lr, momentum, dampening, nesterov):
+    """torch.optim.SGD's single-tensor step (coupled decay is already in the gradient)."""
+    if momentum == 0:
+        return [p - lr * g for p, g in zip(params, grads, strict=True)], bufs
+    new_params, new_bufs = [], []
+    for p, g, buf in zip(params, grads, bufs, strict=True):
+        # torch: buf = grad.detach().clone() at the first step; here the graph is kept
+        buf = g if buf is None else buf.mul(momentum).add(g, alpha=1 - dampening)
+        d = g.add(buf, alpha=momentum) if nesterov else buf
+        new_params.append(p.add(d, alpha=-lr))
+        new_bufs.append(buf)
+    return new_params, new_bufs
+
+
+def _adam(params, grads, state, lr, step, betas, eps, decoupled):
+    """torch.optim.Adam's single-tensor step, non-capturable branch; ``decoupled`` is
+    AdamW's weight decay (Adam's coupled decay is already in the gradient)."""
+    beta1, beta2 = betas
+    lr = float(lr)
+    step = float(step)  # torch: state "step" is a tensor, read with .item()
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    step_size = lr / bias_correction1
+    bias_correction2_sqrt = bias_correction2**0.5
+    new_params, new_state = [], []
+    for p, g, (m, v) in zip(params, grads, state, strict=True):
+        if decoupled != 0:
+            p = p.mul(1 - lr * decoupled)
+        m = torch.lerp(m, g, 1 - beta1)
+        v = v.mul(beta2).addcmul(g, g, value=1 - beta2)
+        denom = (sqrt0(v) / bias_correction2_sqrt).add(eps)
+        new_params.append(p.addcdiv(m, denom, value=-step_size))
+        new_state.append((m, v))
+    return new_params, new_state
