@@ -113,6 +113,23 @@ def test_training_is_torch_optim(config, model_name):
         assert_same_training(trained, opt, final, state)
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+def test_bit_for_bit_without_coupled_decay(config):
+    """Without a coupled decay term (whose gradient autodiff rounds differently from torch's
+    ``grad.add(param, alpha=α)``) the oracle runs torch's very arithmetic: equal bits."""
+    options, (make, torch_options) = CONFIGS[config]
+    if config != "adamw":
+        options, torch_options = dict(options, weight_decay=0.0), dict(torch_options,
+                                                                      weight_decay=0.0)
+    model, train, _, batches, _ = problem("mlp", seed=6)
+    lrs = rates(LR0, len(batches))
+    final, _, _ = unroll(model, *train, per_sample, batches, lrs,
+                         torch.ones(N, dtype=torch.float64), create_graph=False, **options)
+    trained, _ = torch_loop(model, train, batches, lrs, make, torch_options, foreach=False)
+    for p, q in zip(trained.parameters(), final, strict=True):
+        assert torch.equal(p.detach(), q.detach())
+
+
 def assert_derivative(fd, scores, j):
     """Central differences carry roundoff ~ eps·Q/h ≈ 1e-11, hence the absolute floor."""
     err = abs(fd - scores[j].item())
