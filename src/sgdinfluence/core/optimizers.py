@@ -1,0 +1,96 @@
+"""The optimizers ``fit`` trains with, as pure functions of flat tensors: the update rules of
+``torch.optim.SGD`` (momentum, dampening, Nesterov), ``torch.optim.Adam`` and
+``torch.optim.AdamW``, in the order of operations of their single-tensor implementations.
+
+An optimizer's state at step t is θ[t] (P,) and its ``slots`` state vectors (P,) each (the
+momentum buffer; Adam's first and second moments); a run stores them concatenated, one row
+(P·(1 + slots),) per step. ``step(θ, slots, g, lr, t)`` is one update given the gradient g
+of the step objective. Being pure, it is differentiated by ``torch.func.vjp`` in the
+backward sweep (the adjoint of the optimizer state) and vmapped in leave-one-out retraining.
+
+Weight decay: for ``"sgd"`` and ``"adam"`` the coupled decay α is part of each instance's loss
+(α/2)‖θ‖² in the step objective, which with every instance present is torch's
+``weight_decay=α``; for ``"adamw"`` it is torch's decoupled decay θ ← θ(1 − ηα), here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConfigError
+
+NAMES = ("sgd", "adam", "adamw")
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """An optimizer's hyper-parameters (torch's defaults); ``weight_decay`` is AdamW's
+    decoupled decay only (the coupled decay of SGD and Adam lives in the objective)."""
+
+    name: str = "sgd"
+    momentum: float = 0.0
+    dampening: float = 0.0
+    nesterov: bool = False
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.name not in NAMES:
+            raise ConfigError(f"unknown optimizer {self.name!r}; use one of {list(NAMES)}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        for what, value, ok in (
+                ("momentum", self.momentum, 0 <= self.momentum),
+                ("dampening", self.dampening, 0 <= self.dampening <= 1),
+                ("betas", self.betas, len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)),
+                ("eps", self.eps, self.eps > 0),
+                ("weight_decay", self.weight_decay, self.weight_decay >= 0)):
+            if not ok or not all(math.isfinite(v) for v in (value if what == "betas" else
+                                                           (value,))):
+                raise ConfigError(f"{what} is out of range for {self.name}: {value!r}")
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ConfigError("nesterov needs momentum > 0 and dampening 0 (as torch.optim.SGD)")
+        if self.name != "sgd" and (self.momentum or self.dampening or self.nesterov):
+            raise ConfigError(f"momentum, dampening and nesterov are options of sgd, not of "
+                              f"{self.name} (its momentum is betas)")
+        if self.name != "adamw" and self.weight_decay:
+            raise ConfigError("Optimizer.weight_decay is AdamW's decoupled decay; for sgd and "
+                              "adam, weight decay is fit's weight_decay (each instance's share)")
+
+    @property
+    def slots(self) -> int:
+        """State vectors kept besides θ: 0 for plain SGD, 1 with momentum, 2 for Adam(W)."""
+        return 2 if self.name != "sgd" else int(self.momentum > 0)
+
+    def step(self, theta: torch.Tensor, slots: tuple[torch.Tensor, ...], g: torch.Tensor,
+             lr: float, t: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One update of θ (P,) and the slots from the gradient g (P,) at step t (from 0)."""
+        if self.name == "sgd":                              # torch.optim.SGD, op for op
+            if not self.momentum:
+                return theta - lr * g, ()
+            (buf,) = slots
+            buf = g if t == 0 else buf.mul(self.momentum).add(g, alpha=1 - self.dampening)
+            d = g.add(buf, alpha=self.momentum) if self.nesterov else buf
+            return theta.add(d, alpha=-lr), (buf,)
+        m, v = slots                                        # torch.optim.Adam(W), op for op
+        beta1, beta2 = self.betas
+        if self.name == "adamw":
+            theta = theta.mul(1 - lr * self.weight_decay)
+        m = m.lerp(g, 1 - beta1)
+        v = v.mul(beta2).addcmul(g, g, value=1 - beta2)
+        k = float(t + 1)
+        step_size = lr / (1 - beta1**k)
+        denom = (_sqrt(v) / (1 - beta2**k) ** 0.5).add(self.eps)
+        return theta.addcdiv(m, denom, value=-step_size), (m, v)
+
+
+def _sqrt(v: torch.Tensor) -> torch.Tensor:
+    """√v with derivative 0 where v = 0. There v = 0 because every gradient of that entry so
+    far was 0; perturbing the training moves v only to second order while √v would move to
+    first, and the update's true derivative through v is 0 (its first order goes through
+    the first moment, divided by eps). Plain sqrt would give 0·∞ = NaN in the sweep."""
+    positive = v > 0
+    return torch.where(positive, torch.sqrt(torch.where(positive, v, 1)), 0)
