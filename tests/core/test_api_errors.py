@@ -35,7 +35,8 @@ def with_label(y, i, value):
 
 FIT = {  # keyword arguments (and training labels) -> exception, message
     "lr as a string": ({"lr": "0.1"}, TypeError,
-                       r"lr must be a number or a callable step -> learning rate, got str"),
+                       r"lr must be a number, a callable step -> learning rate or an "
+                       r"LRSchedule, got str"),
     "lr a tensor": ({"lr": torch.tensor(0.1)}, TypeError, "lr must be a number"),
     "lr NaN": ({"lr": float("nan")}, Error, r"lr must be finite and >= 0, got nan"),
     "lr infinite": ({"lr": float("inf")}, Error, r"lr must be finite and >= 0, got inf"),

@@ -16,6 +16,7 @@ Weight decay: for ``"sgd"`` and ``"adam"`` the coupled decay α is part of each 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -42,15 +43,15 @@ class Optimizer:
         if self.name not in NAMES:
             raise ConfigError(f"unknown optimizer {self.name!r}; use one of {list(NAMES)}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
-        for what, value, ok in (
-                ("momentum", self.momentum, 0 <= self.momentum),
-                ("dampening", self.dampening, 0 <= self.dampening <= 1),
-                ("betas", self.betas, len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas)),
-                ("eps", self.eps, self.eps > 0),
-                ("weight_decay", self.weight_decay, self.weight_decay >= 0)):
-            if not ok or not all(math.isfinite(v) for v in (value if what == "betas" else
-                                                           (value,))):
-                raise ConfigError(f"{what} is out of range for {self.name}: {value!r}")
+        values = {"momentum": [self.momentum], "dampening": [self.dampening],
+                  "betas": list(self.betas), "eps": [self.eps], "weight_decay": [self.weight_decay]}
+        ranges = {"momentum": self.momentum >= 0, "dampening": 0 <= self.dampening <= 1,
+                  "betas": len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
+                  "eps": self.eps > 0, "weight_decay": self.weight_decay >= 0}
+        for what, ok in ranges.items():
+            if not ok or not all(math.isfinite(v) for v in values[what]):
+                raise ConfigError(f"{what} is out of range for {self.name}: "
+                                  f"{getattr(self, what)!r}")
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ConfigError("nesterov needs momentum > 0 and dampening 0 (as torch.optim.SGD)")
         if self.name != "sgd" and (self.momentum or self.dampening or self.nesterov):
@@ -85,6 +86,43 @@ class Optimizer:
         step_size = lr / (1 - beta1**k)
         denom = (_sqrt(v) / (1 - beta2**k) ** 0.5).add(self.eps)
         return theta.addcdiv(m, denom, value=-step_size), (m, v)
+
+
+@dataclass(frozen=True)
+class LRSchedule:
+    """A torch learning-rate scheduler, recorded as the rate it sets at every step.
+
+    ``factory`` builds the scheduler from an optimizer whose initial rate is ``lr``, e.g.
+    ``LRSchedule(0.1, lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=500))``;
+    it is stepped after every training step (``every="step"``) or every epoch (``"epoch"``).
+    """
+
+    lr: float
+    factory: Callable[[torch.optim.Optimizer], torch.optim.lr_scheduler.LRScheduler]
+    every: str = "step"
+
+    def __post_init__(self) -> None:
+        if self.every not in ("step", "epoch"):
+            raise ConfigError(f"every must be 'step' or 'epoch', got {self.every!r}")
+        if not callable(self.factory):
+            raise TypeError("factory must be a callable optimizer -> torch LRScheduler")
+
+    def rates(self, steps: int, epoch_starts: list[int]) -> list[float]:
+        """The rate of each of ``steps`` training steps."""
+        param = torch.zeros(1, requires_grad=True)
+        optimizer = torch.optim.SGD([param], lr=self.lr)
+        scheduler = self.factory(optimizer)
+        if not isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler):
+            raise TypeError(f"LRSchedule.factory must return a torch LRScheduler, got "
+                            f"{type(scheduler).__name__}")
+        epoch_ends = set(epoch_starts[1:])
+        rates = []
+        for t in range(steps):
+            rates.append(float(optimizer.param_groups[0]["lr"]))
+            optimizer.step()  # no gradient: nothing moves; keeps torch's order of calls
+            if self.every == "step" or t + 1 in epoch_ends:
+                scheduler.step()
+        return rates
 
 
 def _sqrt(v: torch.Tensor) -> torch.Tensor:

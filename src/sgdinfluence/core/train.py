@@ -1,8 +1,9 @@
-"""Algorithm 1: mini-batch SGD that records its trajectory, and its exact replay.
+"""Algorithm 1: mini-batch training that records its trajectory, and its exact replay.
 
 Training, counterfactual retraining (``Run.retrain``) and the backward sweep of Algorithm 2
-all use one pure function of flat parameters, :meth:`Objective.batch`, so that the three
-agree bit for bit.
+all use one pure function of flat parameters, :meth:`Objective.batch`, and one pure update,
+:meth:`Optimizer.step` (plain SGD as in the paper, or torch's momentum SGD, Adam, AdamW), so
+that they agree bit for bit.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ..errors import DataError, Error, RunFileError, TrainingDiverged
 from . import losses
 from .losses import LossFn
 from .objective import Objective, mode, replay_rng
+from .optimizers import LRSchedule, Optimizer
 from .tensors import as_indices, as_tensors
 from .trajectory import (
     Store,
@@ -45,16 +47,19 @@ class FitConfig:
     seed: int = 0
     store: str = "memory"
     augment: str | None = None  # repr of the augmentation
+    optimizer: dict = field(default_factory=lambda: asdict(Optimizer()))
 
 
 @dataclass
 class Run:
-    """A recorded SGD run: θ[T] in ``model``, the schedule, and the trajectory ``store``.
+    """A recorded run: θ[T] in ``model``, the schedule, and the trajectory ``store``.
 
     ``batches[t]`` (|S_t|,) are the training indices of step t, ``lrs[t]`` its learning rate,
-    ``seeds[t]`` the seed its randomness (dropout) was drawn from, ``store[t]`` = θ[t] (P,),
-    the parameters before step t. ``epoch_starts[e]`` is the first step of epoch e and
-    ``epoch_buffers[e]`` the model's buffers (e.g. batch-norm statistics) at that moment.
+    ``seeds[t]`` the seed its randomness (dropout) was drawn from, ``store[t]`` the state
+    before step t: θ[t] (P,) for plain SGD, θ[t] followed by the optimizer's slots (momentum
+    buffer; Adam's moments) otherwise, split by :meth:`unpack`. ``epoch_starts[e]`` is the
+    first step of epoch e and ``epoch_buffers[e]`` the model's buffers (e.g. batch-norm
+    statistics) at that moment.
     """
 
     model: nn.Module
@@ -70,6 +75,7 @@ class Run:
     train: tuple[torch.Tensor, torch.Tensor]
     loss_fn: LossFn = field(repr=False)
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+    optimizer: Optimizer = field(default_factory=Optimizer)
 
     @property
     def num_steps(self) -> int:
@@ -87,14 +93,21 @@ class Run:
         """The step objective on ``model`` (default: a private copy of ``self.model``);
         ``functional=True`` for use inside torch.func transforms."""
         model = copy.deepcopy(self.model) if model is None else model
-        return Objective(model, self.loss_fn, self.config.weight_decay, self.augment, functional)
+        coupled = 0.0 if self.optimizer.name == "adamw" else self.config.weight_decay
+        return Objective(model, self.loss_fn, coupled, self.augment, functional)
+
+    def unpack(self, state: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """θ (P,) and the optimizer's slots from a stored state row."""
+        parts = state.chunk(1 + self.optimizer.slots)
+        return parts[0], tuple(parts[1:])
 
     def retrain(self, exclude: Iterable[int] | np.ndarray | torch.Tensor = (),
                 from_epoch: int = 0) -> nn.Module:
-        """Counterfactual SGD: the identical schedule with the ``exclude``d instances' weights
-        set to 0 (the divisor stays |S_t|), from the recorded state at the start of epoch
-        ``from_epoch``. ``exclude`` is integer indices (repeats allowed) or a boolean mask of
-        length N. ``exclude=[]`` reproduces ``self.model`` bit for bit."""
+        """Counterfactual training: the identical schedule with the ``exclude``d instances'
+        weights set to 0 (the divisor stays |S_t|), from the recorded state (parameters and
+        optimizer state) at the start of epoch ``from_epoch``. ``exclude`` is integer indices
+        (repeats allowed) or a boolean mask of length N. ``exclude=[]`` reproduces
+        ``self.model`` bit for bit."""
         if not isinstance(from_epoch, (int, np.integer)) or isinstance(from_epoch, bool):
             raise TypeError(f"from_epoch must be an int, got {from_epoch!r}")
         if not 0 <= from_epoch < self.epochs:
@@ -104,8 +117,9 @@ class Run:
         model = objective.model
         start = self.epoch_starts[from_epoch]
         model.load_state_dict(self.epoch_buffers[from_epoch], strict=False)
-        theta, _ = sgd(objective, self.store[start], self, range(start, self.num_steps), weights)
-        objective.load(theta)
+        state, _ = train_steps(objective, self.store[start], self, range(start, self.num_steps),
+                               weights)
+        objective.load(self.unpack(state)[0])
         return model.eval()
 
     def weights(self, exclude: Iterable[int] | np.ndarray | torch.Tensor = ()) -> torch.Tensor:
@@ -117,11 +131,11 @@ class Run:
         w[idx.to(w.device)] = 0
         return w
 
-    def replay(self, theta: torch.Tensor, steps: range) -> list[torch.Tensor]:
-        """Regenerate θ[t] for the consecutive ``steps`` from θ[steps[0]] = ``theta`` by
+    def replay(self, state: torch.Tensor, steps: range) -> list[torch.Tensor]:
+        """Regenerate the states of the consecutive ``steps`` from the state of steps[0] by
         re-running the recorded training: bit-exact on CPU (a ReplayStore relies on this)."""
         record: list[torch.Tensor] = []
-        sgd(self.objective(), theta, self, steps, self.weights(), record=record)
+        train_steps(self.objective(), state, self, steps, self.weights(), record=record)
         return record
 
     def payload(self) -> dict:
@@ -132,6 +146,7 @@ class Run:
             "epoch_starts": self.epoch_starts, "epoch_buffers": self.epoch_buffers,
             "losses": self.losses, "config": asdict(self.config), "store": self.store.state(),
             "train": self.train, "loss_fn": self.loss_fn, "augment": self.augment,
+            "optimizer": self.optimizer,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -154,6 +169,7 @@ def load_run(path: str | os.PathLike, map_location=None) -> Run:
             epoch_buffers=p["epoch_buffers"], losses=p["losses"],
             config=FitConfig(**p["config"]), store=store_from_state(p["store"]),
             train=p["train"], loss_fn=p["loss_fn"], augment=p.get("augment"),
+            optimizer=p.get("optimizer", Optimizer()),
         )
     except (KeyError, TypeError) as e:
         raise RunFileError(f"{path} lacks part of a run ({type(e).__name__}: {e}): it is corrupt "
@@ -165,21 +181,27 @@ def load_run(path: str | os.PathLike, map_location=None) -> Run:
 
 # --- Algorithm 1 -------------------------------------------------------------------------
 
-def sgd(objective: Objective, theta: torch.Tensor, run, steps: Sequence[int],
-        weights: torch.Tensor, record: Store | list | None = None, bar: tqdm | None = None):
-    """Run SGD steps ``θ[t+1] = θ[t] - η_t ∇_θ (1/|S_t|) Σ_{i∈S_t} w_i ℓ_i(θ[t])``.
+def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequence[int],
+                weights: torch.Tensor, record: Store | list | None = None,
+                bar: tqdm | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """Run the ``steps`` of the recorded schedule from ``state``: each step takes the gradient
+    g = ∇_θ (1/|S_t|) Σ_{i∈S_t} w_i ℓ_i(θ[t]) and updates θ (and the optimizer's slots) by
+    the run's optimizer; plain SGD is the paper's θ[t+1] = θ[t] - η_t g.
 
-    ``run`` supplies the schedule (``batches``, ``lrs``, ``seeds``) and the data (``train``).
-    Records θ[t] before each step in ``record``. Returns θ at the end and the step losses.
+    ``run`` supplies the schedule (``batches``, ``lrs``, ``seeds``), the data (``train``) and
+    the optimizer. Records each step's state before the step in ``record``. Returns the state
+    at the end and the step losses.
     """
     X, Y = run.train
+    optimizer = run.optimizer
     step_losses = torch.empty(len(steps), dtype=torch.float64)
     with mode(objective.model, train=True):
         for k, t in enumerate(steps):
             idx = run.batches[t]
             if record is not None:
-                record.append(theta)
-            theta = theta.detach().requires_grad_()
+                record.append(state)
+            theta, slots = run.unpack(state.detach())
+            theta.requires_grad_()
             with replay_rng(run.seeds[t], theta.device):
                 loss = objective.batch(theta, weights[idx], X[idx], Y[idx])
             (g,) = torch.autograd.grad(loss, theta)
@@ -191,10 +213,11 @@ def sgd(objective: Objective, theta: torch.Tensor, run, steps: Sequence[int],
                     f"whose learning rate is {run.lrs[t]:g}; lower the learning rate (lr) or "
                     "check the data for extreme values", step=t, epoch=epoch, lr=run.lrs[t])
             step_losses[k] = value
-            theta = theta.detach() - run.lrs[t] * g
+            theta, slots = optimizer.step(theta.detach(), slots, g, run.lrs[t], t)
+            state = torch.cat([theta, *slots]) if slots else theta
             if bar is not None:
                 bar.update()
-    return theta, step_losses.numpy()
+    return state, step_losses.numpy()
 
 
 def schedule(n: int, epochs: int, batch_size: int, lr, seed: int):
@@ -206,7 +229,9 @@ def schedule(n: int, epochs: int, batch_size: int, lr, seed: int):
         epoch_starts.append(len(batches))
         batches.extend(torch.randperm(n, generator=gen).split(batch_size))
     seeds = torch.randint(0, 2**62, (len(batches),), generator=gen).tolist()
-    if callable(lr):
+    if isinstance(lr, LRSchedule):
+        lrs = lr.rates(len(batches), epoch_starts)
+    elif callable(lr):
         lrs = [_rate(lr, t) for t in range(len(batches))]
     else:
         lrs = [float(lr)] * len(batches)
@@ -226,18 +251,26 @@ def _rate(lr: Callable[[int], float], t: int) -> float:
 
 
 def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
-        epochs: int, batch_size: int, lr: float | Callable[[int], float],
+        epochs: int, batch_size: int, lr: float | Callable[[int], float] | LRSchedule,
         weight_decay: float = 0.0, seed: int = 0, store="memory",
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        optimizer: str = "sgd", momentum: float = 0.0, dampening: float = 0.0,
+        nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
         progress: bool = False) -> Run:
-    """Algorithm 1: train a copy of ``model`` by plain mini-batch SGD and record the trajectory.
+    """Algorithm 1: train a copy of ``model`` by mini-batch SGD (or momentum SGD, Adam, AdamW)
+    and record the trajectory.
 
     ``train`` is ``(X, y)`` (tensors or arrays, X (N, ...), y (N,)) or a Dataset of (x, y).
-    ``lr`` is a float or a callable ``step -> float``. ``augment`` maps a batch of inputs
-    to an augmented batch using torch's default generator (e.g. :class:`RandomCrop`); it is
-    seeded per step, so retraining and the sweep replay it. ``model`` itself is left untouched
-    (it is θ[0]); the trained copy is ``run.model``. Training runs in the model's dtype and
-    on its device.
+    ``lr`` is a float, a callable ``step -> float`` or an :class:`LRSchedule` (a torch
+    scheduler's rates). ``optimizer`` is ``"sgd"`` (with ``momentum``, ``dampening``,
+    ``nesterov``), ``"adam"`` or ``"adamw"`` (with ``betas``, ``eps``), updating exactly as
+    ``torch.optim.SGD`` / ``Adam`` / ``AdamW``. ``weight_decay`` α is each instance's
+    (α/2)‖θ‖² for ``"sgd"`` and ``"adam"`` (torch's coupled ``weight_decay`` when every
+    instance is present), and torch's decoupled decay for ``"adamw"``. ``augment`` maps a batch
+    of inputs to an augmented batch using torch's default generator (e.g.
+    :class:`RandomCrop`); it is seeded per step, so retraining and the sweep replay it.
+    ``model`` itself is left untouched (it is θ[0]); the trained copy is ``run.model``.
+    Training runs in the model's dtype and on its device.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -246,19 +279,23 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
             raise TypeError(f"{name} must be an int, got {v!r}")
     if epochs < 1:
         raise Error(f"epochs must be >= 1, got {epochs}")
-    if not callable(lr):
-        _check_real("lr", lr, "a number or a callable step -> learning rate")
+    if not callable(lr) and not isinstance(lr, LRSchedule):
+        _check_real("lr", lr, "a number, a callable step -> learning rate or an LRSchedule")
         if not (math.isfinite(lr) and lr >= 0):
             raise Error(f"lr must be finite and >= 0, got {lr}")
     _check_real("weight_decay", weight_decay, "a number")
     if not (math.isfinite(weight_decay) and weight_decay >= 0):
         raise Error(f"weight_decay must be finite and >= 0, got {weight_decay}")
     loss_fn = losses.resolve(loss)
+    opt = Optimizer(optimizer, momentum=momentum, dampening=dampening, nesterov=nesterov,
+                    betas=betas, eps=eps,
+                    weight_decay=float(weight_decay) if optimizer == "adamw" else 0.0)
     store = make_store(store)
     model = copy.deepcopy(model)
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be callable, got {type(augment).__name__}")
-    objective = Objective(model, loss_fn, float(weight_decay), augment)
+    objective = Objective(model, loss_fn, 0.0 if opt.name == "adamw" else float(weight_decay),
+                          augment)
     theta0 = objective.flatten()
     X, y = as_tensors(train, "train")
     if not 1 <= batch_size <= len(X):
@@ -270,26 +307,28 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     batches, lrs, seeds, epoch_starts = schedule(len(X), epochs, batch_size, lr, seed)
     config = FitConfig(loss=loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
                        epochs=int(epochs), batch_size=int(batch_size),
-                       lr=float(lr) if not callable(lr) else repr(lr),
+                       lr=float(lr) if isinstance(lr, numbers.Real) else repr(lr),
                        weight_decay=float(weight_decay), seed=int(seed),
-                       store=store.kind, augment=None if augment is None else repr(augment))
+                       store=store.kind, augment=None if augment is None else repr(augment),
+                       optimizer=asdict(opt))
     run = Run(model=model, initial_state=copy.deepcopy(model.state_dict()), batches=batches,
               lrs=lrs, seeds=seeds, epoch_starts=epoch_starts, epoch_buffers=[],
               losses=np.empty(0), config=config, store=store, train=(X, y),
-              loss_fn=loss_fn, augment=augment)
+              loss_fn=loss_fn, augment=augment, optimizer=opt)
     _check_forward(objective, theta0, X, y)
-    run.store.begin(run, theta0)
+    state = torch.cat([theta0] + [torch.zeros_like(theta0)] * opt.slots)
+    run.store.begin(run, state)
     weights = torch.ones(len(X), dtype=theta0.dtype, device=theta0.device)
-    theta, step_losses = theta0, []
+    step_losses = []
     bar = tqdm(total=len(batches), desc="training", disable=not progress, leave=False)
     for e in range(epochs):  # epoch by epoch, to snapshot buffers where retraining can start
         run.epoch_buffers.append({k: b.clone() for k, b in model.named_buffers()})
         stop = epoch_starts[e + 1] if e + 1 < epochs else len(batches)
-        theta, ls = sgd(objective, theta, run, range(epoch_starts[e], stop), weights,
-                        record=run.store, bar=bar)
+        state, ls = train_steps(objective, state, run, range(epoch_starts[e], stop), weights,
+                                record=run.store, bar=bar)
         step_losses.append(ls)
     bar.close()
-    objective.load(theta)
+    objective.load(run.unpack(state)[0])
     run.losses = np.concatenate(step_losses)
     model.eval()
     run.store.end(run.payload())
