@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
-from torch.func import grad, jvp, vjp, vmap
+from torch.func import vmap
 from tqdm.auto import tqdm
 
-from ..train import Run, mode, replay_rng
+from ..train import Objective, Run, mode, replay_rng
+
+ROW_BUDGET = 2**20  # query rows x batch size x parameters handled by one batched reverse pass
 
 
 def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian: bool = True,
@@ -16,47 +17,68 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
     training index j: returns (M, N). ``epochs=k`` sweeps over the last k epochs only
     (``epochs=1`` is the paper's last-epoch approximation). ``hessian=False`` keeps u fixed
     (the estimator without the Hessian term: TracIn).
-
-    Per step, a forward-mode product along u gives every in-batch instance's directional
-    derivative d_i = ⟨u, ∇ℓ_i(θ[t])⟩ at once, and one reverse pass through it gives
-    H_t u = ∇_θ (1/|S_t|) Σ_i d_i. Weight decay is inside ℓ_i (``Objective.terms``).
-    PyTorch differentiates batch norm's forward-mode rule wrongly in reverse (the batch
-    statistics are treated as constants), so models with batch norm take the forward-mode
-    product of the gradient instead: exact too, and about 20% slower.
     """
-    objective = run.objective(functional=True)
-    batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in run.model.modules())
+    adjoint = StepAdjoint(run.objective(functional=True), hessian)
     X, Y = run.train
     start = 0 if epochs is None else run.epoch_starts[run.epochs - epochs]
     scores = torch.zeros(len(U), run.num_train, dtype=U.dtype, device=U.device)
-    with mode(objective.model, train=True):
+    with mode(adjoint.objective.model, train=True):
         for t in tqdm(range(run.num_steps - 1, start - 1, -1), desc="influence sweep",
                       disable=not progress, leave=False):      # t = T-1, ..., start
-            idx, lr, theta = run.batches[t], run.lrs[t], run.store[t]
-            x, y, size = X[idx], Y[idx], len(idx)
-
-            def directional(th, u, x=x, y=y):                   # ⟨u, ∇ℓ_i(θ)⟩ for i in S_t
-                return jvp(lambda p: objective.terms(p, x, y), (th,), (u,))[1]
-
-            def adjoint(u, theta=theta, size=size, x=x, y=y):
-                if batch_norm:                                  # jvp of (∇ mean, terms)
-                    def both(th):
-                        terms = objective.terms(th, x, y)
-                        return terms.mean(), terms
-                    Hu, d = jvp(grad(both, has_aux=True), (theta,), (u,))[1]
-                else:
-                    d, pullback = vjp(lambda th: directional(th, u), theta)
-                    (Hu,) = pullback(torch.full_like(d, 1 / size))
-                return Hu, d / size                             # H_t u, ⟨u, ∇ℓ_j⟩/|S_t|
-
-            with replay_rng(run.seeds[t], theta.device):       # the same dropout as training
-                if not hessian:
-                    dW = vmap(lambda u, th=theta: directional(th, u), randomness="same")(U) / size
-                elif len(U) == 1:                               # (vmap costs ~6% here)
-                    HU, dW = (a[None] for a in adjoint(U[0]))
-                else:
-                    HU, dW = vmap(adjoint, randomness="same")(U)
+            idx, lr = run.batches[t], run.lrs[t]
+            with replay_rng(run.seeds[t], U.device):           # the same dropout and crops
+                HU, dW = adjoint(run.store[t], X[idx], Y[idx], U)
             scores.index_add_(1, idx, lr * dW)                 # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
             if hessian:
                 U = U - lr * HU                                # u ← (I - η_t H_t) u
     return scores
+
+
+class StepAdjoint:
+    """The adjoint of one SGD step: at θ (P,) on a batch (x, y) of size B, for the rows u of
+    U (M, P), returns ``H U`` (M, P) (None if not ``hessian``) and ``⟨u, ∇ℓ_i(θ)⟩ / B`` (M, B).
+
+    Both are derivatives of one scalar, the oracle's (DESIGN.md): with instance weights
+    w (B,) = 1 and g(θ, w) = ∇_θ (1/B) Σ_i w_i ℓ_i(θ), ⟨u, g⟩ has gradient H u in θ and
+    ⟨u, ∇ℓ_i⟩/B in w_i. So one forward, one reverse pass that keeps its graph, then one
+    reverse pass through that graph per query row give all of it; the forward and the first
+    reverse are shared by all rows. Plain autograd rather than torch.func transforms, whose
+    per-call overhead was most of the sweep on small models; reverse-over-reverse is exact
+    through batch norm too. Several rows go through one vmapped pass, as many as fit
+    ``ROW_BUDGET`` (one at a time on models the size of the MNIST CNN, where batching them
+    only costs memory); rows run one by one when a backward formula cannot be vmapped.
+    """
+
+    def __init__(self, objective: Objective, hessian: bool = True):
+        self.objective, self.hessian = objective, hessian
+        self.batched = True  # until a backward formula turns out not to support vmap
+
+    def __call__(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                 U: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        theta = theta.detach().requires_grad_()
+        w = torch.ones(len(x), dtype=theta.dtype, device=theta.device, requires_grad=True)
+        (g,) = torch.autograd.grad(self.objective.batch(theta, w, x, y), theta,
+                                   create_graph=True)
+        wrt = (theta, w) if self.hessian else (w,)
+
+        def pullback(u, retain=True):  # the gradients of ⟨u, g⟩ in wrt
+            # (allow_unused: with a loss linear in θ, H = 0 and g has no path back to θ)
+            return torch.autograd.grad(g, wrt, u, retain_graph=retain, allow_unused=True,
+                                       materialize_grads=True)
+
+        if len(U) == 1:
+            return self._split([o[None] for o in pullback(U[0], retain=False)])
+        rows = min(len(U), ROW_BUDGET // (len(x) * len(theta)))
+        if rows > 1 and self.batched:
+            try:
+                parts = [vmap(pullback)(block) for block in U.split(rows)]
+                return self._split([torch.cat(o) for o in zip(*parts, strict=True)])
+            except RuntimeError as e:  # e.g. convolutions of channels-last (cropped) images
+                if "vmap" not in str(e):
+                    raise
+                self.batched = False  # and go on with the same graph, row by row
+        parts = [pullback(u) for u in U]
+        return self._split([torch.stack(o) for o in zip(*parts, strict=True)])
+
+    def _split(self, outs: list[torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+        return (outs[0], outs[1]) if self.hessian else (None, outs[0])
