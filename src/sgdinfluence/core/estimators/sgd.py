@@ -4,59 +4,140 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.func import grad, jvp, vjp, vmap
+from torch.func import jvp, vjp, vmap
 from tqdm.auto import tqdm
 
-from ..train import Run, mode, replay_rng
+from ..objective import Objective, mode, replay_rng
+from ..train import Run
+
+ROW_BUDGET = 2**20  # query rows x batch size x parameters handled by one batched reverse pass
 
 
 def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian: bool = True,
                   progress: bool = False) -> torch.Tensor:
     """Estimate ``⟨u, θ_{-j}[T] - θ[T]⟩`` for every query row u of U (M, P) and every
     training index j: returns (M, N). ``epochs=k`` sweeps over the last k epochs only
-    (``epochs=1`` is the paper's last-epoch approximation). ``hessian=False`` keeps u fixed
-    (the estimator without the Hessian term: TracIn).
+    (``epochs=1`` is the paper's last-epoch approximation). ``hessian=False`` drops the
+    Hessian terms (u is held fixed under plain SGD: the estimator without the Hessian term).
 
-    Per step, a forward-mode product along u gives every in-batch instance's directional
-    derivative d_i = ⟨u, ∇ℓ_i(θ[t])⟩ at once, and one reverse pass through it gives
-    H_t u = ∇_θ (1/|S_t|) Σ_i d_i. Weight decay is inside ℓ_i (``Objective.terms``).
-    PyTorch differentiates batch norm's forward-mode rule wrongly in reverse (the batch
-    statistics are treated as constants), so models with batch norm take the forward-mode
-    product of the gradient instead: exact too, and about 20% slower.
+    With plain SGD this is the paper's Algorithm 2. With an optimizer that keeps state
+    (momentum, Adam), U is the adjoint of θ and ``rest`` that of the optimizer's slots; each
+    step's update is reversed by ``torch.func.vjp`` to find G, the cotangent of the step's
+    gradient g_t, whose products with the batch are the same as in the paper's step.
     """
-    objective = run.objective(functional=True)
-    batch_norm = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in run.model.modules())
+    adjoint = StepAdjoint(run.objective(functional=True), hessian)
     X, Y = run.train
+    optimizer = run.optimizer
     start = 0 if epochs is None else run.epoch_starts[run.epochs - epochs]
     scores = torch.zeros(len(U), run.num_train, dtype=U.dtype, device=U.device)
-    with mode(objective.model, train=True):
+    rest = tuple(torch.zeros_like(U) for _ in range(optimizer.slots))  # 0 after the last step
+    with mode(adjoint.objective.model, train=True):
         for t in tqdm(range(run.num_steps - 1, start - 1, -1), desc="influence sweep",
                       disable=not progress, leave=False):      # t = T-1, ..., start
-            idx, lr, theta = run.batches[t], run.lrs[t], run.store[t]
-            x, y, size = X[idx], Y[idx], len(idx)
-
-            def directional(th, u, x=x, y=y):                   # ⟨u, ∇ℓ_i(θ)⟩ for i in S_t
-                return jvp(lambda p: objective.terms(p, x, y), (th,), (u,))[1]
-
-            def adjoint(u, theta=theta, size=size, x=x, y=y):
-                if batch_norm:                                  # jvp of (∇ mean, terms)
-                    def both(th):
-                        terms = objective.terms(th, x, y)
-                        return terms.mean(), terms
-                    Hu, d = jvp(grad(both, has_aux=True), (theta,), (u,))[1]
-                else:
-                    d, pullback = vjp(lambda th: directional(th, u), theta)
-                    (Hu,) = pullback(torch.full_like(d, 1 / size))
-                return Hu, d / size                             # H_t u, ⟨u, ∇ℓ_j⟩/|S_t|
-
-            with replay_rng(run.seeds[t], theta.device):       # the same dropout as training
-                if not hessian:
-                    dW = vmap(lambda u, th=theta: directional(th, u), randomness="same")(U) / size
-                elif len(U) == 1:                               # (vmap costs ~6% here)
-                    HU, dW = (a[None] for a in adjoint(U[0]))
-                else:
-                    HU, dW = vmap(adjoint, randomness="same")(U)
-            scores.index_add_(1, idx, lr * dW)                 # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
-            if hessian:
-                U = U - lr * HU                                # u ← (I - η_t H_t) u
+            idx, lr = run.batches[t], run.lrs[t]
+            theta, slots = run.unpack(run.store[t])
+            if not slots:                                      # θ[t+1] = θ[t] - η_t g_t:
+                G = -lr * U                                    # the cotangent of g_t
+            else:                                              # (θ, slots) = step(θ, slots, g_t)
+                with replay_rng(run.seeds[t], U.device):
+                    U, rest, G = _reverse_update(adjoint.objective, optimizer, theta, slots,
+                                                 X[idx], Y[idx], lr, t, U, rest)
+            with replay_rng(run.seeds[t], U.device):           # the same dropout and crops
+                HG, dW = adjoint(theta, X[idx], Y[idx], G)     # H_t G, ⟨G, ∇ℓ_j⟩/|S_t|
+            scores.index_add_(1, idx, -dW)                     # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
+            if HG is not None:
+                U = U + HG                                     # u ← (I - η_t H_t) u
     return scores
+
+
+def _reverse_update(objective: Objective, optimizer, theta, slots, x, y, lr: float, t: int,
+                    U: torch.Tensor, rest: tuple[torch.Tensor, ...]):
+    """The cotangents of θ[t], the slots and g_t, from U and ``rest`` (those of θ[t+1] and
+    the slots after step t), by the vjp of the update (elementwise, so cheap). Adam's update
+    is nonlinear in g_t, which is recomputed here; SGD's is linear, so any g will do."""
+    if optimizer.name == "sgd":
+        g = torch.zeros_like(theta)
+    else:
+        theta = theta.detach().requires_grad_()
+        w = torch.ones(len(x), dtype=theta.dtype, device=theta.device)
+        (g,) = torch.autograd.grad(objective.batch(theta, w, x, y), theta)
+        theta = theta.detach()
+    pullback = vjp(lambda th, s, gr: optimizer.step(th, s, gr, lr, t), theta, slots, g)[1]
+    if len(U) == 1:
+        Lt, Ls, Lg = pullback((U[0], tuple(r[0] for r in rest)))
+        return Lt[None], tuple(r[None] for r in Ls), Lg[None]
+    return vmap(pullback)((U, rest))
+
+
+class StepAdjoint:
+    """The adjoint of one SGD step: at θ (P,) on a batch (x, y) of size B, for the rows u of
+    U (M, P), returns ``H U`` (M, P) (None if not ``hessian``) and ``⟨u, ∇ℓ_i(θ)⟩ / B`` (M, B).
+
+    Plain autograd, apart from one forward-mode product: on small models the per-call
+    overhead of torch.func transforms was most of the sweep. Two exact ways, chosen by model:
+    reverse-over-reverse by default; reverse-over-forward for one query on a convolutional
+    network without batch norm, where it was ~20% faster (PyTorch's double backward of a
+    convolution always computes its input's gradient, even the data's); but PyTorch
+    differentiates batch norm's forward-mode rule wrongly in reverse (the batch statistics
+    are treated as constants), and many queries share one forward in reverse-over-reverse.
+    """
+
+    def __init__(self, objective: Objective, hessian: bool = True):
+        self.objective, self.hessian = objective, hessian
+        kinds = tuple(type(m) for m in objective.model.modules())
+        self.forward_mode = (any(issubclass(k, nn.modules.conv._ConvNd) for k in kinds) and
+                             not any(issubclass(k, nn.modules.batchnorm._BatchNorm)
+                                     for k in kinds))
+        self.batched = True  # until a backward formula turns out not to support vmap
+
+    def __call__(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                 U: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        if len(U) == 1 and self.forward_mode:
+            return self.reverse_over_forward(theta, x, y, U[0])
+        return self.reverse_over_reverse(theta, x, y, U)
+
+    def reverse_over_reverse(self, theta, x, y, U):
+        """The oracle's derivative (docs/design.md): with instance weights w (B,) = 1 and
+        g(θ, w) = ∇_θ (1/B) Σ_i w_i ℓ_i(θ), ⟨u, g⟩ has gradient H u in θ and ⟨u, ∇ℓ_i⟩/B in
+        w_i. One forward and one reverse pass that keeps its graph, shared by all rows; then
+        one reverse pass through that graph per row, vmapped over as many rows as fit
+        ``ROW_BUDGET`` (one at a time on a model the size of the MNIST CNN, where batching
+        them only cost memory), or row by row if a backward formula refuses vmap."""
+        theta = theta.detach().requires_grad_()
+        w = torch.ones(len(x), dtype=theta.dtype, device=theta.device, requires_grad=True)
+        (g,) = torch.autograd.grad(self.objective.batch(theta, w, x, y), theta,
+                                   create_graph=True)
+        wrt = (theta, w) if self.hessian else (w,)
+
+        def pullback(u, retain=True):  # the gradients of ⟨u, g⟩ in wrt
+            # (allow_unused: with a loss linear in θ, H = 0 and g has no path back to θ)
+            return torch.autograd.grad(g, wrt, u, retain_graph=retain, allow_unused=True,
+                                       materialize_grads=True)
+
+        if len(U) == 1:
+            return self._split([o[None] for o in pullback(U[0], retain=False)])
+        rows = min(len(U), ROW_BUDGET // (len(x) * len(theta)))
+        if rows > 1 and self.batched:
+            try:
+                parts = [vmap(pullback)(block) for block in U.split(rows)]
+                return self._split([torch.cat(o) for o in zip(*parts, strict=True)])
+            except RuntimeError as e:  # e.g. convolutions of channels-last (cropped) images
+                if "vmap" not in str(e):
+                    raise
+                self.batched = False  # and go on with the same graph, row by row
+        parts = [pullback(u) for u in U]
+        return self._split([torch.stack(o) for o in zip(*parts, strict=True)])
+
+    def reverse_over_forward(self, theta, x, y, u):
+        """For one row u: a forward-mode product along u gives every d_i = ⟨u, ∇ℓ_i⟩/B, and
+        one reverse pass through it H u = ∇_θ Σ_i d_i."""
+        theta = theta.detach().requires_grad_(self.hessian)
+        d = jvp(lambda th: self.objective.terms(th, x, y), (theta,), (u,))[1] / len(x)
+        if not self.hessian:
+            return None, d[None]
+        Hu = (torch.autograd.grad(d.sum(), theta)[0] if d.requires_grad  # else ℓ is linear
+              else torch.zeros_like(theta))
+        return Hu[None], d[None].detach()
+
+    def _split(self, outs: list[torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
+        return (outs[0], outs[1]) if self.hessian else (None, outs[0])
