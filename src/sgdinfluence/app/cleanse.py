@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..core.augment import RandomCrop
 from ..core.objective import mode
+from ..core.optimizers import Optimizer
 from ..core.train import Run, fit
 from ..errors import ConfigError, DataError
 from . import methods
@@ -47,6 +48,9 @@ class CleanseConfig:
     methods: tuple[str, ...] = ("sgd", "sgd-last", "random")
     retrain: str = "last"  # "last": retrain the last epoch only; "all": from the start
     augment: str = "auto"  # auto: random crops (and flips for colour) when training a CNN
+    optimizer: str = "sgd"  # or "adam", "adamw": torch.optim's update rules
+    momentum: float = 0.0
+    nesterov: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", tuple(self.methods))
@@ -55,6 +59,7 @@ class CleanseConfig:
         if self.model != "auto" and self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; use auto or one of {list(MODELS)}")
         methods.check(self.methods)
+        Optimizer(self.optimizer, momentum=self.momentum, nesterov=self.nesterov)  # checks them
         if self.retrain not in ("last", "all"):
             raise ConfigError(f"retrain must be 'last' or 'all', got {self.retrain!r}")
         if self.augment not in AUGMENTS:
@@ -221,6 +226,7 @@ def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool
     start = time.perf_counter()
     run = fit(model, (train.X, train.y), epochs=cfg.epochs, batch_size=min(cfg.batch_size, n),
               lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed, augment=crop,
+              optimizer=cfg.optimizer, momentum=cfg.momentum, nesterov=cfg.nesterov,
               progress=progress)
     seconds["training"] = time.perf_counter() - start
     scores = {}

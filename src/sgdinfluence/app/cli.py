@@ -33,7 +33,7 @@ def cleanse_command(args: argparse.Namespace) -> None:
     cfg = CleanseConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                         lr=args.lr, weight_decay=args.weight_decay, seed=args.seed, val=args.val,
                         test=args.test, subset=args.subset, ks=args.k, methods=args.methods,
-                        retrain=args.retrain, augment=args.augment)
+                        retrain=args.retrain, augment=args.augment, **optimizer_options(args))
     start = time.perf_counter()
     splits = split(load_data(args.data, args.label_column, args.data_dir), cfg)
     result = cleanse(splits, cfg, progress=not args.quiet)
@@ -71,7 +71,8 @@ def demo_config(args):
 def estimation_config(args):
     from .experiments.estimation import EstimationConfig
 
-    return EstimationConfig(dataset=args.dataset, model=args.model, seeds=args.seeds)
+    return EstimationConfig(dataset=args.dataset, model=args.model, seeds=args.seeds,
+                            lr=args.lr, **optimizer_options(args))
 
 
 def cleansing_config(args):
@@ -79,7 +80,7 @@ def cleansing_config(args):
 
     return CleansingConfig(dataset=args.dataset, seeds=args.seeds, subset=args.subset,
                            retrain=args.retrain, methods=args.methods, ks=args.k, lr=args.lr,
-                           epochs=args.epochs)
+                           epochs=args.epochs, **optimizer_options(args))
 
 
 def noisy_labels_config(args):
@@ -90,9 +91,21 @@ def noisy_labels_config(args):
 
     given = {"datasets": args.datasets, "noise_rates": args.noise_rates, "models": args.models,
              "methods": args.methods, "n_train": args.n_train, "epochs": args.epochs,
-             "lr": args.lr, "folds": args.folds, "seed": args.seed, "threads": args.threads}
+             "lr": args.lr, "folds": args.folds, "seed": args.seed, "threads": args.threads,
+             **optimizer_options(args)}
     return replace(QUICK if args.quick else NoisyLabelsConfig(),
                    **{k: v for k, v in given.items() if v is not None})
+
+
+def optimizer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd",
+                   help="update rule, exactly as torch.optim's (default sgd, as in the paper)")
+    p.add_argument("--momentum", type=float, default=0.0, help="sgd's momentum (default 0)")
+    p.add_argument("--nesterov", action="store_true", help="sgd with Nesterov momentum")
+
+
+def optimizer_options(args: argparse.Namespace) -> dict:
+    return {"optimizer": args.optimizer, "momentum": args.momentum, "nesterov": args.nesterov}
 
 
 def _warn(warning: str | None) -> None:
@@ -228,6 +241,7 @@ def parser() -> Parser:
     p.add_argument("--retrain", choices=["last", "all"], default="last",
                    help="retrain the last epoch only (fast), or all epochs")
     p.add_argument("--augment", choices=AUGMENTS, default="auto")
+    optimizer_arguments(p)
 
     p = command(sub, "demo", experiment_command("demo", demo_config),
                 "Digits with 10% of the training labels flipped: does SGD-influence find them?",
@@ -244,6 +258,8 @@ def parser() -> Parser:
     p.add_argument("--dataset", choices=ESTIMATION_DATASETS, required=True)
     p.add_argument("--model", choices=["logreg", "mlp"], required=True)
     p.add_argument("--seeds", type=positive_int, default=30)
+    p.add_argument("--lr", type=positive_float, help="instead of the paper's rate")
+    optimizer_arguments(p)
 
     p = command(exps, "cleansing", experiment_command("cleansing", cleansing_config),
                 "The paper's Sec 7.2: test error after removing the k most harmful, MNIST / "
@@ -257,6 +273,7 @@ def parser() -> Parser:
     p.add_argument("--k", type=int_list, help="default: the paper's list")
     p.add_argument("--lr", type=positive_float, help="instead of the paper's 0.05")
     p.add_argument("--epochs", type=positive_int, help="instead of the paper's 20")
+    optimizer_arguments(p)
 
     p = command(exps, "noisy-labels", experiment_command("noisy_labels", noisy_labels_config),
                 "Mislabeled-example detection: SGD-influence vs cleanlab, TracIn, influence "
@@ -279,6 +296,7 @@ def parser() -> Parser:
                    help="default 20 for digits, 5 for mnist-cnn, 10 otherwise")
     p.add_argument("--lr", type=float, default=None, help="default 0.2 for digits, 0.05 otherwise")
     p.add_argument("--folds", type=int, default=None, help="cleanlab's k (default 5)")
+    optimizer_arguments(p)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a shared machine more threads spin "

@@ -42,6 +42,9 @@ class CleansingConfig:
     ks: tuple[int, ...] | None = None  # None: the paper's k up to a fifth of the training set
     lr: float | None = None
     epochs: int | None = None
+    optimizer: str = "sgd"
+    momentum: float = 0.0
+    nesterov: bool = False
 
     def __post_init__(self) -> None:
         if self.dataset not in SETTINGS:
@@ -50,8 +53,15 @@ class CleansingConfig:
             raise ConfigError(f"seeds must be >= 1, got {self.seeds}")
         object.__setattr__(self, "methods", tuple(self.methods))
         # the rest is checked as the cleanse command checks its own options
-        replace(SETTINGS[self.dataset], subset=self.subset, retrain=self.retrain,
-                methods=self.methods, ks=self.ks, lr=self.lr or 0.05, epochs=self.epochs or 20)
+        self.cleanse_config(seed=0)
+
+    def cleanse_config(self, seed: int) -> CleanseConfig:
+        """The cleanse command's configuration for one seed: the paper's, with these options."""
+        paper = SETTINGS[self.dataset]
+        return replace(paper, seed=seed, subset=self.subset, retrain=self.retrain,
+                       methods=self.methods, ks=self.ks, lr=self.lr or paper.lr,
+                       epochs=self.epochs or paper.epochs, optimizer=self.optimizer,
+                       momentum=self.momentum, nesterov=self.nesterov)
 
 
 def default_out(cfg: CleansingConfig) -> str:
@@ -67,10 +77,7 @@ def run(cfg: CleansingConfig, out: str | Path, *, data_dir=None, overwrite: bool
     runs = []
     with output_dir(out, overwrite) as tmp:
         for seed in range(cfg.seeds):
-            paper = SETTINGS[cfg.dataset]
-            seed_cfg = replace(paper, seed=seed, subset=cfg.subset, retrain=cfg.retrain,
-                               methods=cfg.methods, ks=cfg.ks, lr=cfg.lr or paper.lr,
-                               epochs=cfg.epochs or paper.epochs)
+            seed_cfg = cfg.cleanse_config(seed)
             if seed_cfg.ks is None:
                 n = cfg.subset or len(tables["train"].y) - seed_cfg.val
                 seed_cfg = replace(seed_cfg, ks=tuple(k for k in PAPER_KS if k <= n // 5))

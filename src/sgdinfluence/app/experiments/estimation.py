@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from ...core import metrics
 from ...core.estimators import influence
+from ...core.optimizers import Optimizer
 from ...core.train import fit
 from ...errors import ConfigError
 from ..data import load
@@ -50,8 +51,12 @@ class EstimationConfig:
     decay: bool | None = None  # η_t = η_0 / sqrt(t + 1)
     weight_decay: float | None = None  # None for logreg: 5-fold cross-validation per seed
     damping: float | None = None
+    optimizer: str = "sgd"  # torch.optim's update rules; the paper trains by plain SGD
+    momentum: float = 0.0
+    nesterov: bool = False
 
     def __post_init__(self) -> None:
+        Optimizer(self.optimizer, momentum=self.momentum, nesterov=self.nesterov)  # checks
         if self.dataset not in DATASETS:
             raise ConfigError(f"unknown dataset {self.dataset!r}; use one of "
                               f"{', '.join(DATASETS)}")
@@ -94,7 +99,8 @@ def one_seed(cfg: EstimationConfig, data, seed: int) -> dict:
     model = (torch.nn.Linear(d, 1) if cfg.model == "logreg" else mlp(d, 1, hidden=(8, 8)))
     lr = (lambda t: cfg.lr / np.sqrt(t + 1)) if cfg.decay else cfg.lr
     run = fit(model.double(), train, loss="bce", epochs=cfg.epochs, batch_size=cfg.batch_size,
-              lr=lr, weight_decay=alpha, seed=seed)
+              lr=lr, weight_decay=alpha, seed=seed, optimizer=cfg.optimizer,
+              momentum=cfg.momentum, nesterov=cfg.nesterov)
     n_params = sum(p.numel() for p in model.parameters())
     out = {"seed": seed, "weight_decay": alpha, "true": influence(run, val, method="loo")}
     for name in METHODS:

@@ -85,6 +85,9 @@ class NoisyLabelsConfig:
     folds: int = 5  # cleanlab's cross-validation
     influence_function_models: tuple[str, ...] = ("logreg", "mlp")  # LiSSA too slow for the CNN
     seed: int = 0
+    optimizer: str = "sgd"  # torch.optim's update rules, for every method's training
+    momentum: float = 0.0
+    nesterov: bool = False
     threads: int | None = None  # torch threads while running (None: leave torch's setting)
 
     def __post_init__(self) -> None:
@@ -128,7 +131,9 @@ class NoisyLabelsConfig:
         epochs = self.epochs or (20 if dataset == "digits" else 5 if model == "mnist-cnn" else 10)
         lr = self.lr or (0.2 if dataset == "digits" else 0.05)
         return {"epochs": epochs, "batch_size": self.batch_size, "lr": lr,
-                "weight_decay": self.weight_decay, "seed": self.seed}
+                "weight_decay": self.weight_decay, "seed": self.seed,
+                "optimizer": self.optimizer, "momentum": self.momentum,
+                "nesterov": self.nesterov}
 
 
 QUICK = NoisyLabelsConfig(datasets=("digits",), noise_rates=(0.2,), models=("logreg", "mlp"),
