@@ -50,8 +50,9 @@ def test_dtype_and_dataset_input(data):
     model = logistic_regression(4).double()
     a = sgi.fit(model, (X.numpy(), y.numpy()), epochs=2, batch_size=5, lr=0.1)
     b = sgi.fit(model, TensorDataset(X, y), epochs=2, batch_size=5, lr=0.1)
-    assert a.store[0].dtype == torch.float64 and a.train[0].dtype == torch.float64
-    assert same_state(a.model, b.model)
+    assert a.store[0].dtype == torch.float64 and a.train.X.dtype == torch.float64
+    assert same_state(a.model, b.model)  # the Dataset streamed batch by batch, the same run
+    assert b.train.dataset.tensors[0] is X  # never copied whole
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.5])

@@ -19,7 +19,6 @@ import torch
 
 from ..core.estimators import influence
 from ..core.objective import mode
-from ..core.tensors import chunks
 from ..core.train import Run
 from ..errors import ConfigError
 from .models import features
@@ -52,14 +51,14 @@ def _training_loss(run: Run, val, *, seed: int, progress: bool) -> np.ndarray:
     objective = run.objective()
     with torch.no_grad(), mode(objective.model, train=False):
         theta = objective.flatten()
-        loss = torch.cat([objective.per_instance(theta, xc, yc) for xc, yc in chunks(*run.train)])
+        loss = torch.cat([objective.per_instance(theta, x, y) for x, y in run.train.chunks()])
     return -loss.double().cpu().numpy()
 
 
 def _isolation_forest(run: Run, val, *, seed: int, progress: bool) -> np.ndarray:
     from sklearn.ensemble import IsolationForest
 
-    F = features(run.model, run.train[0]).double().cpu().numpy()
+    F = torch.cat([features(run.model, x) for x, _ in run.train.chunks()]).double().cpu().numpy()
     return IsolationForest(random_state=seed).fit(F).score_samples(F)
 
 
@@ -69,7 +68,8 @@ def _autoencoder(run: Run, val, *, seed: int, progress: bool, hidden: int = 32) 
     from sklearn.neural_network import MLPRegressor
     from sklearn.preprocessing import StandardScaler
 
-    Z = StandardScaler().fit_transform(run.train[0].flatten(1).double().cpu().numpy())
+    X = torch.cat([x.flatten(1) for x, _ in run.train.chunks()])  # read whole: sklearn's model
+    Z = StandardScaler().fit_transform(X.double().cpu().numpy())
     ae = MLPRegressor(hidden_layer_sizes=(min(hidden, Z.shape[1]),), max_iter=50,
                       early_stopping=False, random_state=seed)
     with warnings.catch_warnings():

@@ -129,16 +129,16 @@ def query_matrix(run: Run, query) -> tuple[torch.Tensor, bool]:
 
 def _validation(run: Run, data, objective) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = as_tensors(data, "query")
-    X_train, y_train = run.train
-    if x.shape[1:] != X_train.shape[1:]:
+    train = run.train
+    if tuple(x.shape[1:]) != train.x_shape:
         raise DataError(f"query X has instances of shape {tuple(x.shape[1:])}, but the model was "
-                        f"trained on instances of shape {tuple(X_train.shape[1:])}")
-    x = x.to(X_train.device, X_train.dtype)
-    y = losses.prepare_targets(run.loss_fn, y, X_train.dtype if X_train.is_floating_point()
-                               else torch.get_default_dtype(), "query").to(y_train.device)
-    if y.shape[1:] != y_train.shape[1:]:
+                        f"trained on instances of shape {train.x_shape}")
+    x = x.to(train.device, train.dtype if x.is_floating_point() else x.dtype)
+    y = losses.prepare_targets(run.loss_fn, y, train.dtype if train.dtype.is_floating_point
+                               else torch.get_default_dtype(), "query").to(train.device)
+    if tuple(y.shape[1:]) != train.y_shape:
         raise DataError(f"query y has targets of shape {tuple(y.shape[1:])}, but the model was "
-                        f"trained on targets of shape {tuple(y_train.shape[1:])}")
+                        f"trained on targets of shape {train.y_shape}")
     with torch.no_grad(), mode(objective.model, train=False):  # the model's output width
         out = objective.outputs(objective.flatten(), x[:1])
     losses.check_targets(run.loss_fn, y, out, "query")

@@ -18,10 +18,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import DataError, Error, RunFileError, TrainingDiverged
 from . import losses
+from .data import Streamed, Tensors, TrainData
 from .losses import LossFn
 from .objective import Objective, mode, replay_rng
 from .optimizers import LRSchedule, Optimizer
@@ -72,7 +74,7 @@ class Run:
     losses: np.ndarray
     config: FitConfig
     store: Store
-    train: tuple[torch.Tensor, torch.Tensor]
+    train: TrainData
     loss_fn: LossFn = field(repr=False)
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     optimizer: Optimizer = field(default_factory=Optimizer)
@@ -87,7 +89,7 @@ class Run:
 
     @property
     def num_train(self) -> int:
-        return len(self.train[0])
+        return len(self.train)
 
     def objective(self, model: nn.Module | None = None, functional: bool = False) -> Objective:
         """The step objective on ``model`` (default: a private copy of ``self.model``);
@@ -192,18 +194,18 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
     the optimizer. Records each step's state before the step in ``record``. Returns the state
     at the end and the step losses.
     """
-    X, Y = run.train
     optimizer = run.optimizer
     step_losses = torch.empty(len(steps), dtype=torch.float64)
+    data = run.train.batches([run.batches[t] for t in steps])
     with mode(objective.model, train=True):
-        for k, t in enumerate(steps):
+        for k, (t, (x, y)) in enumerate(zip(steps, data, strict=True)):
             idx = run.batches[t]
             if record is not None:
                 record.append(state)
             theta, slots = run.unpack(state.detach())
             theta.requires_grad_()
             with replay_rng(run.seeds[t], theta.device):
-                loss = objective.batch(theta, weights[idx], X[idx], Y[idx])
+                loss = objective.batch(theta, weights[idx], x, y)
             (g,) = torch.autograd.grad(loss, theta)
             value = loss.item()
             if not math.isfinite(value):
@@ -256,11 +258,14 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         optimizer: str = "sgd", momentum: float = 0.0, dampening: float = 0.0,
         nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-        progress: bool = False) -> Run:
+        workers: int = 0, progress: bool = False) -> Run:
     """Algorithm 1: train a copy of ``model`` by mini-batch SGD (or momentum SGD, Adam, AdamW)
     and record the trajectory.
 
-    ``train`` is ``(X, y)`` (tensors or arrays, X (N, ...), y (N,)) or a Dataset of (x, y).
+    ``train`` is ``(X, y)`` (tensors or arrays, X (N, ...), y (N,)), or a map-style Dataset
+    of (x, y), which is read batch by batch by index and never materialised (``workers``:
+    DataLoader worker processes reading ahead; the Dataset must give the same item for an
+    index every time).
     ``lr`` is a float, a callable ``step -> float`` or an :class:`LRSchedule` (a torch
     scheduler's rates). ``optimizer`` is ``"sgd"`` (with ``momentum``, ``dampening``,
     ``nesterov``), ``"adam"`` or ``"adamw"`` (with ``betas``, ``eps``), updating exactly as
@@ -297,14 +302,12 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     objective = Objective(model, loss_fn, 0.0 if opt.name == "adamw" else float(weight_decay),
                           augment)
     theta0 = objective.flatten()
-    X, y = as_tensors(train, "train")
-    if not 1 <= batch_size <= len(X):
-        raise Error(f"batch_size must be in [1, {len(X)}] (the training set size), "
+    data = training_data(train, loss_fn, theta0, workers)
+    if not 1 <= batch_size <= len(data):
+        raise Error(f"batch_size must be in [1, {len(data)}] (the training set size), "
                     f"got {batch_size}")
-    X = X.to(theta0.device, theta0.dtype if X.is_floating_point() else X.dtype)
-    y = losses.prepare_targets(loss_fn, y, theta0.dtype, "train").to(theta0.device)
 
-    batches, lrs, seeds, epoch_starts = schedule(len(X), epochs, batch_size, lr, seed)
+    batches, lrs, seeds, epoch_starts = schedule(len(data), epochs, batch_size, lr, seed)
     config = FitConfig(loss=loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
                        epochs=int(epochs), batch_size=int(batch_size),
                        lr=float(lr) if isinstance(lr, numbers.Real) else repr(lr),
@@ -313,12 +316,12 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
                        optimizer=asdict(opt))
     run = Run(model=model, initial_state=copy.deepcopy(model.state_dict()), batches=batches,
               lrs=lrs, seeds=seeds, epoch_starts=epoch_starts, epoch_buffers=[],
-              losses=np.empty(0), config=config, store=store, train=(X, y),
+              losses=np.empty(0), config=config, store=store, train=data,
               loss_fn=loss_fn, augment=augment, optimizer=opt)
-    _check_forward(objective, theta0, X, y)
+    _check_forward(objective, theta0, data)
     state = torch.cat([theta0] + [torch.zeros_like(theta0)] * opt.slots)
     run.store.begin(run, state)
-    weights = torch.ones(len(X), dtype=theta0.dtype, device=theta0.device)
+    weights = torch.ones(len(data), dtype=theta0.dtype, device=theta0.device)
     step_losses = []
     bar = tqdm(total=len(batches), desc="training", disable=not progress, leave=False)
     for e in range(epochs):  # epoch by epoch, to snapshot buffers where retraining can start
@@ -335,20 +338,36 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     return run
 
 
-def _check_forward(objective: Objective, theta, X, y) -> None:
+def training_data(train, loss_fn: LossFn, theta0: torch.Tensor, workers: int = 0
+                  ) -> TrainData:
+    """``train`` as the run reads it: a pair (X, y) as tensors in the model's dtype and on
+    its device; a map-style Dataset streamed batch by batch (``workers``: DataLoader
+    processes), never read whole."""
+    if isinstance(train, Dataset):
+        return Streamed(train, loss_fn, theta0.dtype, theta0.device, workers)
+    X, y = as_tensors(train, "train")
+    X = X.to(theta0.device, theta0.dtype if X.is_floating_point() else X.dtype)
+    return Tensors(X, losses.prepare_targets(loss_fn, y, theta0.dtype, "train").to(theta0.device))
+
+
+def _check_forward(objective: Objective, theta, data: TrainData) -> None:
     """Fail early, and readably, when the data does not fit the model or the loss: one
-    forward pass on 2 instances gives the output width against which all labels are checked."""
-    x, y2 = X[:2], y[:2]
+    forward pass on 2 instances gives the output width against which the labels are checked
+    (all at once in memory; batch by batch as a streamed dataset is read)."""
+    x, y2 = data.batch(torch.arange(min(2, len(data))))
     try:
         with torch.no_grad(), mode(objective.model, train=False):
             out = objective.outputs(theta, x)
-            losses.check_targets(objective.loss_fn, y, out, "train")
+            if isinstance(data, Tensors):
+                losses.check_targets(objective.loss_fn, data.y, out, "train")
+            elif isinstance(data, Streamed):  # then each batch, as it is read
+                data.outputs = out[:1].detach()
             per = objective.loss_fn(out, y2)
     except Error:
         raise
     except (RuntimeError, ValueError, IndexError, TypeError) as e:
         raise DataError(f"the model and loss cannot process the training data (x of shape "
-                        f"{tuple(x.shape[1:])} per instance, y of shape {tuple(y.shape[1:])}): "
+                        f"{data.x_shape} per instance, y of shape {data.y_shape}): "
                         f"{e}") from e
     if per.shape != (len(x),):
         raise Error(f"the loss must return one value per instance, shape ({len(x)},); "

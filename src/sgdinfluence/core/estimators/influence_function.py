@@ -16,7 +16,6 @@ from torch.func import grad, hessian, jvp, vjp, vmap
 
 from ...errors import ConfigError
 from ..objective import Objective, mode
-from ..tensors import chunks
 from ..train import Run
 
 SOLVERS = ("exact", "cg", "lissa")
@@ -51,17 +50,17 @@ def _mean_objective(objective: Objective, n: int):
 
 def _hessian(objective: Objective, theta, train) -> torch.Tensor:
     """The explicit (P, P) Hessian of F, summed over chunks of the training data."""
-    F = _mean_objective(objective, len(train[0]))
-    return sum(hessian(F)(theta, x, y) for x, y in chunks(*train))
+    F = _mean_objective(objective, len(train))
+    return sum(hessian(F)(theta, x, y) for x, y in train.chunks())
 
 
 def _hvp(objective: Objective, theta, train, damping: float):
     """v -> (H + λI) v by reverse-over-reverse products, over chunks of the training data."""
-    g = grad(_mean_objective(objective, len(train[0])))
+    g = grad(_mean_objective(objective, len(train)))
 
     def hvp(v: torch.Tensor) -> torch.Tensor:
         total = damping * v
-        for x, y in chunks(*train):
+        for x, y in train.chunks():
             pullback = vjp(lambda th, x=x, y=y: g(th, x, y), theta)[1]
             total = total + pullback(v)[0]
         return total
@@ -104,5 +103,5 @@ def _directional(objective: Objective, theta, train, S: torch.Tensor) -> torch.T
     """⟨s, ∇ℓ_j(θ)⟩ (M, N) for every row s of S and training instance j."""
     def along(s):
         return torch.cat([jvp(lambda th, x=x, y=y: objective.terms(th, x, y), (theta,), (s,))[1]
-                          for x, y in chunks(*train)])
+                          for x, y in train.chunks()])
     return vmap(along)(S)

@@ -23,7 +23,6 @@ def leave_one_out(run: Run, query: Query, indices: torch.Tensor, chunk: int | No
     ``chunk`` defaults to about 2M stacked parameters (all 200 runs of a logistic regression).
     """
     objective = run.objective(functional=True)
-    X, Y = run.train
     state0 = run.store[0]
     base = query.values(objective.flatten())
     step_grad = vmap(grad(objective.batch), in_dims=(0, 0, None, None), randomness="same")
@@ -38,10 +37,11 @@ def leave_one_out(run: Run, query: Query, indices: torch.Tensor, chunk: int | No
         Theta, *rest = state0.expand(len(J), -1).clone().chunk(1 + run.optimizer.slots, dim=1)
         slots = tuple(rest)
         with mode(objective.model, train=True):
-            for t in range(run.num_steps):
+            data = run.train.batches(run.batches)
+            for t, (x, y) in enumerate(data):
                 idx = run.batches[t]
                 with replay_rng(run.seeds[t], state0.device):
-                    G = step_grad(Theta, W[:, idx], X[idx], Y[idx])
+                    G = step_grad(Theta, W[:, idx], x, y)
                 Theta, slots = run.optimizer.step(Theta, slots, G, run.lrs[t], t)
         values = _values(query, Theta)
         out.append((values - base).T)

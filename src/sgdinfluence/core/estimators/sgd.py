@@ -26,14 +26,15 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
     gradient g_t, whose products with the batch are the same as in the paper's step.
     """
     adjoint = StepAdjoint(run.objective(functional=True), hessian)
-    X, Y = run.train
     optimizer = run.optimizer
     start = 0 if epochs is None else run.epoch_starts[run.epochs - epochs]
+    steps = range(run.num_steps - 1, start - 1, -1)              # t = T-1, ..., start
+    data = run.train.batches([run.batches[t] for t in steps])
     scores = torch.zeros(len(U), run.num_train, dtype=U.dtype, device=U.device)
     rest = tuple(torch.zeros_like(U) for _ in range(optimizer.slots))  # 0 after the last step
     with mode(adjoint.objective.model, train=True):
-        for t in tqdm(range(run.num_steps - 1, start - 1, -1), desc="influence sweep",
-                      disable=not progress, leave=False):      # t = T-1, ..., start
+        for t, (x, y) in tqdm(zip(steps, data, strict=True), total=len(steps),
+                              desc="influence sweep", disable=not progress, leave=False):
             idx, lr = run.batches[t], run.lrs[t]
             theta, slots = run.unpack(run.store[t])
             if not slots:                                      # θ[t+1] = θ[t] - η_t g_t:
@@ -41,9 +42,9 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
             else:                                              # (θ, slots) = step(θ, slots, g_t)
                 with replay_rng(run.seeds[t], U.device):
                     U, rest, G = _reverse_update(adjoint.objective, optimizer, theta, slots,
-                                                 X[idx], Y[idx], lr, t, U, rest)
+                                                 x, y, lr, t, U, rest)
             with replay_rng(run.seeds[t], U.device):           # the same dropout and crops
-                HG, dW = adjoint(theta, X[idx], Y[idx], G)     # H_t G, ⟨G, ∇ℓ_j⟩/|S_t|
+                HG, dW = adjoint(theta, x, y, G)               # H_t G, ⟨G, ∇ℓ_j⟩/|S_t|
             scores.index_add_(1, idx, -dW)                     # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
             if HG is not None:
                 U = U + HG                                     # u ← (I - η_t H_t) u
