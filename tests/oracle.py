@@ -9,6 +9,8 @@ written out as torch.optim's single-tensor (foreach=False) implementation comput
 the oracle's training is torch's training and the graph carries the optimizer's state.
 """
 
+import numbers
+
 import torch
 from torch.func import functional_call
 
@@ -36,12 +38,25 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
     Step t trains on the mini-batch ``batches[t]`` (indices into X, y) at rate ``lrs[t]``
     with g_t = ∇_θ L_t(θ, w),
 
-        L_t(θ, w) = (1/|S_t|) Σ_{i∈S_t} w_i [ℓ_i(θ) + c (α/2)‖θ‖²],   α = ``weight_decay``,
+        L_t(θ, w) = (1/|S_t|) Σ_{i∈S_t} w_i [ℓ_i(θ) + c Σ_p (α_p/2)‖θ_p‖²],
 
     with c = 1 for "sgd" and "adam" (coupled decay, each instance's share of an L2 term: with
     all w = 1 it is torch's ``weight_decay=α`` for SGD and Adam) and c = 0 for "adamw" (the
-    decay θ ← θ(1 − η_t α) is applied to the parameters before the Adam step and does not
-    depend on w). The updates, with k = t + 1 counted from the first step of training:
+    decay θ_p ← θ_p(1 − η_{t,p} α_p) is applied to the parameters before the Adam step and
+    does not depend on w).
+
+    Parameter groups: p runs over the parameter tensors θ_p of ``model.parameters()``, in that
+    order. ``weight_decay`` is one number α for all of them (α_p = α), or a sequence with one
+    α_p per tensor; ``lrs[t]`` likewise is one number η_t (η_{t,p} = η_t) or a sequence with
+    one η_{t,p} per tensor. A torch optimizer built from parameter groups, each with its own
+    ``lr`` and ``weight_decay``, and any scheduler that sets the groups' rates, is this with
+    η_{t,p} = the ``lr`` of θ_p's group in ``optimizer.param_groups`` when step t is taken,
+    and α_p = that group's ``weight_decay``. Every update below acts on each tensor on its own,
+    with that tensor's η_{t,p} for η_t and α_p for α. A single number (and a 0-d tensor) takes
+    exactly the arithmetic it took before sequences were allowed, bit for bit; a sequence of
+    equal values gives the same bits for ``lrs``, and the same values up to rounding for
+    ``weight_decay`` (whose L2 term is then summed per tensor). The updates, with k = t + 1
+    counted from the first step of training:
 
     - "sgd", ``momentum`` μ = 0: θ ← θ − η_t g (the same expression as ``unrolled``, bit for
       bit). μ ≠ 0: b = g at t = 0, else b = μ b + (1 − ``dampening``) g; d = g + μ b with
@@ -104,6 +119,7 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
         raise ValueError("momentum, dampening and nesterov are options of optimizer='sgd'")
     names = [n for n, _ in model.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    decay = _per_tensor(weight_decay, len(params), "weight_decay")
     coupled = optimizer != "adamw"
     if optimizer == "sgd":
         state = [None] * len(params)
@@ -117,20 +133,24 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
     model.train()
     try:
         for t, (idx, lr) in enumerate(zip(batches, lrs, strict=True)):
+            lr = _per_tensor(lr, len(params), f"lrs[{t}]")
             wt = w[idx] if t >= from_step else torch.ones(len(idx), dtype=w.dtype)
             if seeds is not None:
                 torch.manual_seed(int(seeds[t]))
             x = X[idx] if inputs is None else inputs(t, X[idx])
             per = loss(forward(x), y[idx])
-            if coupled:
+            if coupled and _is_number(weight_decay):  # the arithmetic from before groups
                 per = per + 0.5 * weight_decay * sum(p.square().sum() for p in params)
+            elif coupled:
+                per = per + 0.5 * sum(a * p.square().sum()
+                                      for a, p in zip(decay, params, strict=True) if a != 0)
             grads = torch.autograd.grad((wt * per).sum() / len(idx), params,
                                         create_graph=create_graph)
             if optimizer == "sgd":
                 params, state = _sgd(params, grads, state, lr, momentum, dampening, nesterov)
             else:
                 params, state = _adam(params, grads, state, lr, t + 1, betas, eps,
-                                      weight_decay if optimizer == "adamw" else 0.0)
+                                      decay if optimizer == "adamw" else [0.0] * len(params))
             if not create_graph:
                 params = [p.detach().requires_grad_() for p in params]
                 state = [_detach(s) for s in state]
@@ -141,18 +161,33 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
     return params, state, forward
 
 
+def _is_number(value):
+    return isinstance(value, numbers.Number) or getattr(value, "ndim", None) == 0
+
+
+def _per_tensor(value, n, name):
+    """One value per parameter tensor: a number (or 0-d tensor) n times, or a sequence of n."""
+    if _is_number(value):
+        return [value] * n
+    values = list(value)
+    if len(values) != n:
+        raise ValueError(f"{name} has {len(values)} values, the model {n} parameter tensors")
+    return values
+
+
 def _detach(s):
     if s is None:
         return None
     return s.detach() if isinstance(s, torch.Tensor) else tuple(a.detach() for a in s)
 
 
-def _sgd(params, grads, bufs, lr, momentum, dampening, nesterov):
-    """torch.optim.SGD's single-tensor step (coupled decay is already in the gradient)."""
+def _sgd(params, grads, bufs, lrs, momentum, dampening, nesterov):
+    """torch.optim.SGD's single-tensor step, rate ``lrs[p]`` for tensor p (coupled decay is
+    already in the gradient)."""
     if momentum == 0:
-        return [p - lr * g for p, g in zip(params, grads, strict=True)], bufs
+        return [p - lr * g for p, g, lr in zip(params, grads, lrs, strict=True)], bufs
     new_params, new_bufs = [], []
-    for p, g, buf in zip(params, grads, bufs, strict=True):
+    for p, g, buf, lr in zip(params, grads, bufs, lrs, strict=True):
         # torch: buf = grad.detach().clone() at the first step; here the graph is kept
         buf = g if buf is None else buf.mul(momentum).add(g, alpha=1 - dampening)
         d = g.add(buf, alpha=momentum) if nesterov else buf
@@ -161,20 +196,21 @@ def _sgd(params, grads, bufs, lr, momentum, dampening, nesterov):
     return new_params, new_bufs
 
 
-def _adam(params, grads, state, lr, step, betas, eps, decoupled):
-    """torch.optim.Adam's single-tensor step, non-capturable branch; ``decoupled`` is
-    AdamW's weight decay (Adam's coupled decay is already in the gradient)."""
+def _adam(params, grads, state, lrs, step, betas, eps, decoupled):
+    """torch.optim.Adam's single-tensor step, non-capturable branch, rate ``lrs[p]`` for
+    tensor p; ``decoupled[p]`` is AdamW's weight decay (Adam's coupled decay is already in
+    the gradient)."""
     beta1, beta2 = betas
-    lr = float(lr)
     step = float(step)  # torch: state "step" is a tensor, read with .item()
     bias_correction1 = 1 - beta1**step
     bias_correction2 = 1 - beta2**step
-    step_size = lr / bias_correction1
     bias_correction2_sqrt = bias_correction2**0.5
     new_params, new_state = [], []
-    for p, g, (m, v) in zip(params, grads, state, strict=True):
-        if decoupled != 0:
-            p = p.mul(1 - lr * decoupled)
+    for p, g, (m, v), lr, decay in zip(params, grads, state, lrs, decoupled, strict=True):
+        lr = float(lr)
+        step_size = lr / bias_correction1
+        if decay != 0:
+            p = p.mul(1 - lr * decay)
         m = torch.lerp(m, g, 1 - beta1)
         v = v.mul(beta2).addcmul(g, g, value=1 - beta2)
         denom = (sqrt0(v) / bias_correction2_sqrt).add(eps)

@@ -278,3 +278,122 @@ def test_refuses_what_torch_refuses_or_does_not_have(options):
     with pytest.raises(ValueError):
         unrolled_optimizer(model, *train, per_sample, batches, rates(LR0, len(batches)),
                            val_loss(val), **options)
+
+
+# Parameter groups: the first Linear layer, and the rest of the MLP, each with its own rate and
+# weight decay; StepLR halves every group's rate every 5 steps.
+# name: (oracle options, torch optimizer, its options, (lr, weight decay) of the two groups)
+GROUPED = {
+    "momentum": (dict(optimizer="sgd", momentum=0.9), torch.optim.SGD, dict(momentum=0.9),
+                 ((0.1, 0.01), (0.05, 0.0))),
+    "adam": (dict(optimizer="adam"), torch.optim.Adam, {}, ((0.02, 0.01), (0.01, 0.001))),
+    "adamw": (dict(optimizer="adamw"), torch.optim.AdamW, {}, ((0.02, 0.05), (0.01, 0.0))),
+}
+
+
+def grouped_loop(model, train, batches, make, options, groups, foreach=False):
+    """Plain PyTorch training with two parameter groups and ``StepLR(step_size=5, gamma=0.5)``
+    stepped after every step. Returns the model, the optimizer, the rates per step and
+    parameter tensor (in ``model.parameters()`` order, read from ``opt.param_groups`` before
+    each ``opt.step()``) and the weight decay per parameter tensor."""
+    model = copy.deepcopy(model)
+    (lr_first, wd_first), (lr_rest, wd_rest) = groups
+    first = list(model[0].parameters())
+    rest = [p for layer in list(model)[1:] for p in layer.parameters()]
+    opt = make([{"params": first, "lr": lr_first, "weight_decay": wd_first},
+                {"params": rest, "weight_decay": wd_rest}],
+               lr=lr_rest, foreach=foreach, **options)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5)
+    position = {id(p): i for i, p in enumerate(model.parameters())}
+
+    def per_tensor(key):
+        values = [None] * len(position)
+        for group in opt.param_groups:
+            for p in group["params"]:
+                values[position[id(p)]] = group[key]
+        return values
+
+    lrs = []
+    model.train()
+    for idx in batches:
+        opt.zero_grad()
+        per_sample(model(train[0][idx]), train[1][idx]).mean().backward()
+        lrs.append(per_tensor("lr"))
+        opt.step()
+        scheduler.step()
+    return model, opt, lrs, per_tensor("weight_decay")
+
+
+@pytest.mark.parametrize("config", GROUPED)
+def test_parameter_groups_and_scheduler_are_torch_optim(config):
+    """Per-tensor rates and weight decay: the oracle's training is torch.optim's with two
+    parameter groups and a StepLR schedule, single-tensor and multi-tensor alike."""
+    options, make, torch_options, groups = GROUPED[config]
+    model, train, val, batches, _ = problem("mlp", seed=7)
+    trained, opt, lrs, decay = grouped_loop(model, train, batches, make, torch_options, groups)
+    (lr_first, wd_first), (lr_rest, wd_rest) = groups
+    assert lrs[0] == [lr_first] * 2 + [lr_rest] * 4 and decay == [wd_first] * 2 + [wd_rest] * 4
+    assert lrs[-1] == [lr_first / 8] * 2 + [lr_rest / 8] * 4  # 18 steps: halved 3 times
+    scores, final = unrolled_optimizer(model, *train, per_sample, batches, lrs, val_loss(val),
+                                       weight_decay=decay, **options)
+    assert torch.isfinite(scores).all() and scores.abs().max() > 1e-4
+    _, state, _ = unroll(model, *train, per_sample, batches, lrs,
+                         torch.ones(N, dtype=torch.float64), create_graph=False,
+                         weight_decay=decay, **options)
+    assert_same_training(trained, opt, final, state)
+    trained, opt, _, _ = grouped_loop(model, train, batches, make, torch_options, groups,
+                                      foreach=True)
+    assert_same_training(trained, opt, final, state)
+    # the groups matter: one rate and decay for all tensors trains elsewhere
+    _, single = unrolled_optimizer(model, *train, per_sample, batches,
+                                   [lr[-1] for lr in lrs], val_loss(val),
+                                   weight_decay=wd_rest, **options)
+    assert max((p - q).abs().max() for p, q in zip(final, single, strict=True)) > 1e-3
+
+
+@pytest.mark.parametrize("config", GROUPED)
+def test_scores_with_parameter_groups_are_the_derivative(config):
+    options, make, torch_options, groups = GROUPED[config]
+    model, train, val, batches, _ = problem("mlp", seed=8)
+    _, _, lrs, decay = grouped_loop(model, train, batches, make, torch_options, groups)
+    options = dict(options, weight_decay=decay)
+    scores, _ = unrolled_optimizer(model, *train, per_sample, batches, lrs, val_loss(val),
+                                   **options)
+    for j in (0, 17, 33):
+        fd = finite_difference(model, train, val, batches, lrs, j, 1e-5, options)
+        assert_derivative(fd, scores, j)
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_equal_values_per_tensor_are_one_number(config):
+    """One rate per tensor, all equal, is the single rate bit for bit; one weight decay per
+    tensor, all equal, is the single decay up to rounding (its L2 term is summed per tensor)."""
+    options, _ = CONFIGS[config]
+    model, train, val, batches, _ = problem("mlp", seed=9)
+    lrs = rates(LR0, len(batches))
+    n = len(list(model.parameters()))
+    scores, final = unrolled_optimizer(model, *train, per_sample, batches, lrs, val_loss(val),
+                                       **options)
+    same, same_final = unrolled_optimizer(model, *train, per_sample, batches,
+                                          [[lr] * n for lr in lrs], val_loss(val), **options)
+    assert torch.equal(same, scores)
+    for p, q in zip(final, same_final, strict=True):
+        assert torch.equal(p, q)
+    options = dict(options, weight_decay=[options["weight_decay"]] * n)
+    close, close_final = unrolled_optimizer(model, *train, per_sample, batches, lrs,
+                                            val_loss(val), **options)
+    torch.testing.assert_close(close, scores, rtol=1e-10, atol=1e-14)
+    for p, q in zip(final, close_final, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("options", [dict(weight_decay=[0.01]),
+                                     dict(weight_decay=[0.01, 0.0, 0.0]),
+                                     dict(lrs_per_tensor=1), dict(lrs_per_tensor=3)])
+def test_refuses_a_value_count_other_than_the_tensor_count(options):
+    model, train, val, batches, _ = problem("logreg")  # two tensors: weight and bias
+    lrs = rates(LR0, len(batches))
+    if "lrs_per_tensor" in options:
+        lrs[4] = [lrs[4]] * options.pop("lrs_per_tensor")
+    with pytest.raises(ValueError, match="2 parameter tensors"):
+        unrolled_optimizer(model, *train, per_sample, batches, lrs, val_loss(val), **options)
