@@ -26,7 +26,8 @@ class Objective:
     statistics) out of reach of in-place updates, which torch.func transforms forbid.
     """
 
-    def __init__(self, model: nn.Module, loss_fn: losses.LossFn, weight_decay: float,
+    def __init__(self, model: nn.Module, loss_fn: losses.LossFn,
+                 weight_decay: float | torch.Tensor,
                  augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  functional: bool = False):
         self.model, self.loss_fn, self.weight_decay = model, loss_fn, weight_decay
@@ -70,6 +71,8 @@ class Objective:
     def terms(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Each instance's share of the objective, ℓ(z_i; θ) + (α/2)‖θ‖²: (B,)."""
         per = self.per_instance(theta, x, y)
+        if isinstance(self.weight_decay, torch.Tensor):  # per parameter (parameter groups)
+            return per + 0.5 * (self.weight_decay * theta.square()).sum()
         return per + 0.5 * self.weight_decay * theta.square().sum() if self.weight_decay else per
 
     def batch(self, theta: torch.Tensor, w: torch.Tensor, x: torch.Tensor,

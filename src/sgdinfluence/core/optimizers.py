@@ -4,13 +4,16 @@
 
 An optimizer's state at step t is θ[t] (P,) and its ``slots`` state vectors (P,) each (the
 momentum buffer; Adam's first and second moments); a run stores them concatenated, one row
-(P·(1 + slots),) per step. ``step(θ, slots, g, lr, t)`` is one update given the gradient g
-of the step objective. Being pure, it is differentiated by ``torch.func.vjp`` in the
-backward sweep (the adjoint of the optimizer state) and vmapped in leave-one-out retraining.
+(P·(1 + slots),) per step. ``step(θ, slots, g, lr, t, decay)`` is one update given the
+gradient g of the step objective; the rate (and AdamW's decay) is a number, or a (P,)
+tensor where parameter groups have their own. Being pure, it is differentiated by
+``torch.func.vjp`` in the backward sweep (the adjoint of the optimizer state) and applied
+to stacked states in leave-one-out retraining.
 
 Weight decay: for ``"sgd"`` and ``"adam"`` the coupled decay α is part of each instance's loss
 (α/2)‖θ‖² in the step objective, which with every instance present is torch's
-``weight_decay=α``; for ``"adamw"`` it is torch's decoupled decay θ ← θ(1 − ηα), here.
+``weight_decay=α``; for ``"adamw"`` it is torch's decoupled decay θ ← θ(1 − ηα), the
+``decay`` of ``step``.
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ NAMES = ("sgd", "adam", "adamw")
 
 @dataclass(frozen=True)
 class Optimizer:
-    """An optimizer's hyper-parameters (torch's defaults); ``weight_decay`` is AdamW's
-    decoupled decay only (the coupled decay of SGD and Adam lives in the objective)."""
+    """An optimizer's update rule and hyper-parameters (torch's defaults); the learning rate
+    and weight decay belong to the run (they may differ per step and per parameter group)."""
 
     name: str = "sgd"
     momentum: float = 0.0
@@ -37,17 +40,16 @@ class Optimizer:
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
-    weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
         if self.name not in NAMES:
             raise ConfigError(f"unknown optimizer {self.name!r}; use one of {list(NAMES)}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
         values = {"momentum": [self.momentum], "dampening": [self.dampening],
-                  "betas": list(self.betas), "eps": [self.eps], "weight_decay": [self.weight_decay]}
+                  "betas": list(self.betas), "eps": [self.eps]}
         ranges = {"momentum": self.momentum >= 0, "dampening": 0 <= self.dampening <= 1,
                   "betas": len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas),
-                  "eps": self.eps > 0, "weight_decay": self.weight_decay >= 0}
+                  "eps": self.eps > 0}
         for what, ok in ranges.items():
             if not ok or not all(math.isfinite(v) for v in values[what]):
                 raise ConfigError(f"{what} is out of range for {self.name}: "
@@ -57,9 +59,6 @@ class Optimizer:
         if self.name != "sgd" and (self.momentum or self.dampening or self.nesterov):
             raise ConfigError(f"momentum, dampening and nesterov are options of sgd, not of "
                               f"{self.name} (its momentum is betas)")
-        if self.name != "adamw" and self.weight_decay:
-            raise ConfigError("Optimizer.weight_decay is AdamW's decoupled decay; for sgd and "
-                              "adam, weight decay is fit's weight_decay (each instance's share)")
 
     @property
     def slots(self) -> int:
@@ -67,24 +66,30 @@ class Optimizer:
         return 2 if self.name != "sgd" else int(self.momentum > 0)
 
     def step(self, theta: torch.Tensor, slots: tuple[torch.Tensor, ...], g: torch.Tensor,
-             lr: float, t: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-        """One update of θ (P,) and the slots from the gradient g (P,) at step t (from 0)."""
+             lr: float | torch.Tensor, t: int, decay: float | torch.Tensor = 0.0
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """One update of θ (P,) and the slots from the gradient g (P,) at step t (from 0);
+        ``decay`` is AdamW's decoupled weight decay."""
         if self.name == "sgd":                              # torch.optim.SGD, op for op
             if not self.momentum:
                 return theta - lr * g, ()
             (buf,) = slots
             buf = g if t == 0 else buf.mul(self.momentum).add(g, alpha=1 - self.dampening)
             d = g.add(buf, alpha=self.momentum) if self.nesterov else buf
+            if isinstance(lr, torch.Tensor):  # a rate per entry (parameter groups)
+                return theta - lr * d, (buf,)
             return theta.add(d, alpha=-lr), (buf,)
         m, v = slots                                        # torch.optim.Adam(W), op for op
         beta1, beta2 = self.betas
         if self.name == "adamw":
-            theta = theta.mul(1 - lr * self.weight_decay)
+            theta = theta.mul(1 - lr * decay)
         m = m.lerp(g, 1 - beta1)
         v = v.mul(beta2).addcmul(g, g, value=1 - beta2)
         k = float(t + 1)
         step_size = lr / (1 - beta1**k)
         denom = (_sqrt(v) / (1 - beta2**k) ** 0.5).add(self.eps)
+        if isinstance(step_size, torch.Tensor):
+            return theta - step_size * m / denom, (m, v)
         return theta.addcdiv(m, denom, value=-step_size), (m, v)
 
 

@@ -44,8 +44,8 @@ class FitConfig:
     loss: str
     epochs: int
     batch_size: int
-    lr: float | str  # the constant rate, or the repr of the schedule callable
-    weight_decay: float = 0.0
+    lr: float | str  # the constant rate, or the repr of the schedule
+    weight_decay: float | tuple[float, ...] = 0.0  # one per parameter group, if several
     seed: int = 0
     store: str = "memory"
     augment: str | None = None  # repr of the augmentation
@@ -57,7 +57,9 @@ class Run:
     """A recorded run: θ[T] in ``model``, the schedule, and the trajectory ``store``.
 
     ``batches[t]`` (|S_t|,) are the training indices of step t, ``lrs[t]`` its learning rate,
-    ``seeds[t]`` the seed its randomness (dropout) was drawn from, ``store[t]`` the state
+    ``seeds[t]`` the seed its randomness (dropout) was drawn from (with parameter groups,
+    ``lrs[t]`` and ``config.weight_decay`` hold one value per group, and ``groups`` the
+    group of each entry of θ), ``store[t]`` the state
     before step t: θ[t] (P,) for plain SGD, θ[t] followed by the optimizer's slots (momentum
     buffer; Adam's moments) otherwise, split by :meth:`unpack`. ``epoch_starts[e]`` is the
     first step of epoch e and ``epoch_buffers[e]`` the model's buffers (e.g. batch-norm
@@ -78,6 +80,7 @@ class Run:
     loss_fn: LossFn = field(repr=False)
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     optimizer: Optimizer = field(default_factory=Optimizer)
+    groups: torch.Tensor | None = None  # (P,) the parameter group of each entry of θ
 
     @property
     def num_steps(self) -> int:
@@ -95,8 +98,27 @@ class Run:
         """The step objective on ``model`` (default: a private copy of ``self.model``);
         ``functional=True`` for use inside torch.func transforms."""
         model = copy.deepcopy(self.model) if model is None else model
-        coupled = 0.0 if self.optimizer.name == "adamw" else self.config.weight_decay
+        coupled = 0.0 if self.optimizer.name == "adamw" else self.decay
         return Objective(model, self.loss_fn, coupled, self.augment, functional)
+
+    def rate(self, t: int) -> float | torch.Tensor:
+        """η_t: a number, or (P,) per entry of θ where parameter groups have their own."""
+        return self._per_entry(self.lrs[t])
+
+    @property
+    def decay(self) -> float | torch.Tensor:
+        """The weight decay α: a number, or (P,) per entry of θ."""
+        return self._per_entry(self.config.weight_decay)
+
+    def decoupled(self) -> float | torch.Tensor:
+        """The decoupled decay the optimizer's step applies (AdamW's), else 0."""
+        return self.decay if self.optimizer.name == "adamw" else 0.0
+
+    def _per_entry(self, value):
+        if self.groups is None:
+            return value
+        p = next(self.model.parameters())
+        return torch.as_tensor(value, dtype=p.dtype, device=p.device)[self.groups]
 
     def unpack(self, state: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """θ (P,) and the optimizer's slots from a stored state row."""
@@ -148,7 +170,7 @@ class Run:
             "epoch_starts": self.epoch_starts, "epoch_buffers": self.epoch_buffers,
             "losses": self.losses, "config": asdict(self.config), "store": self.store.state(),
             "train": self.train, "loss_fn": self.loss_fn, "augment": self.augment,
-            "optimizer": self.optimizer,
+            "optimizer": self.optimizer, "groups": self.groups,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -171,7 +193,7 @@ def load_run(path: str | os.PathLike, map_location=None) -> Run:
             epoch_buffers=p["epoch_buffers"], losses=p["losses"],
             config=FitConfig(**p["config"]), store=store_from_state(p["store"]),
             train=p["train"], loss_fn=p["loss_fn"], augment=p.get("augment"),
-            optimizer=p.get("optimizer", Optimizer()),
+            optimizer=p.get("optimizer", Optimizer()), groups=p.get("groups"),
         )
     except (KeyError, TypeError) as e:
         raise RunFileError(f"{path} lacks part of a run ({type(e).__name__}: {e}): it is corrupt "
@@ -194,7 +216,7 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
     the optimizer. Records each step's state before the step in ``record``. Returns the state
     at the end and the step losses.
     """
-    optimizer = run.optimizer
+    optimizer, decay = run.optimizer, run.decoupled()
     step_losses = torch.empty(len(steps), dtype=torch.float64)
     data = run.train.batches([run.batches[t] for t in steps])
     with mode(objective.model, train=True):
@@ -212,10 +234,10 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
                 epoch = int(np.searchsorted(run.epoch_starts, t, side="right")) - 1
                 raise TrainingDiverged(
                     f"training diverged: the loss became {value} at step {t} (epoch {epoch}), "
-                    f"whose learning rate is {run.lrs[t]:g}; lower the learning rate (lr) or "
+                    f"whose learning rate is {run.lrs[t]}; lower the learning rate (lr) or "
                     "check the data for extreme values", step=t, epoch=epoch, lr=run.lrs[t])
             step_losses[k] = value
-            theta, slots = optimizer.step(theta.detach(), slots, g, run.lrs[t], t)
+            theta, slots = optimizer.step(theta.detach(), slots, g, run.rate(t), t, decay)
             state = torch.cat([theta, *slots]) if slots else theta
             if bar is not None:
                 bar.update()
@@ -293,8 +315,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
         raise Error(f"weight_decay must be finite and >= 0, got {weight_decay}")
     loss_fn = losses.resolve(loss)
     opt = Optimizer(optimizer, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                    betas=betas, eps=eps,
-                    weight_decay=float(weight_decay) if optimizer == "adamw" else 0.0)
+                    betas=betas, eps=eps)
     store = make_store(store)
     model = copy.deepcopy(model)
     if augment is not None and not callable(augment):

@@ -42,7 +42,8 @@ def leave_one_out(run: Run, query: Query, indices: torch.Tensor, chunk: int | No
                 idx = run.batches[t]
                 with replay_rng(run.seeds[t], state0.device):
                     G = step_grad(Theta, W[:, idx], x, y)
-                Theta, slots = run.optimizer.step(Theta, slots, G, run.lrs[t], t)
+                Theta, slots = run.optimizer.step(Theta, slots, G, run.rate(t), t,
+                                                  run.decoupled())
         values = _values(query, Theta)
         out.append((values - base).T)
     return torch.cat(out, dim=1)

@@ -35,14 +35,14 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
     with mode(adjoint.objective.model, train=True):
         for t, (x, y) in tqdm(zip(steps, data, strict=True), total=len(steps),
                               desc="influence sweep", disable=not progress, leave=False):
-            idx, lr = run.batches[t], run.lrs[t]
+            idx, lr = run.batches[t], run.rate(t)
             theta, slots = run.unpack(run.store[t])
             if not slots:                                      # θ[t+1] = θ[t] - η_t g_t:
                 G = -lr * U                                    # the cotangent of g_t
             else:                                              # (θ, slots) = step(θ, slots, g_t)
                 with replay_rng(run.seeds[t], U.device):
                     U, rest, G = _reverse_update(adjoint.objective, optimizer, theta, slots,
-                                                 x, y, lr, t, U, rest)
+                                                 x, y, lr, t, run.decoupled(), U, rest)
             with replay_rng(run.seeds[t], U.device):           # the same dropout and crops
                 HG, dW = adjoint(theta, x, y, G)               # H_t G, ⟨G, ∇ℓ_j⟩/|S_t|
             scores.index_add_(1, idx, -dW)                     # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
@@ -51,7 +51,7 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
     return scores
 
 
-def _reverse_update(objective: Objective, optimizer, theta, slots, x, y, lr: float, t: int,
+def _reverse_update(objective: Objective, optimizer, theta, slots, x, y, lr, t: int, decay,
                     U: torch.Tensor, rest: tuple[torch.Tensor, ...]):
     """The cotangents of θ[t], the slots and g_t, from U and ``rest`` (those of θ[t+1] and
     the slots after step t), by the vjp of the update (elementwise, so cheap). Adam's update
@@ -63,7 +63,8 @@ def _reverse_update(objective: Objective, optimizer, theta, slots, x, y, lr: flo
         w = torch.ones(len(x), dtype=theta.dtype, device=theta.device)
         (g,) = torch.autograd.grad(objective.batch(theta, w, x, y), theta)
         theta = theta.detach()
-    pullback = vjp(lambda th, s, gr: optimizer.step(th, s, gr, lr, t), theta, slots, g)[1]
+    pullback = vjp(lambda th, s, gr: optimizer.step(th, s, gr, lr, t, decay), theta, slots,
+                   g)[1]
     if len(U) == 1:
         Lt, Ls, Lg = pullback((U[0], tuple(r[0] for r in rest)))
         return Lt[None], tuple(r[None] for r in Ls), Lg[None]
