@@ -38,6 +38,7 @@ FORMAT = "sgdinfluence.run"
 VERSION = 1
 MANIFEST = "run.pt"  # a disk run's manifest, beside its trajectory file
 THETAS = "thetas.npy"
+HEADER = 256  # bytes of the .npy header, the dimensions written at the end included
 
 
 class Store(abc.ABC):
@@ -91,9 +92,12 @@ class MemoryStore(Store):
         self._count = len(self._thetas)
 
     def begin(self, run, theta0: torch.Tensor) -> None:
-        self._thetas = theta0.new_empty(run.num_steps, len(theta0))
+        # a recorder does not know its number of steps: then the block doubles as it fills
+        self._thetas = theta0.new_empty(max(run.num_steps, 1), len(theta0))
 
     def append(self, theta: torch.Tensor) -> None:
+        if self._count == len(self._thetas):
+            self._thetas = torch.cat([self._thetas, torch.empty_like(self._thetas)])
         self._thetas[self._count] = theta.detach()
         self._count += 1
 
@@ -120,7 +124,8 @@ class MemoryStore(Store):
 
 class DiskStore(Store):
     """Every θ[t] in ``path/thetas.npy`` (a standard .npy file, shape (T, P)), written with
-    positioned writes into a file preallocated at the start; ``path/run.pt`` is the manifest.
+    positioned writes into a file preallocated at the start (or growing, when the number of
+    steps is not known in advance); ``path/run.pt`` is the manifest, written last.
 
     ``overwrite=True`` replaces a run already in ``path``; otherwise it is refused.
     """
@@ -141,9 +146,7 @@ class DiskStore(Store):
         file = self.path / THETAS
         try:
             with open(file, "wb") as f:
-                np.lib.format.write_array_header_1_0(f, {
-                    "descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
-                    "shape": self.shape})
+                f.write(_npy_header(self.dtype, self.shape))
                 self._offset = f.tell()
                 f.truncate(self._offset + math.prod(self.shape) * self.dtype.itemsize)
         except OSError as e:
@@ -164,6 +167,11 @@ class DiskStore(Store):
 
     def end(self, payload: dict) -> None:
         assert self._fd is not None, "begin() opens the trajectory file"
+        if self._count != self.shape[0]:  # steps not known in advance: the shape as written
+            self.shape = (self._count, self.shape[1])
+            os.pwrite(self._fd, _npy_header(self.dtype, self.shape), 0)
+            os.ftruncate(self._fd, self._offset + math.prod(self.shape) * self.dtype.itemsize)
+            payload = {**payload, "store": self.state()}
         os.fsync(self._fd)
         write_run_file(self.path / MANIFEST, payload)
 
@@ -251,7 +259,9 @@ class ReplayStore(Store):
         self._run: Run | None = None
 
     def begin(self, run, theta0: torch.Tensor) -> None:
-        self.every = self.every or max(1, round(math.sqrt(run.num_steps)))
+        # about √T; a recorder, which does not know T in advance, checkpoints every 64 steps
+        self.every = self.every or (max(1, round(math.sqrt(run.num_steps))) if run.num_steps
+                                    else 64)
         self._run = run
 
     def bind(self, run) -> None:
@@ -292,6 +302,15 @@ class ReplayStore(Store):
         store = cls(state["every"])
         store._checkpoints, store._count = list(state["checkpoints"].unbind(0)), state["count"]
         return store
+
+
+def _npy_header(dtype: np.dtype, shape: tuple[int, int]) -> bytes:
+    """A .npy (version 1.0) header of fixed length, so that it can be rewritten in place once
+    the number of rows is known."""
+    text = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False,
+                 "shape": tuple(shape)}).encode("latin1")
+    return b"\x93NUMPY\x01\x00" + (HEADER - 10).to_bytes(2, "little") + \
+        text.ljust(HEADER - 11) + b"\n"
 
 
 STORES: dict[str, type[Store]] = {"memory": MemoryStore, "replay": ReplayStore,
