@@ -14,11 +14,12 @@ from .core.augment import RandomCrop
 from .core.estimators import influence
 from .core.optimizers import LRSchedule
 from .core.queries import PerExample
+from .core.recorder import Recorder
 from .core.train import FitConfig, Run, fit, load_run
 from .core.trajectory import DiskStore, MemoryStore, ReplayStore, Store
 from .errors import Error
 
 __all__ = ["DiskStore", "Error", "FitConfig", "LRSchedule", "MemoryStore", "PerExample",
-           "RandomCrop", "ReplayStore", "Run", "Store", "errors", "fit", "influence", "load_run",
-           "metrics"]
+           "RandomCrop", "Recorder", "ReplayStore", "Run", "Store", "errors", "fit",
+           "influence", "load_run", "metrics"]
 __version__ = "0.1.0"

@@ -69,7 +69,7 @@ class Run:
     model: nn.Module
     initial_state: dict[str, torch.Tensor]
     batches: list[torch.Tensor]
-    lrs: list[float]
+    lrs: list  # floats; with parameter groups, a tuple of floats (one per group) per step
     seeds: list[int]
     epoch_starts: list[int]
     epoch_buffers: list[dict[str, torch.Tensor]]

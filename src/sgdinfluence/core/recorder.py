@@ -1,0 +1,187 @@
+"""Algorithm 1 inside the user's own training loop.
+
+    rec = sgi.Recorder(model, optimizer, "cross_entropy", train_dataset)
+    for epoch in range(epochs):
+        for idx in torch.randperm(len(train_dataset)).split(64):
+            loss = rec.step(idx)   # reads the batch, takes the gradient, steps the optimizer
+        scheduler.step()
+    run = rec.finish()             # a Run like fit's: influence, retrain, save
+
+The user's ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` (parameter groups with their own rate
+and weight decay included) trains the user's model in place, as the loop would without the
+recorder; the recorder computes the gradient of the step objective the sweep differentiates
+and records, before each step, the mini-batch, each group's rate, the seed the step's
+randomness (dropout, ``augment``) is drawn from, and the state: θ and the optimizer's
+buffers. Epochs are counted by instances seen: a new one starts each time N have been.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import Error, TrainingDiverged
+from . import losses
+from .objective import Objective, mode, replay_rng
+from .optimizers import Optimizer
+from .tensors import as_indices
+from .train import FitConfig, Run, _check_forward, training_data
+from .trajectory import make_store
+
+UNSUPPORTED = ("amsgrad", "maximize", "capturable", "differentiable", "fused")
+SHARED = {"sgd": ("momentum", "dampening", "nesterov"), "adam": ("betas", "eps"),
+          "adamw": ("betas", "eps")}
+
+
+class Recorder:
+    """Record a run from the user's loop; see the module's docstring. ``loss`` is a name
+    (``"cross_entropy"``, ``"bce"``, ``"mse"``) or a callable ``(outputs, targets) ->
+    per-instance losses``; ``train`` a pair (X, y) or a map-style Dataset (read by index);
+    ``store`` as for :func:`fit`; ``seed`` seeds the steps' seeds."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 loss: str | losses.LossFn = "cross_entropy", train=None, *, store="memory",
+                 augment=None, workers: int = 0, seed: int = 0):
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        name, opt = _optimizer(optimizer)
+        loss_fn = losses.resolve(loss)
+        self.model, self.optimizer = model, optimizer
+        # torch adds a group's coupled decay to the gradient itself; the run's objective
+        # carries it as each instance's share, for retraining and the sweep
+        self.objective = Objective(model, loss_fn, 0.0, augment)
+        theta0 = self.objective.flatten()
+        group_of, decays = _groups(optimizer, self.objective.params)
+        self.data = training_data(train, loss_fn, theta0, workers)
+        _check_forward(self.objective, theta0, self.data)
+        several = len(optimizer.param_groups) > 1
+        config = FitConfig(loss=loss if isinstance(loss, str) else getattr(loss, "__name__",
+                                                                            "custom"),
+                           epochs=0, batch_size=0, lr="recorded from the optimizer",
+                           weight_decay=tuple(decays) if several else decays[0], seed=seed,
+                           store="", augment=None if augment is None else repr(augment),
+                           optimizer=asdict(opt))
+        store = make_store(store)
+        self.run = Run(model=model, initial_state=copy.deepcopy(model.state_dict()),
+                       batches=[], lrs=[], seeds=[], epoch_starts=[], epoch_buffers=[],
+                       losses=np.empty(0), config=replace(config, store=store.kind),
+                       store=store, train=self.data, loss_fn=loss_fn, augment=augment,
+                       optimizer=opt, groups=torch.cat([
+                           torch.full((p.numel(),), group_of[id(p)], device=theta0.device)
+                           for p in self.objective.params]) if several else None)
+        store.begin(self.run, torch.cat([theta0] * (1 + opt.slots)))
+        self._name, self._seeds = name, torch.Generator().manual_seed(seed)
+        self._seen, self._done = 0, False
+        self._losses: list[float] = []
+
+    def step(self, indices) -> float:
+        """One training step on the instances ``indices`` (integer indices into the training
+        data, or a boolean mask); returns the mini-batch's mean loss."""
+        if self._done:
+            raise Error("the recorder is finished; start a new Recorder for another run")
+        run, objective = self.run, self.objective
+        idx = as_indices(indices, len(self.data), "indices", allow_empty=False)
+        t = run.num_steps
+        if len(run.epoch_starts) <= self._seen // len(self.data):  # an epoch's first step
+            run.epoch_starts.append(t)
+            run.epoch_buffers.append({k: b.clone() for k, b in self.model.named_buffers()})
+        theta = objective.flatten()
+        run.store.append(torch.cat([theta, *self._slots()]))
+        rates = [float(g["lr"]) for g in self.optimizer.param_groups]
+        run.lrs.append(tuple(rates) if run.groups is not None else rates[0])
+        seed = int(torch.randint(0, 2**62, (), generator=self._seeds))
+        run.seeds.append(seed)
+        run.batches.append(idx)
+        x, y = self.data.batch(idx)
+        theta.requires_grad_()
+        with mode(self.model, train=True), replay_rng(seed, theta.device):
+            loss = objective.batch(theta, torch.ones(len(idx), dtype=theta.dtype,
+                                                     device=theta.device), x, y)
+        (g,) = torch.autograd.grad(loss, theta)
+        value = loss.item()
+        if not np.isfinite(value):
+            epoch = len(run.epoch_starts) - 1
+            raise TrainingDiverged(f"training diverged: the loss became {value} at step {t} "
+                                   f"(epoch {epoch}); lower the learning rate or check the data "
+                                   "for extreme values", step=t, epoch=epoch, lr=rates[0])
+        for p, gp in zip(objective.params, g.split(objective.sizes), strict=True):
+            p.grad = gp.view_as(p).clone()
+        self.optimizer.step()
+        self._seen += len(idx)
+        self._losses.append(value)
+        return value
+
+    def finish(self) -> Run:
+        """The recorded run: θ[T] is a copy of the model as trained now."""
+        run = self.run
+        if not run.num_steps:
+            raise Error("the recorder has recorded no step; call step(indices) in the loop")
+        self._done = True
+        run.model = copy.deepcopy(self.model).eval()
+        run.losses = np.asarray(self._losses)
+        run.config = replace(run.config, epochs=run.epochs,
+                             batch_size=max(len(b) for b in run.batches))
+        run.store.end(run.payload())
+        return run
+
+    def _slots(self) -> list[torch.Tensor]:
+        """The optimizer's buffers now, flat in θ's order (zeros before the first step)."""
+        keys = {"sgd": ("momentum_buffer",) if self.run.optimizer.slots else (),
+                "adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq")}
+        out = []
+        for key in keys[self._name]:
+            out.append(torch.cat([
+                (self.optimizer.state[p][key] if self.optimizer.state[p].get(key) is not None
+                 else torch.zeros_like(p)).detach().reshape(-1) for p in self.objective.params]))
+        return out
+
+
+def _optimizer(optimizer) -> tuple[str, Optimizer]:
+    """The update rule of a supported torch optimizer, or a refusal naming what is not."""
+    if type(optimizer) is torch.optim.SGD:
+        name = "sgd"
+    elif type(optimizer) in (torch.optim.Adam, torch.optim.AdamW):
+        decoupled = optimizer.defaults.get("decoupled_weight_decay", False)
+        name = "adamw" if type(optimizer) is torch.optim.AdamW or decoupled else "adam"
+    else:
+        raise Error(f"the recorder supports torch.optim.SGD, Adam and AdamW, whose updates the "
+                    f"sweep differentiates exactly; got {type(optimizer).__name__}")
+    if optimizer.state:
+        raise Error("the optimizer has already taken steps; give the recorder a new optimizer, "
+                    "before the first step of training")
+    groups = optimizer.param_groups
+    for option in UNSUPPORTED:
+        if any(g.get(option) for g in groups):
+            raise Error(f"{type(optimizer).__name__}({option}=True) is not supported: the sweep "
+                        f"differentiates the plain update only; train without {option}")
+    for option in SHARED[name]:
+        if len({repr(g[option]) for g in groups}) > 1:
+            raise Error(f"the parameter groups differ in {option}; the recorder supports groups "
+                        "with their own lr and weight_decay only")
+    g = groups[0]
+    if name == "sgd":
+        return name, Optimizer("sgd", momentum=g["momentum"], dampening=g["dampening"],
+                               nesterov=g["nesterov"])
+    return name, Optimizer(name, betas=tuple(g["betas"]), eps=g["eps"])
+
+
+def _groups(optimizer, params: list[nn.Parameter]) -> tuple[dict[int, int], list[float]]:
+    """The group of each of the model's trainable parameters, and each group's decay;
+    refused unless the optimizer updates exactly those parameters."""
+    group_of: dict[int, int] = {}
+    for k, group in enumerate(optimizer.param_groups):
+        for p in group["params"]:
+            if id(p) in group_of:
+                raise Error("a parameter appears twice in the optimizer's groups")
+            group_of[id(p)] = k
+    model_ids = {id(p) for p in params}
+    if set(group_of) != model_ids:
+        extra, missing = len(set(group_of) - model_ids), len(model_ids - set(group_of))
+        raise Error(f"the optimizer's parameters are not the model's trainable parameters "
+                    f"({extra} not in the model, {missing} of the model's missing); build the "
+                    "optimizer from model.parameters()")
+    return group_of, [float(g["weight_decay"]) for g in optimizer.param_groups]

@@ -1,0 +1,164 @@
+"""The recorder in a plain PyTorch loop: the user's training is unchanged, and the recorded
+run's influence equals the oracle unrolled through torch's optimizers, parameter groups and
+scheduler included (tests/oracle.py)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset, TensorDataset
+
+import sgdinfluence as sgi
+from oracle import unrolled_optimizer
+from sgdinfluence.app.models import mlp
+from sgdinfluence.errors import DataError, Error
+
+N, D = 40, 5
+
+
+def problem(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(N + 30, D, generator=g, dtype=torch.float64)
+    y = (X[:, 0] + 0.5 * X[:, 1] + 0.7 * torch.randn(N + 30, generator=g, dtype=torch.float64)
+         > 0).long()
+    torch.manual_seed(seed)
+    return mlp(D, hidden=(8, 8)).double(), (X[:N], y[:N]), (X[N:], y[N:])
+
+
+def two_groups(model, name):
+    first, rest = list(model[1].parameters()), [p for m in model[3:] for p in m.parameters()]
+    if name == "momentum":
+        return torch.optim.SGD([{"params": first, "lr": 0.1, "weight_decay": 0.01},
+                                {"params": rest, "weight_decay": 0.0}], lr=0.05, momentum=0.9)
+    return torch.optim.Adam(model.parameters(), lr=0.01, weight_decay=0.01)
+
+
+def batches(seed=1, epochs=3, size=7):
+    g = torch.Generator().manual_seed(seed)
+    return [b for _ in range(epochs) for b in torch.randperm(N, generator=g).split(size)]
+
+
+def loop(model, optimizer, train, steps, recorder=None):
+    """A user's loop; with ``recorder``, its step replaces the three lines it stands for."""
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=5, gamma=0.5)
+    rates = []
+    for idx in steps:
+        rates.append([g["lr"] for g in optimizer.param_groups])
+        if recorder is None:
+            optimizer.zero_grad()
+            F.cross_entropy(model(train[0][idx]), train[1][idx]).backward()
+            optimizer.step()
+        else:
+            recorder.step(idx)
+        scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize("name", ["momentum", "adam"])
+def test_recorded_loop_trains_as_the_plain_loop_and_matches_the_oracle(name):
+    model, train, val = problem()
+    plain, recorded = copy.deepcopy(model), copy.deepcopy(model)
+    steps = batches()
+    loop(plain, two_groups(plain, name), train, steps)
+    rec = sgi.Recorder(recorded, two_groups(recorded, name), "cross_entropy",
+                       TensorDataset(*train))
+    rates = loop(recorded, rec.optimizer, train, steps, rec)
+    run = rec.finish()
+    for p, q, r in zip(plain.parameters(), recorded.parameters(), run.model.parameters(),
+                       strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+        assert torch.equal(q, r)
+    assert run.epochs == 3 and run.epoch_starts == [0, 6, 12]
+
+    if name == "momentum":  # the groups' rates and decays per parameter tensor
+        lrs = [[r[0]] * 2 + [r[1]] * 4 for r in rates]
+        options = dict(optimizer="sgd", momentum=0.9, weight_decay=[0.01] * 2 + [0.0] * 4)
+    else:
+        lrs, options = [r[0] for r in rates], dict(optimizer="adam", weight_decay=0.01)
+    expected, final = unrolled_optimizer(
+        model, *train, lambda o, t: F.cross_entropy(o, t, reduction="none"), steps, lrs,
+        lambda forward: F.cross_entropy(forward(val[0]), val[1]), **options)
+    for p, q in zip(run.model.parameters(), final, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    scores = sgi.influence(run, val)
+    assert np.abs(expected.numpy()).max() > 1e-4
+    assert np.abs(scores - expected.numpy()).max() / np.abs(expected.numpy()).max() < 1e-9
+    same = run.retrain([])
+    for p, q in zip(same.parameters(), run.model.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+
+
+def test_stores_and_saved_runs_give_the_same_scores(tmp_path):
+    model, train, val = problem(seed=2)
+    results = []
+    for store in ("memory", "replay", sgi.DiskStore(tmp_path / "run")):
+        m = copy.deepcopy(model)
+        rec = sgi.Recorder(m, two_groups(m, "momentum"), "cross_entropy", train, store=store)
+        loop(m, rec.optimizer, train, batches(), rec)
+        results.append(sgi.influence(rec.finish(), val))
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-10, atol=1e-16)
+    np.testing.assert_array_equal(results[2], results[0])
+    np.testing.assert_array_equal(sgi.influence(sgi.load_run(tmp_path / "run"), val), results[0])
+
+
+class Lazy(Dataset):
+    """Instances computed from their index, counting reads."""
+
+    def __init__(self, n, shapes=None):
+        self.n, self.reads, self.shapes = n, 0, shapes or {}
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.reads += 1
+        g = torch.Generator().manual_seed(i)
+        x = torch.randn(self.shapes.get(i, (D,)), generator=g, dtype=torch.float64)
+        return x, int(x.sum() > 0)
+
+
+def test_a_streamed_dataset_is_read_batch_by_batch_and_gives_the_same_run():
+    data = Lazy(N)
+    X = torch.stack([data[i][0] for i in range(N)])
+    y = torch.tensor([data[i][1] for i in range(N)])
+    model = problem()[0]
+    data.reads = 0
+    streamed = sgi.fit(model, data, epochs=2, batch_size=8, lr=0.1, momentum=0.9)
+    assert data.reads == 3 + 2 * N  # item 0's shapes, the first two checked, then each batch
+    in_memory = sgi.fit(model, (X, y), epochs=2, batch_size=8, lr=0.1, momentum=0.9)
+    for p, q in zip(streamed.model.parameters(), in_memory.model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    val = (X[:10], y[:10])
+    np.testing.assert_array_equal(sgi.influence(streamed, val), sgi.influence(in_memory, val))
+    np.testing.assert_array_equal(sgi.influence(streamed, val, method="loo", indices=[3]),
+                                  sgi.influence(in_memory, val, method="loo", indices=[3]))
+
+
+def test_bad_input_is_refused():
+    model, train, _ = problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = sgi.Recorder(model, optimizer, "cross_entropy", train)
+    with pytest.raises(IndexError, match=r"indices holds indices outside \[0, 40\): \[40\]"):
+        rec.step([3, 40])
+    with pytest.raises(TypeError, match="indices must hold integer indices"):
+        rec.step(torch.tensor([0.0, 1.0]))
+    with pytest.raises(DataError, match="item 7 has x of shape \\(3,\\)"):
+        sgi.fit(mlp(D).double(), Lazy(N, {7: (3,)}), epochs=1, batch_size=8, lr=0.1)
+    other = mlp(D).double()
+    for opt, message in [
+            (torch.optim.SGD(other.parameters(), lr=0.1), "not the model's trainable parameters"),
+            (torch.optim.RMSprop(model.parameters()), "supports torch.optim.SGD, Adam and AdamW"),
+            (torch.optim.Adam(model.parameters(), amsgrad=True), r"Adam\(amsgrad=True\) is not"),
+            (torch.optim.SGD([{"params": [model[1].weight], "momentum": 0.5},
+                              {"params": [p for n, p in model.named_parameters()
+                                          if n != "1.weight"]}], lr=0.1, momentum=0.9),
+             "the parameter groups differ in momentum")]:
+        with pytest.raises(Error, match=message):
+            sgi.Recorder(model, opt, "cross_entropy", train)
+    used = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    F.cross_entropy(model(train[0]), train[1]).backward()
+    used.step()
+    with pytest.raises(Error, match="already taken steps"):
+        sgi.Recorder(model, used, "cross_entropy", train)
