@@ -86,7 +86,8 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
     ``from_step`` use fixed weights 1 (no gradient to w), as in the last-epoch approximation;
     the optimizer state they build enters the later steps as a constant.
     """
-    w = torch.ones(len(X), dtype=next(model.parameters()).dtype, requires_grad=True)
+    w = torch.ones(len(X), dtype=next(model.parameters()).dtype, device=X.device,
+                   requires_grad=True)
     params, _, forward = unroll(model, X, y, loss, batches, lrs, w, optimizer=optimizer,
                                 momentum=momentum, dampening=dampening, nesterov=nesterov,
                                 betas=betas, eps=eps, weight_decay=weight_decay, seeds=seeds,
@@ -134,7 +135,8 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
     try:
         for t, (idx, lr) in enumerate(zip(batches, lrs, strict=True)):
             lr = _per_tensor(lr, len(params), f"lrs[{t}]")
-            wt = w[idx] if t >= from_step else torch.ones(len(idx), dtype=w.dtype)
+            wt = w[idx] if t >= from_step else torch.ones(len(idx), dtype=w.dtype,
+                                                           device=w.device)
             if seeds is not None:
                 torch.manual_seed(int(seeds[t]))
             x = X[idx] if inputs is None else inputs(t, X[idx])

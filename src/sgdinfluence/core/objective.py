@@ -95,6 +95,29 @@ def replay_rng(seed: int, device: torch.device):
 
 
 @contextlib.contextmanager
+def deterministic(device: torch.device):
+    """On CUDA, run with deterministic kernels (cuDNN's, and torch's deterministic
+    algorithms where a kernel has one), so that replaying a step repeats it: retraining with
+    nothing left out reproduces the run, and a replay store regenerates its segments. Where a
+    kernel has no deterministic version torch warns, and replays agree to rounding only.
+    (cuBLAS needs CUBLAS_WORKSPACE_CONFIG=:4096:8 set before CUDA starts; without it torch
+    warns.) On the CPU, kernels are deterministic already and nothing changes."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = (torch.are_deterministic_algorithms_enabled(),
+             torch.is_deterministic_algorithms_warn_only_enabled(),
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(saved[0], warn_only=saved[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved[2:]
+
+
+@contextlib.contextmanager
 def mode(model: nn.Module, train: bool):
     was = model.training
     model.train(train)

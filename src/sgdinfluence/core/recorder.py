@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import Error, TrainingDiverged
 from . import losses
-from .objective import Objective, mode, replay_rng
+from .objective import Objective, deterministic, mode, replay_rng
 from .optimizers import Optimizer
 from .tensors import as_indices
 from .train import FitConfig, Run, _check_forward, training_data
@@ -98,7 +98,8 @@ class Recorder:
         run.batches.append(idx)
         x, y = self.data.batch(idx)
         theta.requires_grad_()
-        with mode(self.model, train=True), replay_rng(seed, theta.device):
+        with mode(self.model, train=True), deterministic(theta.device), \
+                replay_rng(seed, theta.device):
             loss = objective.batch(theta, torch.ones(len(idx), dtype=theta.dtype,
                                                      device=theta.device), x, y)
         (g,) = torch.autograd.grad(loss, theta)

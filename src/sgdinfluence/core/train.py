@@ -25,7 +25,7 @@ from ..errors import DataError, Error, RunFileError, TrainingDiverged
 from . import losses
 from .data import Streamed, Tensors, TrainData
 from .losses import LossFn
-from .objective import Objective, mode, replay_rng
+from .objective import Objective, deterministic, mode, replay_rng
 from .optimizers import LRSchedule, Optimizer
 from .tensors import as_indices, as_tensors
 from .trajectory import (
@@ -219,7 +219,7 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
     optimizer, decay = run.optimizer, run.decoupled()
     step_losses = torch.empty(len(steps), dtype=torch.float64)
     data = run.train.batches([run.batches[t] for t in steps])
-    with mode(objective.model, train=True):
+    with mode(objective.model, train=True), deterministic(state.device):
         for k, (t, (x, y)) in enumerate(zip(steps, data, strict=True)):
             idx = run.batches[t]
             if record is not None:

@@ -7,7 +7,7 @@ from torch.func import grad, vmap
 from tqdm.auto import tqdm
 
 from ...errors import ConfigError
-from ..objective import mode, replay_rng
+from ..objective import deterministic, mode, replay_rng
 from ..queries import Query
 from ..train import Run
 
@@ -36,7 +36,7 @@ def leave_one_out(run: Run, query: Query, indices: torch.Tensor, chunk: int | No
         W[torch.arange(len(J)), J] = 0
         Theta, *rest = state0.expand(len(J), -1).clone().chunk(1 + run.optimizer.slots, dim=1)
         slots = tuple(rest)
-        with mode(objective.model, train=True):
+        with mode(objective.model, train=True), deterministic(state0.device):
             data = run.train.batches(run.batches)
             for t, (x, y) in enumerate(data):
                 idx = run.batches[t]

@@ -45,7 +45,7 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
                                                  x, y, lr, t, run.decoupled(), U, rest)
             with replay_rng(run.seeds[t], U.device):           # the same dropout and crops
                 HG, dW = adjoint(theta, x, y, G)               # H_t G, ⟨G, ∇ℓ_j⟩/|S_t|
-            scores.index_add_(1, idx, -dW)                     # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
+            scores.index_add_(1, idx.to(scores.device), -dW)   # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
             if HG is not None:
                 U = U + HG                                     # u ← (I - η_t H_t) u
     return scores
