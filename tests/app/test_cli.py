@@ -308,3 +308,34 @@ def test_a_directory_given_as_the_csv_is_one_line(tmp_path, capsys):
     line = fails(["cleanse", str(tmp_path / "data.csv"), "--label-column", "label",
                   "--out", str(tmp_path / "o")], capsys)
     assert "is a directory" in line
+
+
+def test_an_image_directory_is_streamed_and_gives_what_its_archive_gives(tmp_path, monkeypatch):
+    """A directory's images are read as training needs them (an archive's all at once); the
+    outputs are the same."""
+    import tarfile
+
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    from sgdinfluence.app.data import files
+
+    X, y = load_digits(return_X_y=True)
+    for i in range(150):
+        folder = tmp_path / "imgs" / ("train" if i < 120 else "test") / str(y[i])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray((X[i].reshape(8, 8) * 16).clip(0, 255).astype(np.uint8)).save(
+            folder / f"{i:03d}.png")
+    with tarfile.open(tmp_path / "imgs.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "imgs", arcname=".")
+    reads = []
+    real = files.ImageFiles._read
+    monkeypatch.setattr(files.ImageFiles, "_read", lambda self, p: reads.append(p) or real(self, p))
+    argv = ["--model", "mlp", "--epochs", "2", "--batch-size", "10", "--k", "5",
+            "--methods", "sgd,random", "--quiet"]
+    assert main(["cleanse", str(tmp_path / "imgs"), *argv, "--out", str(tmp_path / "a")]) == 0
+    assert 0 < len(reads) and max(reads.count(p) for p in set(reads)) > 1  # read as needed
+    assert main(["cleanse", str(tmp_path / "imgs.tar.gz"), *argv, "--out",
+                 str(tmp_path / "b")]) == 0
+    a, b = (pd.read_csv(tmp_path / d / "scores.csv") for d in "ab")
+    pd.testing.assert_frame_equal(a, b)

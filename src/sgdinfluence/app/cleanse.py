@@ -24,7 +24,7 @@ from ..core.optimizers import Optimizer
 from ..core.train import Run, fit
 from ..errors import ConfigError, DataError
 from . import methods
-from .data.files import Table
+from .data.files import ImageFiles, Table, TableDataset
 from .models import MODELS, build
 
 PAPER_KS = (1, 3, 6, 10, 30, 60, 100, 300, 600, 1000, 3000, 6000, 10000)
@@ -204,9 +204,10 @@ def choose_model(cfg: CleanseConfig, shape: tuple[int, ...]) -> tuple[str, Rando
 def error(model: torch.nn.Module, table: Table, chunk: int = 2048) -> float:
     """Misclassification rate of ``model`` (in eval mode) on ``table``."""
     p = next(model.parameters())
-    X = torch.as_tensor(table.X)
+    n = len(table.y)  # in chunks: images of a folder are read as they are needed
     with mode(model, train=False):
-        pred = torch.cat([model(x.to(p.device, p.dtype)).argmax(1).cpu() for x in X.split(chunk)])
+        pred = torch.cat([model(torch.as_tensor(table.X[a:a + chunk]).to(p.device, p.dtype))
+                          .argmax(1).cpu() for a in range(0, n, chunk)])
     return float((pred.numpy() != table.y).mean())
 
 
@@ -224,7 +225,8 @@ def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool
     model = build(name, train.X.shape[1:], len(train.classes))
     seconds = {}
     start = time.perf_counter()
-    run = fit(model, (train.X, train.y), epochs=cfg.epochs, batch_size=min(cfg.batch_size, n),
+    data = TableDataset(train) if isinstance(train.X, ImageFiles) else (train.X, train.y)
+    run = fit(model, data, epochs=cfg.epochs, batch_size=min(cfg.batch_size, n),
               lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed, augment=crop,
               optimizer=cfg.optimizer, momentum=cfg.momentum, nesterov=cfg.nesterov,
               progress=progress)

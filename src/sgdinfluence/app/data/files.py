@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image
+from torch.utils.data import Dataset
 
 from ...errors import DataError
 
@@ -50,7 +51,7 @@ class Table:
     """Labelled instances. ``index[i]`` is instance i's row in the input file (0 = the first
     data row) or its position in the dataset; ``names[i]`` its file, for images."""
 
-    X: np.ndarray
+    X: np.ndarray | ImageFiles  # images of a folder are read when indexed
     y: np.ndarray
     classes: list[str]
     index: np.ndarray
@@ -63,7 +64,8 @@ class Table:
         return self.X.ndim == 4
 
     def take(self, idx: np.ndarray) -> Table:
-        return Table(self.X[idx], self.y[idx], self.classes, self.index[idx],
+        X = self.X.subset(idx) if isinstance(self.X, ImageFiles) else self.X[idx]
+        return Table(X, self.y[idx], self.classes, self.index[idx],
                      None if self.names is None else self.names[idx],
                      None if self.rows is None else self.rows.iloc[idx],
                      None if self.notes is None else self.notes[idx])
@@ -407,7 +409,10 @@ def read_npz(path: str | os.PathLike) -> Table:
 
 def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
     """Images in ``<split>/<class>/<file>`` (or ``<class>/<file>``: one split "all") from a
-    directory or a tar archive. Returns {split: Table}, pixels scaled to [0, 1]."""
+    directory or a tar archive. Returns {split: Table}, pixels scaled to [0, 1]. The images of
+    a directory are checked now (readable, one size and colour) but read only when indexed
+    (:class:`ImageFiles`), so training streams them; a tar archive, which cannot be read out of
+    order cheaply, is read whole."""
     path = Path(path)
     files = _image_files(path)
     if not files:
@@ -417,30 +422,107 @@ def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
     if len(depth) != 1 or depth.pop() not in (2, 3):
         raise DataError(f"{path}: mixed layout; expected every image at <split>/<class>/<file> "
                         "or every image at <class>/<file>")
+    lazy = path.is_dir()
     images, unreadable = [], []
     for parts, read in files:
         try:
-            with Image.open(io.BytesIO(read())) as im:
-                images.append(np.asarray(im.convert("RGB" if im.mode not in ("L", "1", "I;16")
-                                                    else "L")))
+            with Image.open(path.joinpath(*parts) if lazy else io.BytesIO(read())) as im:
+                images.append(_shape(im) if lazy else _pixels(im))
         except OSError:
             unreadable.append("/".join(parts))
     if unreadable:
         raise DataError(f"{path}: {len(unreadable)} files cannot be read as images: "
                         f"{unreadable[:10]}")
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        first = {s: "/".join(files[i][0]) for i, s in reversed(list(enumerate(
-            im.shape for im in images)))}
+    shapes = [im if lazy else im.shape for im in images]
+    if len(set(shapes)) > 1:
+        first = {s: "/".join(files[i][0]) for i, s in reversed(list(enumerate(shapes)))}
         raise DataError(f"{path}: images differ in size or colour: {first}; resize them first")
-    X = np.stack(images).astype(np.float32) / 255.0
-    X = X[:, None] if X.ndim == 3 else X.transpose(0, 3, 1, 2)
+    if lazy:
+        X: np.ndarray | ImageFiles = ImageFiles([path.joinpath(*p) for p, _ in files],
+                                                shapes[0])
+    else:
+        X = np.stack(images)
     names = np.array(["/".join(parts) for parts, _ in files])
     split = np.array([parts[0] if len(parts) == 3 else "all" for parts, _ in files])
     label = np.array([parts[-2] for parts, _ in files])
     y, classes = _labels(label, str(path))
-    return {str(s): Table(X[split == s], y[split == s], classes, np.flatnonzero(split == s),
-                          names[split == s]) for s in dict.fromkeys(split)}
+    return {str(s): Table(_rows(X, split == s), y[split == s], classes,
+                          np.flatnonzero(split == s), names[split == s])
+            for s in dict.fromkeys(split)}
+
+
+def _rows(X: np.ndarray | ImageFiles, mask: np.ndarray) -> np.ndarray | ImageFiles:
+    return X.subset(np.flatnonzero(mask)) if isinstance(X, ImageFiles) else X[mask]
+
+
+def _shape(im: Image.Image) -> tuple[int, int, int]:
+    """(C, H, W) of an image once read, from its header alone."""
+    return (1 if im.mode in ("L", "1", "I;16") else 3, im.height, im.width)
+
+
+def _pixels(im: Image.Image) -> np.ndarray:
+    """An image as (C, H, W) float32 in [0, 1]: grey stays one channel, else RGB."""
+    a = np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB"), np.float32)
+    return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)) / 255.0
+
+
+class ImageFiles:
+    """The images of a folder as an array (N, C, H, W) of float32 in [0, 1] that reads the
+    files it is indexed by (an int, a slice or an index array first); ``subset`` selects
+    without reading; ``np.asarray`` reads them all."""
+
+    ndim, dtype = 4, np.dtype(np.float32)
+
+    def __init__(self, paths, shape: tuple[int, int, int]):
+        self.paths, self.image_shape = np.asarray(paths, dtype=object), tuple(shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.paths), *self.image_shape)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            first = self[key[0]]
+            return first[key[1:]] if first.ndim == 3 else first[(slice(None), *key[1:])]
+        if isinstance(key, (int, np.integer)):
+            return self._read(self.paths[key])
+        paths = self.paths[key]
+        if len(paths) == 0:
+            return np.empty((0, *self.image_shape), np.float32)
+        return np.stack([self._read(p) for p in paths])
+
+    def subset(self, idx) -> ImageFiles:
+        return ImageFiles(self.paths[idx], self.image_shape)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        a = self[np.arange(len(self))]
+        return a if dtype is None else a.astype(dtype)
+
+    def _read(self, path) -> np.ndarray:
+        try:
+            with Image.open(path) as im:
+                a = _pixels(im)
+        except OSError as e:
+            raise DataError(f"{path}: cannot be read as an image ({e})") from e
+        if a.shape != self.image_shape:
+            raise DataError(f"{path}: has shape {a.shape}, the other images {self.image_shape}")
+        return a
+
+
+class TableDataset(Dataset):
+    """A Table's instances as a map-style Dataset of (x, y), for ``fit`` to stream."""
+
+    def __init__(self, table: Table):
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.table.y)
+
+    def __getitem__(self, i: int):
+        return self.table.X[i], int(self.table.y[i])
 
 
 def _image_files(path: Path) -> list[tuple[tuple[str, ...], object]]:
