@@ -162,3 +162,14 @@ def test_bad_input_is_refused():
     used.step()
     with pytest.raises(Error, match="already taken steps"):
         sgi.Recorder(model, used, "cross_entropy", train)
+
+
+def test_dataloader_workers_read_the_same_batches():
+    model = problem()[0]
+    runs = [sgi.fit(model, Lazy(N), epochs=2, batch_size=8, lr=0.1, workers=w) for w in (0, 2)]
+    for p, q in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    val = Lazy(10)
+    val = (torch.stack([val[i][0] for i in range(10)]), torch.tensor([val[i][1]
+                                                                      for i in range(10)]))
+    np.testing.assert_array_equal(sgi.influence(runs[0], val), sgi.influence(runs[1], val))
