@@ -107,6 +107,9 @@ class Streamed(TrainData):
 
     def collate(self, items: list[tuple[int, object]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Stack (index, (x, y)) items into a batch, naming an index whose shapes differ."""
+        if not items:  # a rank's empty share of a small batch
+            return torch.empty(0, *self.x_shape), torch.empty(0, *self.y_shape,
+                                                              dtype=torch.long)
         xs, ys = [], []
         for i, item in items:
             x, y = _pair(item, i)

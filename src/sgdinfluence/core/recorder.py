@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 from ..errors import Error, TrainingDiverged
-from . import losses
-from .objective import Objective, deterministic, mode, replay_rng
+from . import distributed, losses
+from .objective import Objective, deterministic, mode
 from .optimizers import Optimizer
 from .tensors import as_indices
 from .train import FitConfig, Run, _check_forward, training_data
@@ -96,13 +96,12 @@ class Recorder:
         seed = int(torch.randint(0, 2**62, (), generator=self._seeds))
         run.seeds.append(seed)
         run.batches.append(idx)
-        x, y = self.data.batch(idx)
+        part = distributed.shard(idx)  # all of it in one process
+        x, y = self.data.batch(part)
         theta.requires_grad_()
-        with mode(self.model, train=True), deterministic(theta.device), \
-                replay_rng(seed, theta.device):
-            loss = objective.batch(theta, torch.ones(len(idx), dtype=theta.dtype,
-                                                     device=theta.device), x, y)
-        (g,) = torch.autograd.grad(loss, theta)
+        with mode(self.model, train=True), deterministic(theta.device):
+            g, loss = distributed.gradient(objective, theta, torch.ones(
+                len(part), dtype=theta.dtype, device=theta.device), x, y, len(idx), seed)
         value = loss.item()
         if not np.isfinite(value):
             epoch = len(run.epoch_starts) - 1

@@ -22,10 +22,10 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from ..errors import DataError, Error, RunFileError, TrainingDiverged
-from . import losses
+from . import distributed, losses
 from .data import Streamed, Tensors, TrainData
 from .losses import LossFn
-from .objective import Objective, deterministic, mode, replay_rng
+from .objective import Objective, deterministic, mode
 from .optimizers import LRSchedule, Optimizer
 from .tensors import as_indices, as_tensors
 from .trajectory import (
@@ -218,17 +218,16 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
     """
     optimizer, decay = run.optimizer, run.decoupled()
     step_losses = torch.empty(len(steps), dtype=torch.float64)
-    data = run.train.batches([run.batches[t] for t in steps])
+    local = [distributed.shard(run.batches[t]) for t in steps]  # all of S_t in one process
+    data = run.train.batches(local)
     with mode(objective.model, train=True), deterministic(state.device):
-        for k, (t, (x, y)) in enumerate(zip(steps, data, strict=True)):
-            idx = run.batches[t]
+        for k, (t, part, (x, y)) in enumerate(zip(steps, local, data, strict=True)):
             if record is not None:
                 record.append(state)
             theta, slots = run.unpack(state.detach())
             theta.requires_grad_()
-            with replay_rng(run.seeds[t], theta.device):
-                loss = objective.batch(theta, weights[idx], x, y)
-            (g,) = torch.autograd.grad(loss, theta)
+            g, loss = distributed.gradient(objective, theta, weights[part], x, y,
+                                           len(run.batches[t]), run.seeds[t])
             value = loss.item()
             if not math.isfinite(value):
                 epoch = int(np.searchsorted(run.epoch_starts, t, side="right")) - 1

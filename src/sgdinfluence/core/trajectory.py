@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import Error, RunFileError, RunFileNotFound
+from . import distributed
 
 if TYPE_CHECKING:  # the stores read a run's schedule; train imports this module
     from .train import Run
@@ -135,14 +136,18 @@ class DiskStore(Store):
     def __init__(self, path: str | os.PathLike, overwrite: bool = False):
         self.path, self.overwrite = Path(path), overwrite
         self._fd: int | None = None
+        self._writer = True
         self._count = 0
 
-    # -- writing, during fit --
+    # -- writing, during fit (in a process group, by rank 0 alone; the others read it) --
     def begin(self, run, theta0: torch.Tensor) -> None:
-        self._check_target()
         self.shape = (run.num_steps, theta0.numel())
         self.dtype = np.dtype(str(theta0.dtype).removeprefix("torch."))
         self.device = theta0.device
+        self._offset, self._writer = HEADER, distributed.world()[0] == 0
+        if not self._writer:
+            return
+        self._check_target()
         file = self.path / THETAS
         try:
             with open(file, "wb") as f:
@@ -154,6 +159,9 @@ class DiskStore(Store):
         self._fd = os.open(file, os.O_RDWR)
 
     def append(self, theta: torch.Tensor) -> None:
+        if not self._writer:
+            self._count += 1
+            return
         assert self._fd is not None, "begin() opens the trajectory file"
         data = theta.detach().cpu().numpy().tobytes()
         try:
@@ -166,14 +174,18 @@ class DiskStore(Store):
         self._count += 1
 
     def end(self, payload: dict) -> None:
-        assert self._fd is not None, "begin() opens the trajectory file"
-        if self._count != self.shape[0]:  # steps not known in advance: the shape as written
-            self.shape = (self._count, self.shape[1])
-            os.pwrite(self._fd, _npy_header(self.dtype, self.shape), 0)
-            os.ftruncate(self._fd, self._offset + math.prod(self.shape) * self.dtype.itemsize)
-            payload = {**payload, "store": self.state()}
-        os.fsync(self._fd)
-        write_run_file(self.path / MANIFEST, payload)
+        resized = self._count != self.shape[0]  # steps not known in advance
+        self.shape = (self._count, self.shape[1])
+        if self._writer:
+            assert self._fd is not None, "begin() opens the trajectory file"
+            if resized:
+                os.pwrite(self._fd, _npy_header(self.dtype, self.shape), 0)
+                os.ftruncate(self._fd, self._offset + math.prod(self.shape) *
+                             self.dtype.itemsize)
+                payload = {**payload, "store": self.state()}
+            os.fsync(self._fd)
+            write_run_file(self.path / MANIFEST, payload)
+        distributed.barrier()  # the other ranks read the file once it is complete
 
     def _check_target(self) -> None:
         p = self.path

@@ -7,6 +7,7 @@ from torch import nn
 from torch.func import jvp, vjp, vmap
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..objective import Objective, mode, replay_rng
 from ..train import Run
 
@@ -29,40 +30,54 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
     optimizer = run.optimizer
     start = 0 if epochs is None else run.epoch_starts[run.epochs - epochs]
     steps = range(run.num_steps - 1, start - 1, -1)              # t = T-1, ..., start
-    data = run.train.batches([run.batches[t] for t in steps])
+    local = [distributed.shard(run.batches[t]) for t in steps]  # all of S_t in one process
+    data = run.train.batches(local)
     scores = torch.zeros(len(U), run.num_train, dtype=U.dtype, device=U.device)
     rest = tuple(torch.zeros_like(U) for _ in range(optimizer.slots))  # 0 after the last step
     with mode(adjoint.objective.model, train=True):
-        for t, (x, y) in tqdm(zip(steps, data, strict=True), total=len(steps),
-                              desc="influence sweep", disable=not progress, leave=False):
-            idx, lr = run.batches[t], run.rate(t)
+        for t, part, (x, y) in tqdm(zip(steps, local, data, strict=True), total=len(steps),
+                                    desc="influence sweep", disable=not progress, leave=False):
+            lr = run.rate(t)
             theta, slots = run.unpack(run.store[t])
             if not slots:                                      # θ[t+1] = θ[t] - η_t g_t:
                 G = -lr * U                                    # the cotangent of g_t
             else:                                              # (θ, slots) = step(θ, slots, g_t)
-                with replay_rng(run.seeds[t], U.device):
-                    U, rest, G = _reverse_update(adjoint.objective, optimizer, theta, slots,
-                                                 x, y, lr, t, run.decoupled(), U, rest)
-            with replay_rng(run.seeds[t], U.device):           # the same dropout and crops
-                HG, dW = adjoint(theta, x, y, G)               # H_t G, ⟨G, ∇ℓ_j⟩/|S_t|
-            scores.index_add_(1, idx.to(scores.device), -dW)   # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
+                U, rest, G = _reverse_update(adjoint.objective, run, theta, slots, t, part, x,
+                                             y, U, rest)
+            HG, dW = _shard_adjoint(adjoint, run, t, part, theta, x, y, G)  # H_t G, ⟨G,∇ℓ_j⟩/|S_t|
+            scores.index_add_(1, part.to(scores.device), -dW)  # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
             if HG is not None:
                 U = U + HG                                     # u ← (I - η_t H_t) u
-    return scores
+    return distributed.all_reduce(scores)
 
 
-def _reverse_update(objective: Objective, optimizer, theta, slots, x, y, lr, t: int, decay,
+def _shard_adjoint(adjoint: StepAdjoint, run: Run, t: int, part, theta, x, y, G):
+    """The step's adjoint on this process's part of S_t, in the same dropout and crops as
+    training: all of it in one process; in a process group, each rank's share scaled by
+    |part| / |S_t| and H_t G summed over the ranks."""
+    size = len(run.batches[t])
+    if len(part):
+        with replay_rng(distributed.seed(run.seeds[t]), G.device):
+            HG, dW = adjoint(theta, x, y, G)
+        if len(part) != size:
+            HG, dW = (None if HG is None else HG * (len(part) / size)), dW * (len(part) / size)
+    else:  # more ranks than the batch has instances
+        HG, dW = (None if not adjoint.hessian else torch.zeros_like(G)), G.new_zeros(len(G), 0)
+    return (None if HG is None else distributed.all_reduce(HG)), dW
+
+
+def _reverse_update(objective: Objective, run: Run, theta, slots, t: int, part, x, y,
                     U: torch.Tensor, rest: tuple[torch.Tensor, ...]):
     """The cotangents of θ[t], the slots and g_t, from U and ``rest`` (those of θ[t+1] and
     the slots after step t), by the vjp of the update (elementwise, so cheap). Adam's update
     is nonlinear in g_t, which is recomputed here; SGD's is linear, so any g will do."""
+    optimizer, lr, decay = run.optimizer, run.rate(t), run.decoupled()
     if optimizer.name == "sgd":
         g = torch.zeros_like(theta)
     else:
-        theta = theta.detach().requires_grad_()
-        w = torch.ones(len(x), dtype=theta.dtype, device=theta.device)
-        (g,) = torch.autograd.grad(objective.batch(theta, w, x, y), theta)
-        theta = theta.detach()
+        w = torch.ones(len(part), dtype=theta.dtype, device=theta.device)
+        g = distributed.gradient(objective, theta.detach().requires_grad_(), w, x, y,
+                                 len(run.batches[t]), run.seeds[t])[0]
     pullback = vjp(lambda th, s, gr: optimizer.step(th, s, gr, lr, t, decay), theta, slots,
                    g)[1]
     if len(U) == 1:

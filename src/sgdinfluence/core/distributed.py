@@ -1,0 +1,67 @@
+"""Running inside a ``torch.distributed`` process group (``torchrun``, any backend).
+
+Every rank holds the same recorded schedule and the same state; each step's mini-batch S_t is
+split into contiguous shards, one per rank, the way ``DistributedDataParallel`` splits a
+batch. A rank computes its shard's share of the step, scaled by |shard| / |S_t| so that the
+shares add up to the step's mean, and one all-reduce (sum) per step combines them: the
+gradient (and the loss) in training, H_t G in the sweep. Outside a process group, or in a
+group of one, nothing changes. Randomness (dropout, augmentation) is drawn per rank from the
+step's seed plus the rank, so a run with randomness replays in the same world size.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+
+
+def world() -> tuple[int, int]:
+    """(this process's rank, the number of processes): (0, 1) outside a process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard(idx: torch.Tensor) -> torch.Tensor:
+    """This rank's contiguous part of a step's mini-batch (possibly empty)."""
+    rank, size = world()
+    return idx if size == 1 else idx.tensor_split(size)[rank]
+
+
+def seed(step_seed: int) -> int:
+    """The seed of this rank's randomness at a step: the step's own on rank 0."""
+    return (step_seed + world()[0]) % 2**63
+
+
+def all_reduce(t: torch.Tensor) -> torch.Tensor:
+    """The sum of ``t`` over the ranks, in place (``t`` itself outside a process group)."""
+    if world()[1] > 1:
+        dist.all_reduce(t)
+    return t
+
+
+def gradient(objective, theta: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
+             y: torch.Tensor, batch_size: int, step_seed: int
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gradient g (P,) and value of the step objective ``(1/|S_t|) Σ_{i∈S_t} w_i ℓ_i``,
+    with this rank's shard (w, x, y) of the mini-batch of ``batch_size``: one all-reduce of
+    (g, loss) in a process group."""
+    from .objective import replay_rng
+
+    if len(w):
+        with replay_rng(seed(step_seed), theta.device):
+            loss = objective.batch(theta, w, x, y)
+        if len(w) != batch_size:
+            loss = loss * (len(w) / batch_size)
+        (g,) = torch.autograd.grad(loss, theta)
+    else:  # more ranks than the batch has instances
+        g, loss = torch.zeros_like(theta), theta.new_zeros(())
+    if world()[1] > 1:
+        both = all_reduce(torch.cat([g, loss.detach()[None]]))
+        g, loss = both[:-1], both[-1]
+    return g, loss.detach()
+
+
+def barrier() -> None:
+    if world()[1] > 1:
+        dist.barrier()
