@@ -41,6 +41,8 @@ def results(options: dict, store: str, where: Path) -> dict:
     return {"theta": torch.cat([p.detach().reshape(-1) for p in run.model.parameters()]),
             "scores": sgi.influence(run, val), "last": sgi.influence(run, val, epochs=1),
             "loo": sgi.influence(run, val, method="loo", indices=[0, 5, 17, 30]),
+            "tracin": sgi.influence(run, val, method="tracin"),
+            "if": sgi.influence(run, val, method="influence-function", damping=0.1),
             "retrained": torch.cat([p.detach().reshape(-1)
                                     for p in run.retrain([3, 8], from_epoch=1).parameters()])}
 
