@@ -9,18 +9,17 @@ import torch.nn.functional as F
 
 import sgdinfluence as sgi
 from oracle import unrolled_optimizer
+from problems import small_problem
 from sgdinfluence.app.models import mlp
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def problem(device, dropout=0.0, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(70, 5, generator=g, dtype=torch.float64)
-    y = (X[:, 0] + 0.5 * X[:, 1] > 0).long()
-    torch.manual_seed(seed)
-    model = mlp(5, hidden=(8, 8), dropout=dropout).double().to(device)
-    return model, (X[:40].to(device), y[:40].to(device)), (X[40:].to(device), y[40:].to(device))
+    model, train, val = small_problem(lambda d: mlp(d, hidden=(8, 8), dropout=dropout),
+                                      seed=seed)
+    return (model.to(device), tuple(a.to(device) for a in train),
+            tuple(a.to(device) for a in val))
 
 
 @pytest.mark.parametrize("options", [{}, {"momentum": 0.9}, {"optimizer": "adam"}])

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from torch.utils.data import Dataset
 
 import sgdinfluence as sgi
-from sgdinfluence.app.models import mlp
+from problems import small_problem
 from sgdinfluence.errors import RunFileError
 
 CASES = {"sgd-memory": ({}, "memory"), "momentum-memory": ({"momentum": 0.9}, "memory"),
@@ -24,12 +24,7 @@ CASES = {"sgd-memory": ({}, "memory"), "momentum-memory": ({"momentum": 0.9}, "m
 
 
 def problem():
-    g = torch.Generator().manual_seed(0)
-    X = torch.randn(70, 5, generator=g, dtype=torch.float64)
-    y = (X[:, 0] + 0.5 * X[:, 1] + 0.5 * torch.randn(70, generator=g, dtype=torch.float64)
-         > 0).long()
-    torch.manual_seed(0)
-    return mlp(5, hidden=(8, 8)).double(), (X[:40], y[:40]), (X[40:], y[40:])
+    return small_problem()
 
 
 def results(options: dict, store: str, where: Path) -> dict:

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 import sgdinfluence as sgi
 from oracle import unrolled_optimizer
+from problems import small_problem
 from sgdinfluence.app.models import logistic_regression, mlp
 from sgdinfluence.errors import ConfigError
 
@@ -23,15 +24,6 @@ CONFIGS = {
 }
 MODELS = {"logreg": logistic_regression, "mlp": lambda d: mlp(d, hidden=(8, 8))}
 WD = 0.01
-
-
-def small_problem(model_fn, n=40, n_val=30, d=5, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n + n_val, d, generator=g, dtype=torch.float64)
-    y = (X[:, 0] + 0.5 * X[:, 1] + 0.7 * torch.randn(n + n_val, generator=g, dtype=torch.float64)
-         > 0).long()
-    torch.manual_seed(seed)
-    return model_fn(d).double(), (X[:n], y[:n]), (X[n:], y[n:])
 
 
 def decaying(t):

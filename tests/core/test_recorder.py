@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 import sgdinfluence as sgi
 from oracle import unrolled_optimizer
+from problems import small_problem
 from sgdinfluence.app.models import mlp
 from sgdinfluence.errors import DataError, Error
 
@@ -19,12 +20,7 @@ N, D = 40, 5
 
 
 def problem(seed=0):
-    g = torch.Generator().manual_seed(seed)
-    X = torch.randn(N + 30, D, generator=g, dtype=torch.float64)
-    y = (X[:, 0] + 0.5 * X[:, 1] + 0.7 * torch.randn(N + 30, generator=g, dtype=torch.float64)
-         > 0).long()
-    torch.manual_seed(seed)
-    return mlp(D, hidden=(8, 8)).double(), (X[:N], y[:N]), (X[N:], y[N:])
+    return small_problem(n=N, d=D, seed=seed)
 
 
 def two_groups(model, name):
