@@ -47,6 +47,10 @@ def _influence(run: Run, val, *, seed: int, progress: bool, **options) -> np.nda
     return influence(run, val, progress=progress, **options)
 
 
+def _self_influence(run: Run, val, *, seed: int, progress: bool) -> np.ndarray:
+    return -influence(run, None, "tracin", self_influence=True, progress=progress)
+
+
 def _training_loss(run: Run, val, *, seed: int, progress: bool) -> np.ndarray:
     objective = run.objective()
     with torch.no_grad(), mode(objective.model, train=False):
@@ -87,8 +91,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            MappingProxyType({"method": "sgd"})),
     Method("sgd-last", "SGD-influence, last epoch only", INFLUENCE, _influence,
            MappingProxyType({"method": "sgd", "epochs": 1})),
-    Method("tracin", "TracIn (the sweep without the Hessian term)", INFLUENCE, _influence,
+    Method("sgd-nohessian", "SGD-influence without the Hessian term", INFLUENCE, _influence,
+           MappingProxyType({"method": "sgd-nohessian"})),
+    Method("tracin", "TracIn (Pruthi et al.), every step", INFLUENCE, _influence,
            MappingProxyType({"method": "tracin"})),
+    Method("tracin-self", "TracIn self-influence, highest first", DETECTOR, _self_influence),
     # H need not be positive definite away from a convex optimum, so CG can fail; the
     # truncated Neumann series (LiSSA, as in Koh & Liang's code) always returns.
     Method("influence-function", "influence functions (Koh & Liang), LiSSA, damping 0.01",

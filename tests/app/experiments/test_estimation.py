@@ -28,8 +28,9 @@ def test_estimation_writes_table_csv_json_and_plot(tmp_path):
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["config"]["batch_size"] == 5 and saved["config"]["decay"] is True
     assert saved == json.loads(json.dumps(summary))  # what run returns is what it saved
-    assert len(saved["rows"]) == 2 * 4 and set(summary["summary"]) == set(estimation.METHODS)
-    assert set(estimation.METHODS) == {"sgd", "sgd-last", "tracin", "influence-function"}
+    assert len(saved["rows"]) == 2 * 5 and set(summary["summary"]) == set(estimation.METHODS)
+    assert set(estimation.METHODS) == {"sgd", "sgd-last", "sgd-nohessian", "tracin",
+                                       "influence-function"}
     assert summary["summary"]["sgd"]["kendall_tau"][0] > 0.8  # all epochs, tiny logistic regr.
     assert "logreg on adult, 2 seeds" in estimation.format_summary(summary)
     with pytest.raises(OutputError, match="overwrite=True"):

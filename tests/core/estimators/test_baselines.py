@@ -1,6 +1,7 @@
 """Ground truth and baselines against exact answers: literal retraining, an explicit Hessian,
 a closed form, and the unrolled oracle without its Hessian term."""
 
+
 import numpy as np
 import pytest
 import torch
@@ -42,27 +43,56 @@ def test_loo_equals_literal_retraining(dropout):
     np.testing.assert_allclose(both[1:].mean(0), literal, rtol=1e-9, atol=1e-15)
 
 
-def test_tracin_is_algorithm_2_without_the_hessian_term():
-    """With u fixed, Σ_t η_t/|S_t| ⟨u, ∇ℓ_j(θ[t])⟩ summed literally over the recorded steps."""
+def literal_tracin(run, train, query, every=1, self_influence=False):
+    """TracIn as its definition reads: a loop over steps (or checkpoints) and instances, each
+    gradient from a one-instance forward; ``query(model, grad_of)`` gives u at that step."""
+    model = run.objective().model
+    params = list(model.parameters())
+    expected = torch.zeros(len(train[0]), dtype=torch.float64)
+
+    def grad_of(loss):
+        return torch.cat([x.flatten() for x in torch.autograd.grad(loss, params)])
+
+    for t in range(0, run.num_steps, every):
+        torch.nn.utils.vector_to_parameters(run.store[t], params)
+        u = None if self_influence else query(model, grad_of)
+        members = run.batches[t].tolist() if every == 1 else range(len(train[0]))
+        weight = run.lrs[t] / len(run.batches[t]) if every == 1 else \
+            every * run.lrs[t] / len(train[0])
+        for j in members:
+            loss = F.cross_entropy(model(train[0][j:j + 1]), train[1][j:j + 1])
+            g = grad_of(loss + 0.005 * sum(p.square().sum() for p in params))
+            expected[j] += weight * ((g @ g) if self_influence else (u @ g))
+    return expected.numpy()
+
+
+def test_no_hessian_estimator_is_algorithm_2_with_u_fixed_and_tracin_is_as_published():
+    """sgd-nohessian: Σ_t η_t/|S_t| ⟨u, ∇ℓ_j(θ[t])⟩ with u = ∇Q(θ[T]); TracIn: the same with
+    u = ∇Q(θ[t]); TracInCP every 2nd step over all instances; self-influence ‖∇ℓ_j‖²."""
     train, val = problem(None, seed=1)
     torch.manual_seed(0)
     run = sgi.fit(mlp(4, hidden=(5,)).double(), train, epochs=2, batch_size=4, lr=0.3,
                   weight_decay=0.01)
-    u = torch.cat([g.flatten() for g in torch.autograd.grad(
+    u_T = torch.cat([g.flatten() for g in torch.autograd.grad(
         F.cross_entropy(run.model(val[0]), val[1]), list(run.model.parameters()))])
-    expected = torch.zeros(30, dtype=torch.float64)
-    model = run.objective().model
-    params = list(model.parameters())
-    for t, idx in enumerate(run.batches):
-        torch.nn.utils.vector_to_parameters(run.store[t], params)
-        for j in idx.tolist():  # the literal per-instance sum, as the definition reads
-            loss = F.cross_entropy(model(train[0][j:j + 1]), train[1][j:j + 1])
-            loss = loss + 0.005 * sum(p.square().sum() for p in params)
-            g = torch.cat([x.flatten() for x in torch.autograd.grad(loss, params)])
-            expected[j] += run.lrs[t] / len(idx) * (u @ g)
+    fixed = literal_tracin(run, train, lambda m, grad_of: u_T)
+    nohessian = sgi.influence(run, val, method="sgd-nohessian")
+    np.testing.assert_allclose(nohessian, fixed, rtol=1e-10, atol=1e-16)
+    assert np.abs(nohessian - sgi.influence(run, val)).max() > 1e-3 * np.abs(nohessian).max()
+
+    def query(m, grad_of):  # u_t = ∇Q(θ[t])
+        return grad_of(F.cross_entropy(m(val[0]), val[1]))
     tracin = sgi.influence(run, val, method="tracin")
-    np.testing.assert_allclose(tracin, expected.numpy(), rtol=1e-10, atol=1e-16)
-    assert np.abs(tracin - sgi.influence(run, val)).max() > 1e-3 * np.abs(tracin).max()
+    np.testing.assert_allclose(tracin, literal_tracin(run, train, query), rtol=1e-10,
+                               atol=1e-16)
+    assert np.abs(tracin - nohessian).max() > 1e-3 * np.abs(tracin).max()
+    np.testing.assert_allclose(sgi.influence(run, val, method="tracin", every=2),
+                               literal_tracin(run, train, query, every=2), rtol=1e-10,
+                               atol=1e-16)
+    own = sgi.influence(run, None, method="tracin", self_influence=True)
+    np.testing.assert_allclose(own, literal_tracin(run, train, None, self_influence=True),
+                               rtol=1e-10)
+    assert (own > 0).all()
 
 
 def test_influence_function_exact_matches_closed_form_linear_regression():
@@ -99,7 +129,7 @@ def test_influence_function_solvers_match_exact(solver):
 def test_bad_estimator_options_are_refused():
     train, val = problem(None)
     run = sgi.fit(logistic_regression(4).double(), train, epochs=1, batch_size=5, lr=0.1)
-    with pytest.raises(ValueError, match="unknown method 'magic'.*'sgd', 'tracin', 'loo'"):
+    with pytest.raises(ValueError, match="unknown method 'magic'.*'sgd', 'sgd-nohessian'"):
         sgi.influence(run, val, method="magic")
     with pytest.raises(TypeError, match="takes no option \\['solver'\\]"):
         sgi.influence(run, val, solver="cg")

@@ -57,7 +57,8 @@ CLEANLAB = {
     "cleanlab": "cleanlab label-quality scores (self-confidence), k-fold probabilities",
     "cleanlab-find": "cleanlab find_label_issues: remove the set it returns",
 }
-METHODS = {**{m: REGISTRY[m].label for m in ("sgd", "sgd-last", "tracin", "influence-function",
+METHODS = {**{m: REGISTRY[m].label for m in ("sgd", "sgd-last", "sgd-nohessian", "tracin",
+                                             "tracin-self", "influence-function",
                                              "training-loss")},
            **CLEANLAB, "random": REGISTRY["random"].label}
 INSTALL_HINT = "pip install sgdinfluence[bench]"

@@ -4,7 +4,9 @@ All return the same quantity, the change of the query when instance j is left ou
 training, ``Q(θ_{-j}[T]) - Q(θ[T])`` (first-order estimates: ``⟨u, θ_{-j}[T] - θ[T]⟩``):
 
 - ``"sgd"``: SGD-influence, Algorithm 2 over the recorded trajectory (``epochs=1``: last epoch)
-- ``"tracin"``: the same sweep with u held fixed (no Hessian term)
+- ``"sgd-nohessian"``: the same sweep with the Hessian terms dropped (u held fixed)
+- ``"tracin"``: TracIn as published, the query's gradient at each step (``every``: TracInCP;
+  ``self_influence``: each instance its own query, ``query`` ignored)
 - ``"influence-function"``: Koh & Liang at θ[T] (``solver``, ``damping``)
 - ``"loo"``: the truth, by counterfactual retraining on the identical schedule
 """
@@ -21,9 +23,11 @@ from ..train import Run
 from .influence_function import influence_function
 from .loo import leave_one_out
 from .sgd import sgd_influence
+from .tracin import tracin
 
 OPTIONS = {  # the options each method takes, besides indices and progress
-    "sgd": {"epochs"}, "tracin": {"epochs"}, "loo": {"chunk"},
+    "sgd": {"epochs"}, "sgd-nohessian": {"epochs"}, "tracin": {"every", "self_influence"},
+    "loo": {"chunk"},
     "influence-function": {"solver", "damping", "cg_rtol", "lissa_depth", "lissa_scale"},
 }
 METHODS = tuple(OPTIONS)
@@ -35,10 +39,11 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
     training. Negative = harmful (leaving j out lowers the validation loss).
 
     ``query``: a validation set ``(X, y)`` (its mean loss), a callable ``model -> scalar``,
-    ``PerExample((X, y))`` or a list of these. ``indices`` restricts the result to those
-    training instances, in that order: integer indices, or a boolean mask of length N (the
-    instances where it is True, ascending). Returns (N,) or (len(indices),) for a single
-    query, (M, N) or (M, len(indices)) for several.
+    ``PerExample((X, y))`` or a list of these (None for TracIn's ``self_influence``).
+    ``indices`` restricts the result to those training instances, in that order: integer
+    indices, or a boolean mask of length N (the instances where it is True, ascending).
+    Returns (N,) or (len(indices),) for a single query, (M, N) or (M, len(indices)) for
+    several.
     """
     if not isinstance(run, Run):
         raise TypeError(f"run must be a Run from sgi.fit or sgi.load_run, got {type(run).__name__}")
@@ -52,18 +57,25 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool)
                                or not 1 <= epochs <= run.epochs):
         raise Error(f"epochs must be None or an int in [1, {run.epochs}], got {epochs!r}")
+    every = options.get("every", 1)
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise Error(f"every must be an int >= 1, got {every!r}")
     idx = (torch.arange(run.num_train) if indices is None
            else as_indices(indices, run.num_train, "indices", allow_empty=False))
+    if options.get("self_influence"):  # each instance its own query
+        return tracin(run, None, progress=progress, **options)[0, idx].detach().cpu().numpy()
     q = Query(run, query)
     if method == "loo":
         scores = leave_one_out(run, q, idx, progress=progress, **options)
+    elif method == "tracin":
+        scores = tracin(run, q, progress=progress, **options)[:, idx]
     else:
         U = q.gradients(q.objective.flatten())
         if method == "influence-function":
             scores = influence_function(run, U, **options)[:, idx]
         else:
             scores = sgd_influence(run, U, hessian=method == "sgd", progress=progress,
-                                   **options)[:, idx]
+                                   **options)[:, idx]  # sgd, sgd-nohessian
     out = scores.detach().cpu().numpy()
     return out[0] if q.single else out
 

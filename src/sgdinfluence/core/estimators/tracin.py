@@ -1,0 +1,61 @@
+"""TracIn (Pruthi, Liu, Kale & Sundararajan, NeurIPS 2020), with the package's sign and scale.
+
+TracIn follows each training instance through the steps that used it and adds up how much
+each of those steps moved the query: the query's gradient is taken *at that step's
+parameters*, where the no-Hessian estimator keeps the one at θ[T]:
+
+    score_j = Σ_{t: j ∈ S_t} (η_t/|S_t|) ⟨∇Q(θ[t]), ∇ℓ_j(θ[t])⟩
+
+(the same quantity as the other estimators: the first-order change of Q when j is left out,
+if no step influenced a later one). ``every=k`` is TracInCP: every k-th step serves as a
+checkpoint, and each checkpoint scores every instance, standing for the k steps that follow,
+in which an instance is used k·|S|/N times on average:
+
+    score_j = Σ_{c = 0, k, 2k, ...} (k η_c / N) ⟨∇Q(θ[c]), ∇ℓ_j(θ[c])⟩
+
+``self_influence=True`` takes each instance as its own query (Q = ℓ_j: the terms become
+‖∇ℓ_j(θ[t])‖²), which is how TracIn ranks suspected mislabelled data. With momentum or Adam,
+TracIn as published ignores the optimizer: η_t is the step's rate.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.func import jacrev
+from tqdm.auto import tqdm
+
+from ..objective import mode, replay_rng
+from ..queries import Query
+from ..train import Run
+from .sgd import StepAdjoint
+
+
+def tracin(run: Run, query: Query | None, every: int = 1, self_influence: bool = False,
+           progress: bool = False) -> torch.Tensor:
+    """TracIn scores (M, N) for the rows of ``query`` (or (1, N) with ``self_influence``)."""
+    objective = run.objective(functional=True)
+    adjoint = StepAdjoint(objective, hessian=False)
+    steps = range(0, run.num_steps, every)
+    dtype = run.store[0].dtype
+    rows = 1 if self_influence else len(query.values(objective.flatten()))  # type: ignore
+    scores = torch.zeros(rows, run.num_train, dtype=dtype, device=run.store[0].device)
+    for t in tqdm(steps, desc="TracIn", disable=not progress, leave=False):
+        theta = run.unpack(run.store[t])[0]
+        lr = run.rate(t)
+        if every == 1:  # the instances of step t, each weighted η_t/|S_t|
+            parts = [(run.batches[t], run.train.batch(run.batches[t]))]
+            weight = lr / len(run.batches[t])
+        else:  # every instance, at the checkpoint, standing for k steps
+            parts = [(idx, run.train.batch(idx)) for idx in torch.arange(run.num_train)
+                     .split(max(1, 2**20 // len(theta)))]
+            weight = every * lr / run.num_train
+        U = None if self_influence else query.gradients(theta)  # type: ignore[union-attr]
+        for idx, (x, y) in parts:
+            with mode(objective.model, train=True), replay_rng(run.seeds[t], theta.device):
+                if self_influence:  # ∇ℓ_j for each j of the batch: (B, P)
+                    J = jacrev(lambda th, x=x, y=y: objective.terms(th, x, y))(theta)
+                    d = (weight * J * J).sum(1)[None]
+                else:  # the adjoint's per-instance terms, ⟨G, ∇ℓ_j⟩/B, with G = B·weight·U
+                    d = adjoint(theta, x, y, weight * U * len(x))[1]
+            scores.index_add_(1, idx.to(scores.device), d)
+    return scores
