@@ -119,3 +119,15 @@ def test_summary_chooses_k_on_validation_and_says_when_nothing_helps():
     assert text.endswith("lowers test error from 9.00% to 7.00%.")
     text = report.summary(fake({0: (0.10, 0.09), 10: (0.10, 0.05), 30: (0.12, 0.07)}))
     assert text.startswith("Removing up to 30 of the most harmful") and "9.00%" in text
+
+
+def test_the_cifar_network_is_the_authors():
+    from sgdinfluence.app.models import cifar_cnn
+
+    model = cifar_cnn()
+    assert sum(p.numel() for p in model.parameters()) == 307_946  # batch norm on convs 1, 3, 5
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in model) == 3
+    x = torch.full((2, 3, 32, 32), 0.5)
+    torch.testing.assert_close(model[0](x)[0, :, 0, 0],
+                               (0.5 - torch.tensor([0.4914, 0.4822, 0.4465]))
+                               / torch.tensor([0.2023, 0.1994, 0.2010]))
