@@ -339,3 +339,29 @@ def test_an_image_directory_is_streamed_and_gives_what_its_archive_gives(tmp_pat
                  str(tmp_path / "b")]) == 0
     a, b = (pd.read_csv(tmp_path / d / "scores.csv") for d in "ab")
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_more_bad_input_is_one_line(tmp_path, capsys):
+    assert "--seed: must be >= 0" in fails(["cleanse", "digits", "--seed", "-1"], capsys, code=2)
+    (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    assert "cannot be read as an .npz" in fails(
+        ["cleanse", str(tmp_path / "bad.npz"), "--out", str(tmp_path / "o")], capsys)
+
+
+def test_a_replacement_that_fails_keeps_the_previous_result(tmp_path, monkeypatch):
+    from sgdinfluence.app.output import output_dir
+
+    with output_dir(tmp_path / "r") as tmp:
+        (tmp / "a.txt").write_text("first")
+    real = Path.rename
+
+    def rename(self, target):
+        if Path(target) == tmp_path / "r" and self.name.startswith(".r."):
+            raise OSError("disk full")  # the new result cannot take its place
+        return real(self, target)
+    monkeypatch.setattr(Path, "rename", rename)
+    with pytest.raises(OSError, match="disk full"), output_dir(tmp_path / "r",
+                                                               overwrite=True) as tmp:
+        (tmp / "a.txt").write_text("second")
+    assert (tmp_path / "r" / "a.txt").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
 import sgdinfluence as sgi
 from problems import small_problem
@@ -20,7 +20,9 @@ from sgdinfluence.errors import RunFileError
 CASES = {"sgd-memory": ({}, "memory"), "momentum-memory": ({"momentum": 0.9}, "memory"),
          "sgd-replay": ({}, "replay"), "momentum-replay": ({"momentum": 0.9}, "replay"),
          "adam-memory": ({"optimizer": "adam", "lr": 0.01}, "memory"),
-         "momentum-disk": ({"momentum": 0.9}, "disk")}  # written by rank 0, read by all
+         "momentum-disk": ({"momentum": 0.9}, "disk"),  # written by rank 0, read by all
+         # a Dataset read by index, and a last batch of one: some ranks' shares are empty
+         "streamed-small-batch": ({"momentum": 0.9, "batch_size": 13}, "streamed")}
 
 
 def problem():
@@ -29,10 +31,11 @@ def problem():
 
 def results(options: dict, store: str, where: Path) -> dict:
     model, train, val = problem()
+    if store == "streamed":
+        train, store = TensorDataset(*train), "memory"
     store = sgi.DiskStore(where / "disk-run") if store == "disk" else store
-    options = {"lr": 0.1, **options}
-    run = sgi.fit(model, train, epochs=2, batch_size=7, weight_decay=0.01, store=store,
-                  **options)
+    options = {"lr": 0.1, "batch_size": 7, **options}
+    run = sgi.fit(model, train, epochs=2, weight_decay=0.01, store=store, **options)
     return {"theta": torch.cat([p.detach().reshape(-1) for p in run.model.parameters()]),
             "scores": sgi.influence(run, val), "last": sgi.influence(run, val, epochs=1),
             "loo": sgi.influence(run, val, method="loo", indices=[0, 5, 17, 30]),

@@ -169,3 +169,19 @@ def test_dataloader_workers_read_the_same_batches():
     val = (torch.stack([val[i][0] for i in range(10)]), torch.tensor([val[i][1]
                                                                       for i in range(10)]))
     np.testing.assert_array_equal(sgi.influence(runs[0], val), sgi.influence(runs[1], val))
+
+
+def test_a_step_that_fails_is_not_recorded_and_the_block_is_trimmed():
+    model, train, val = problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    rec = sgi.Recorder(model, optimizer, "cross_entropy", train)
+    for idx in batches(epochs=1):
+        rec.step(idx)
+    optimizer.param_groups[0]["lr"] = 1e300
+    rec.step([0, 1])  # the loss is still finite; the parameters are not any more
+    with pytest.raises(sgi.errors.TrainingDiverged):
+        rec.step([2, 3])
+    run = rec.finish()
+    assert run.num_steps == 7 and len(run.store) == 7 and len(run.lrs) == len(run.seeds) == 7
+    assert run.store.state()["thetas"].untyped_storage().nbytes() == \
+        7 * run.store[0].numel() * 8  # the doubled block, trimmed to the steps taken

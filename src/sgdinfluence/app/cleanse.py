@@ -150,6 +150,9 @@ def split(tables: dict[str, Table], cfg: CleanseConfig) -> Splits:
             raise ConfigError(f"subset must be in [1, {len(rest)}], got {cfg.subset}")
         rest = np.sort(np.random.default_rng(cfg.seed).permutation(rest)[:cfg.subset])
     train, val = pool.take(rest), pool.take(held)
+    for t in (val, test):  # evaluated again and again; only training streams its images
+        if isinstance(t.X, ImageFiles):
+            t.X = np.asarray(t.X)
     _check_classes(train)
     if not train.image:  # standardise tabular features with the training statistics
         scaler = StandardScaler().fit(train.X)

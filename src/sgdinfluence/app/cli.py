@@ -150,6 +150,13 @@ def method_list(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def natural(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value > 0):
@@ -228,7 +235,7 @@ def parser() -> Parser:
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=natural, default=0)
     p.add_argument("--val", type=fraction_or_count, default=0.1,
                    help="validation share of the training data: fraction or count (0.1)")
     p.add_argument("--test", type=fraction_or_count, default=0.2,
@@ -247,7 +254,7 @@ def parser() -> Parser:
                 "Digits with 10% of the training labels flipped: does SGD-influence find them?",
                 out="out/demo; a previous demo's is replaced", replace_own=True)
     p.add_argument("--epochs", type=positive_int, default=20)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=natural, default=0)
 
     exps = sub.add_parser("experiment", help="reproduce the paper's experiments, and benchmarks")
     exps = exps.add_subparsers(dest="experiment", required=True, parser_class=Parser)
@@ -297,7 +304,7 @@ def parser() -> Parser:
     p.add_argument("--lr", type=float, default=None, help="default 0.2 for digits, 0.05 otherwise")
     p.add_argument("--folds", type=int, default=None, help="cleanlab's k (default 5)")
     optimizer_arguments(p)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=natural, default=None)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a shared machine more threads spin "
                         "against other jobs)")

@@ -85,6 +85,8 @@ def output_dir(path: str | os.PathLike, overwrite: bool = False,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         if old is not None:
+            if not path.exists():  # the new result did not take its place: keep the old one
+                (old / path.name).rename(path)
             shutil.rmtree(old, ignore_errors=True)
 
 

@@ -226,7 +226,7 @@ def write(result: Result, out: str | Path, title: str = "sgdinfluence cleansing 
           notes: list[str] = (), overwrite: bool = False, extra: dict | None = None,
           inputs=()) -> Path:
     """Write scores.csv, results.json, curve.png and report.html into ``out`` atomically
-    (``overwrite`` and ``inputs`` as for :func:`sgdinfluence._output.check_output`)."""
+    (``overwrite`` and ``inputs`` as for :func:`sgdinfluence.app.output.check_output`)."""
     frame = scores_frame(result)
     curve_png = plot_curves(result)
     with output_dir(out, overwrite, inputs) as tmp:

@@ -47,6 +47,11 @@ class TrainData(abc.ABC):
         """All N instances in order, ``size`` at a time."""
         return self.batches(torch.arange(len(self)).split(size))
 
+    def to(self, device: torch.device) -> TrainData:
+        """The same data, prepared on ``device`` (e.g. after loading a GPU run on the CPU)."""
+        self.device = torch.device(device)
+        return self
+
 
 class Tensors(TrainData):
     """Training data held as two tensors, X (N, ...) and y (N, ...), already prepared;
@@ -65,6 +70,11 @@ class Tensors(TrainData):
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.X[idx], self.y[idx]
+
+    def to(self, device: torch.device) -> Tensors:
+        self.X, self.y = self.X.to(device), self.y.to(device)
+        self.device = self.X.device
+        return self
 
     def chunks(self, size: int = CHUNK) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         return zip(self.X.split(size), self.y.split(size), strict=True)
@@ -126,7 +136,7 @@ class Streamed(TrainData):
                ) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
         if x.is_floating_point():
-            finite = torch.isfinite(x.reshape(len(x), -1)).all(1)
+            finite = torch.isfinite(x.flatten(1)).all(1)
             if not finite.all():
                 raise DataError(f"train: the Dataset's items {idx[~finite][:10].tolist()} hold "
                                 "NaN or infinite inputs; fix or drop them")

@@ -22,15 +22,22 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def shares(idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Every rank's contiguous part of a step's mini-batch, in rank order (some may be empty):
+    ``(idx,)`` in one process."""
+    size = world()[1]
+    return (idx,) if size == 1 else idx.tensor_split(size)
+
+
 def shard(idx: torch.Tensor) -> torch.Tensor:
-    """This rank's contiguous part of a step's mini-batch (possibly empty)."""
-    rank, size = world()
-    return idx if size == 1 else idx.tensor_split(size)[rank]
+    """This rank's part of a step's mini-batch."""
+    return shares(idx)[world()[0]]
 
 
-def seed(step_seed: int) -> int:
-    """The seed of this rank's randomness at a step: the step's own on rank 0."""
-    return (step_seed + world()[0]) % 2**63
+def seed(step_seed: int, rank: int | None = None) -> int:
+    """The seed of a rank's randomness at a step (this rank's by default): the step's own on
+    rank 0."""
+    return (step_seed + (world()[0] if rank is None else rank)) % 2**63
 
 
 def all_reduce(t: torch.Tensor) -> torch.Tensor:
@@ -60,6 +67,21 @@ def gradient(objective, theta: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
         both = all_reduce(torch.cat([g, loss.detach()[None]]))
         g, loss = both[:-1], both[-1]
     return g, loss.detach()
+
+
+def check_same(idx: torch.Tensor, what: str) -> None:
+    """Refuse indices that differ between the ranks (each rank must pass the whole global
+    mini-batch, which is sharded here, not a sampler's shard of it)."""
+    if world()[1] == 1:
+        return
+    f = (idx.double() * torch.arange(1, len(idx) + 1, dtype=torch.float64)).sum() + len(idx)
+    both = torch.stack([f, -f])
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)
+    if both[0] != -both[1]:
+        from ..errors import Error
+
+        raise Error(f"{what} differ between the ranks; give every rank the same global "
+                    "mini-batch (not a DistributedSampler's shard of it): it is split here")
 
 
 def barrier() -> None:

@@ -85,17 +85,14 @@ class Recorder:
             raise Error("the recorder is finished; start a new Recorder for another run")
         run, objective = self.run, self.objective
         idx = as_indices(indices, len(self.data), "indices", allow_empty=False)
+        distributed.check_same(idx, "the indices given to Recorder.step")
         t = run.num_steps
-        if len(run.epoch_starts) <= self._seen // len(self.data):  # an epoch's first step
-            run.epoch_starts.append(t)
-            run.epoch_buffers.append({k: b.clone() for k, b in self.model.named_buffers()})
+        new_epoch = len(run.epoch_starts) <= self._seen // len(self.data)
+        buffers = {k: b.clone() for k, b in self.model.named_buffers()} if new_epoch else {}
         theta = objective.flatten()
-        run.store.append(torch.cat([theta, *self._slots()]))
+        state = torch.cat([theta, *self._slots()])
         rates = [float(g["lr"]) for g in self.optimizer.param_groups]
-        run.lrs.append(tuple(rates) if run.groups is not None else rates[0])
         seed = int(torch.randint(0, 2**62, (), generator=self._seeds))
-        run.seeds.append(seed)
-        run.batches.append(idx)
         part = distributed.shard(idx)  # all of it in one process
         x, y = self.data.batch(part)
         theta.requires_grad_()
@@ -104,10 +101,18 @@ class Recorder:
                 len(part), dtype=theta.dtype, device=theta.device), x, y, len(idx), seed)
         value = loss.item()
         if not np.isfinite(value):
-            epoch = len(run.epoch_starts) - 1
+            epoch = len(run.epoch_starts) - (0 if new_epoch else 1)
             raise TrainingDiverged(f"training diverged: the loss became {value} at step {t} "
                                    f"(epoch {epoch}); lower the learning rate or check the data "
                                    "for extreme values", step=t, epoch=epoch, lr=rates[0])
+        # the step is taken: record it (a step that failed above is not in the run)
+        if new_epoch:  # an epoch's first step: retraining can start here
+            run.epoch_starts.append(t)
+            run.epoch_buffers.append(buffers)
+        run.store.append(state)
+        run.lrs.append(tuple(rates) if run.groups is not None else rates[0])
+        run.seeds.append(seed)
+        run.batches.append(idx)
         for p, gp in zip(objective.params, g.split(objective.sizes), strict=True):
             p.grad = gp.view_as(p).clone()
         self.optimizer.step()

@@ -81,6 +81,7 @@ class Run:
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     optimizer: Optimizer = field(default_factory=Optimizer)
     groups: torch.Tensor | None = None  # (P,) the parameter group of each entry of θ
+    _entries: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def num_steps(self) -> int:
@@ -115,10 +116,15 @@ class Run:
         return self.decay if self.optimizer.name == "adamw" else 0.0
 
     def _per_entry(self, value):
+        """``value`` as it is, or (P,) per entry of θ from one value per parameter group
+        (made once per distinct tuple of values: the sweep asks at every step)."""
         if self.groups is None:
             return value
-        p = next(self.model.parameters())
-        return torch.as_tensor(value, dtype=p.dtype, device=p.device)[self.groups]
+        if value not in self._entries:
+            p = next(self.model.parameters())
+            self._entries[value] = torch.as_tensor(value, dtype=p.dtype,
+                                                   device=p.device)[self.groups]
+        return self._entries[value]
 
     def unpack(self, state: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """θ (P,) and the optimizer's slots from a stored state row."""
@@ -131,7 +137,8 @@ class Run:
         weights set to 0 (the divisor stays |S_t|), from the recorded state (parameters and
         optimizer state) at the start of epoch ``from_epoch``. ``exclude`` is integer indices
         (repeats allowed) or a boolean mask of length N. ``exclude=[]`` reproduces
-        ``self.model`` bit for bit."""
+        ``self.model`` bit for bit for a run of ``fit`` (to rounding for a recorder's, whose
+        steps torch's optimizer took)."""
         if not isinstance(from_epoch, (int, np.integer)) or isinstance(from_epoch, bool):
             raise TypeError(f"from_epoch must be an int, got {from_epoch!r}")
         if not 0 <= from_epoch < self.epochs:
@@ -193,13 +200,14 @@ def load_run(path: str | os.PathLike, map_location=None) -> Run:
             epoch_buffers=p["epoch_buffers"], losses=p["losses"],
             config=FitConfig(**p["config"]), store=store_from_state(p["store"]),
             train=p["train"], loss_fn=p["loss_fn"], augment=p.get("augment"),
-            optimizer=p.get("optimizer", Optimizer()), groups=p.get("groups"),
+            optimizer=p["optimizer"], groups=p.get("groups"),
         )
     except (KeyError, TypeError) as e:
         raise RunFileError(f"{path} lacks part of a run ({type(e).__name__}: {e}): it is corrupt "
                            "or was written by another version of sgdinfluence; re-record it "
                            "with sgi.fit") from e
     run.store.bind(run)
+    run.train.to(next(run.model.parameters()).device)  # where map_location put the model
     return run
 
 
@@ -319,8 +327,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     model = copy.deepcopy(model)
     if augment is not None and not callable(augment):
         raise TypeError(f"augment must be callable, got {type(augment).__name__}")
-    objective = Objective(model, loss_fn, 0.0 if opt.name == "adamw" else float(weight_decay),
-                          augment)
+    objective = Objective(model, loss_fn, 0.0, augment)  # the run's objective, once it exists
     theta0 = objective.flatten()
     data = training_data(train, loss_fn, theta0, workers)
     if not 1 <= batch_size <= len(data):
@@ -338,6 +345,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
               lrs=lrs, seeds=seeds, epoch_starts=epoch_starts, epoch_buffers=[],
               losses=np.empty(0), config=config, store=store, train=data,
               loss_fn=loss_fn, augment=augment, optimizer=opt)
+    objective = run.objective(model)  # with the weight decay the run assigns to instances
     _check_forward(objective, theta0, data)
     state = torch.cat([theta0] + [torch.zeros_like(theta0)] * opt.slots)
     run.store.begin(run, state)

@@ -2,7 +2,7 @@
 
 Every dataset, built in or read from a user's file, arrives as ``{split: Table}`` (splits
 "train" and "test" where the source has them, else one split "all"; see
-:class:`~sgdinfluence.data.files.Table`). Each name in :data:`DATASETS` means one thing:
+:class:`~sgdinfluence.app.data.files.Table`). Each name in :data:`DATASETS` means one thing:
 ``mnist`` is the 10-class images, ``mnist-1v7`` the binary task of the paper's Sec 7.1.
 Files are read in their published formats from a data directory (``data_dir``, else
 ``$SGDINFLUENCE_DATA``); a missing file is downloaded when the machine is online.
@@ -106,7 +106,7 @@ def load(name: str, root=None) -> dict[str, Table]:
 
 def load_data(spec: str, label_column: str | None = None, root=None) -> dict[str, Table]:
     """A built-in dataset's name, or a path to a user's file or folder (CSV, ``.npz``, image
-    folder; see :func:`~sgdinfluence.data.files.read_path`)."""
+    folder; see :func:`~sgdinfluence.app.data.files.read_path`)."""
     if spec in DATASETS:
         return load(spec, root)
     path = Path(spec).expanduser()

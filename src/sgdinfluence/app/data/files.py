@@ -389,11 +389,17 @@ def _csv_labels(frame: pd.DataFrame, label_column: str, path: Path
 def read_npz(path: str | os.PathLike) -> Table:
     """An ``.npz`` file holding ``X`` (N, ...) numbers and ``y`` (N,) labels."""
     path = Path(path)
-    with np.load(path, allow_pickle=False) as f:
-        missing = {"X", "y"} - set(f.files)
-        if missing:
-            raise DataError(f"{path}: expected arrays 'X' and 'y', found {sorted(f.files)}")
-        X, labels = f["X"], f["y"]
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            missing = {"X", "y"} - set(f.files)
+            if missing:
+                raise DataError(f"{path}: expected arrays 'X' and 'y', found {sorted(f.files)}")
+            X, labels = f["X"], f["y"]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        if isinstance(e, DataError):
+            raise
+        raise DataError(f"{path}: cannot be read as an .npz of numeric arrays X and y ({e}); "
+                        "save it with numpy.savez(path, X=..., y=...)") from e
     if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
         raise DataError(f"{path}: X must hold numbers, got dtype {X.dtype}")
     if labels.ndim != 1 or len(labels) != len(X):
@@ -428,7 +434,7 @@ def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
         try:
             with Image.open(path.joinpath(*parts) if lazy else io.BytesIO(read())) as im:
                 images.append(_shape(im) if lazy else _pixels(im))
-        except OSError:
+        except (OSError, ValueError, Image.DecompressionBombError):
             unreadable.append("/".join(parts))
     if unreadable:
         raise DataError(f"{path}: {len(unreadable)} files cannot be read as images: "
@@ -505,7 +511,7 @@ class ImageFiles:
         try:
             with Image.open(path) as im:
                 a = _pixels(im)
-        except OSError as e:
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise DataError(f"{path}: cannot be read as an image ({e})") from e
         if a.shape != self.image_shape:
             raise DataError(f"{path}: has shape {a.shape}, the other images {self.image_shape}")

@@ -60,15 +60,16 @@ def _step_gradient(step_grad, run: Run, t: int, Theta, W, x, y) -> torch.Tensor:
     """Step t's gradient for every stacked state, computed as training computed it: the whole
     batch in one process; in a process group of size K, the K ranks' shares, each with its
     own randomness and scaled by |share| / |S_t|, summed (here, in this one process)."""
-    idx, size = run.batches[t], distributed.world()[1]
-    if size == 1:
+    idx = run.batches[t]
+    parts = distributed.shares(idx)
+    if len(parts) == 1:
         with replay_rng(run.seeds[t], Theta.device):
             return step_grad(Theta, W[:, idx], x, y)
     G = torch.zeros_like(Theta)
-    for rank, (part, xr, yr) in enumerate(zip(idx.tensor_split(size), x.tensor_split(size),
-                                              y.tensor_split(size), strict=True)):
+    for rank, (part, xr, yr) in enumerate(zip(parts, x.tensor_split(len(parts)),
+                                              y.tensor_split(len(parts)), strict=True)):
         if len(part):
-            with replay_rng((run.seeds[t] + rank) % 2**63, Theta.device):
+            with replay_rng(distributed.seed(run.seeds[t], rank), Theta.device):
                 G += step_grad(Theta, W[:, part], xr, yr) * (len(part) / len(idx))
     return G
 

@@ -37,7 +37,9 @@ def tracin(run: Run, query: Query | None, every: int = 1, self_influence: bool =
     adjoint = StepAdjoint(objective, hessian=False)
     steps = range(0, run.num_steps, every)
     dtype = run.store[0].dtype
-    rows = 1 if self_influence else len(query.values(objective.flatten()))  # type: ignore
+    if self_influence:
+        query = None
+    rows = 1 if query is None else len(query.values(objective.flatten()))
     scores = torch.zeros(rows, run.num_train, dtype=dtype, device=run.store[0].device)
     for t in tqdm(steps, desc="TracIn", disable=not progress, leave=False):
         theta = run.unpack(run.store[t])[0]
@@ -49,13 +51,13 @@ def tracin(run: Run, query: Query | None, every: int = 1, self_influence: bool =
             parts = [(idx, run.train.batch(idx)) for idx in torch.arange(run.num_train)
                      .split(max(1, 2**20 // len(theta)))]
             weight = every * lr / run.num_train
-        U = None if self_influence else query.gradients(theta)  # type: ignore[union-attr]
+        U = theta.new_zeros(0) if query is None else query.gradients(theta)
         for idx, (x, y) in parts:
             with mode(objective.model, train=True), replay_rng(run.seeds[t], theta.device):
-                if self_influence:  # ∇ℓ_j for each j of the batch: (B, P)
+                if query is None:  # self-influence: ∇ℓ_j for each j of the batch, (B, P)
                     J = jacrev(lambda th, x=x, y=y: objective.terms(th, x, y))(theta)
                     d = (weight * J * J).sum(1)[None]
                 else:  # the adjoint's per-instance terms, ⟨G, ∇ℓ_j⟩/B, with G = B·weight·U
-                    d = adjoint(theta, x, y, weight * U * len(x))[1]
+                    d = adjoint(theta, x, y, U * weight * len(x))[1]
             scores.index_add_(1, idx.to(scores.device), d)
     return scores
