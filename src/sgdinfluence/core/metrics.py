@@ -34,3 +34,12 @@ def precision_at_k(scores: np.ndarray, relevant: np.ndarray, k: int) -> float:
     """Fraction of the k most harmful (most negative) instances that are in ``relevant``."""
     top = np.argsort(scores, kind="stable")[:k]
     return float(np.isin(top, relevant).mean())
+
+
+def lds(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """The linear datamodeling score (Park et al., TRAK, 2023): for each query (column),
+    Spearman's correlation over K subsets (rows) between the predicted and the actual outcome;
+    their mean over the queries. predicted, actual: (K,) or (K, M)."""
+    predicted, actual = np.atleast_2d(predicted.T).T, np.atleast_2d(actual.T).T
+    return float(np.nanmean([stats.spearmanr(p, a).statistic
+                             for p, a in zip(predicted.T, actual.T, strict=True)]))

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy import stats
 
 import sgdinfluence as sgi
 from sgdinfluence.app.models import logistic_regression, mlp
+from sgdinfluence.core import metrics
 
 
 def problem(model, n=30, n_val=20, d=4, seed=0, regression=False):
@@ -137,3 +139,26 @@ def test_bad_estimator_options_are_refused():
         sgi.influence(run, val, method="influence-function", solver="qr")
     with pytest.raises(IndexError, match=r"\[0, 30\)"):
         sgi.influence(run, val, method="loo", indices=[30])
+
+
+def test_leave_out_of_sets_is_literal_retraining_and_lds_is_spearman_per_query():
+    train, val = problem(None, seed=3)
+    torch.manual_seed(0)
+    run = sgi.fit(mlp(4, hidden=(5,)).double(), train, epochs=2, batch_size=4, lr=0.3,
+                  momentum=0.5)
+    rng = np.random.default_rng(0)
+    masks = [rng.random(30) < 0.5 for _ in range(6)]
+    true = sgi.leave_out(run, sgi.PerExample(val), masks)  # (20, 6)
+    base = F.cross_entropy(run.model(val[0]), val[1], reduction="none").detach().numpy()
+    for k, mask in enumerate(masks):  # a literal loop of retrainings
+        model = run.retrain(mask)
+        with torch.no_grad():
+            loss = F.cross_entropy(model(val[0]), val[1], reduction="none").numpy()
+        np.testing.assert_allclose(true[:, k], loss - base, rtol=1e-9, atol=1e-15)
+    scores = sgi.influence(run, sgi.PerExample(val))  # (20, 30)
+    predicted = np.stack([scores[:, m].sum(1) for m in masks])  # (6, 20)
+    expected = np.mean([stats.spearmanr(predicted[:, z], true[z]).statistic
+                        for z in range(len(val[0]))])
+    assert metrics.lds(predicted, true.T) == pytest.approx(expected)
+    assert metrics.lds(predicted[:, 0], true[0]) == pytest.approx(
+        stats.spearmanr(predicted[:, 0], true[0]).statistic)

@@ -20,8 +20,9 @@ from sklearn.linear_model import LogisticRegressionCV
 from tqdm.auto import tqdm
 
 from ...core import metrics
-from ...core.estimators import influence
+from ...core.estimators import influence, leave_out
 from ...core.optimizers import Optimizer
+from ...core.queries import PerExample
 from ...core.train import fit
 from ...errors import ConfigError
 from ..data import load
@@ -51,6 +52,7 @@ class EstimationConfig:
     decay: bool | None = None  # η_t = η_0 / sqrt(t + 1)
     weight_decay: float | None = None  # None for logreg: 5-fold cross-validation per seed
     damping: float | None = None
+    lds_subsets: int = 50  # random halves for the linear datamodeling score (0: none)
     optimizer: str = "sgd"  # torch.optim's update rules; the paper trains by plain SGD
     momentum: float = 0.0
     nesterov: bool = False
@@ -98,11 +100,24 @@ def one_seed(cfg: EstimationConfig, data, seed: int) -> dict:
     d = X.shape[1]
     model = (torch.nn.Linear(d, 1) if cfg.model == "logreg" else mlp(d, 1, hidden=(8, 8)))
     lr = (lambda t: cfg.lr / np.sqrt(t + 1)) if cfg.decay else cfg.lr
-    run = fit(model.double(), train, loss="bce", epochs=cfg.epochs, batch_size=cfg.batch_size,
-              lr=lr, weight_decay=alpha, seed=seed, optimizer=cfg.optimizer,
-              momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+    def train_on(data, seed):
+        return fit(model.double(), data, loss="bce", epochs=cfg.epochs,
+                   batch_size=cfg.batch_size, lr=lr, weight_decay=alpha, seed=seed,
+                   optimizer=cfg.optimizer, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+    run = train_on(train, seed)
     n_params = sum(p.numel() for p in model.parameters())
     out = {"seed": seed, "weight_decay": alpha, "true": influence(run, val, method="loo")}
+    each = PerExample(val)
+    if cfg.lds_subsets:  # random halves left out: the truth on the identical schedule, and
+        rng = np.random.default_rng([seed, 1])  # with fresh shuffles and seeds per half
+        masks = [rng.permutation(cfg.n_train) < cfg.n_train // 2 for _ in range(cfg.lds_subsets)]
+        out["lds_identical"] = leave_out(run, each, masks).T  # (K, M)
+        out["lds_fresh"] = np.stack([_losses(train_on((train[0][~m], train[1][~m]),
+                                                      seed=10_000 * (seed + 1) + k).model, val)
+                                     for k, m in enumerate(masks)])
+        out["lds_masks"] = np.stack(masks).astype(np.float64)
     for name in METHODS:
         options = dict(REGISTRY[name].options)
         if options["method"] == "influence-function":  # the paper's damping, solved exactly
@@ -111,7 +126,18 @@ def one_seed(cfg: EstimationConfig, data, seed: int) -> dict:
         start = time.perf_counter()
         out[name] = influence(run, val, **options)
         out[f"{name}_seconds"] = time.perf_counter() - start
+        if cfg.lds_subsets:  # the summed estimates of each half, per validation example
+            predicted = out["lds_masks"] @ influence(run, each, **options).T  # (K, M)
+            out[f"{name}_lds_identical"] = metrics.lds(predicted, out["lds_identical"])
+            out[f"{name}_lds_fresh"] = metrics.lds(predicted, out["lds_fresh"])
     return out
+
+
+def _losses(model: torch.nn.Module, val) -> np.ndarray:
+    """Each validation example's loss (M,) under ``model``."""
+    with torch.no_grad():
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            model(val[0]).reshape(-1), val[1], reduction="none").numpy()
 
 
 def run(cfg: EstimationConfig, out: str | Path, *, data_dir=None, overwrite: bool = False,
@@ -130,6 +156,8 @@ def run(cfg: EstimationConfig, out: str | Path, *, data_dir=None, overwrite: boo
             rows += [{"seed": seed, "method": m,
                       "kendall_tau": metrics.kendall_tau(r[m], r["true"]),
                       "jaccard": metrics.jaccard(r[m], r["true"]),
+                      "lds_identical": r.get(f"{m}_lds_identical", float("nan")),
+                      "lds_fresh": r.get(f"{m}_lds_fresh", float("nan")),
                       "seconds": r[f"{m}_seconds"], "weight_decay": r["weight_decay"]}
                      for m in METHODS]
         summary = {"config": asdict(cfg), "summary": summarise(rows), "rows": rows,
@@ -145,7 +173,8 @@ def summarise(rows: list[dict]) -> dict:
     for m in METHODS:
         r = [row for row in rows if row["method"] == m]
         out[m] = {k: (float(np.mean([x[k] for x in r])), float(np.std([x[k] for x in r])))
-                  for k in ("kendall_tau", "jaccard", "seconds")}
+                  for k in ("kendall_tau", "jaccard", "lds_identical", "lds_fresh",
+                            "seconds")}
     return out
 
 
@@ -156,11 +185,15 @@ def default_out(cfg: EstimationConfig) -> str:
 def format_summary(summary: dict) -> str:
     cfg = summary["config"]
     lines = [f"{cfg['model']} on {cfg['dataset']}, {cfg['seeds']} seeds: agreement with "
-             "leave-one-out retraining, mean (std)",
-             f"{'method':20}{'Kendall tau':>16}{'Jaccard':>16}{'seconds':>10}"]
+             "leave-one-out retraining, and the linear datamodeling score over "
+             f"{cfg['lds_subsets']} random halves (identical schedule / fresh training), "
+             "mean (std)",
+             f"{'method':20}{'Kendall tau':>16}{'Jaccard':>16}{'LDS identical':>16}"
+             f"{'LDS fresh':>16}{'seconds':>10}"]
     for m, s in summary["summary"].items():
-        (t, ts), (j, js), (sec, _) = s["kendall_tau"], s["jaccard"], s["seconds"]
-        lines.append(f"{m:20}{t:10.2f} ({ts:.2f}){j:10.2f} ({js:.2f}){sec:10.2f}")
+        cells = "".join(f"{s[k][0]:10.2f} ({s[k][1]:.2f})" for k in (
+            "kendall_tau", "jaccard", "lds_identical", "lds_fresh"))
+        lines.append(f"{m:20}{cells}{s['seconds'][0]:10.2f}")
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ from ..tensors import as_indices
 from ..train import Run
 from .influence_function import influence_function
 from .loo import leave_one_out
+from .loo import leave_out as _leave_out
 from .sgd import sgd_influence
 from .tracin import tracin
 
@@ -79,3 +80,18 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
     out = scores.detach().cpu().numpy()
     return out[0] if q.single else out
 
+
+
+def leave_out(run: Run, query, removed, *, chunk: int | None = None,
+              progress: bool = False) -> np.ndarray:
+    """The true change of the query when each set of training instances in ``removed`` (a
+    sequence of K index sets or boolean masks) is left out, by retraining on the identical
+    schedule, K runs at once: (K,) for a single query, (M, K) for several. Summed estimates
+    compared with it over random subsets give the linear datamodeling score
+    (:func:`sgdinfluence.metrics.lds`)."""
+    if not isinstance(run, Run):
+        raise TypeError(f"run must be a Run from sgi.fit or sgi.load_run, got {type(run).__name__}")
+    sets = [as_indices(r, run.num_train, "removed") for r in removed]
+    q = Query(run, query)
+    out = _leave_out(run, q, sets, chunk, progress).detach().cpu().numpy()
+    return out[0] if q.single else out

@@ -15,15 +15,22 @@ from ..train import Run
 
 def leave_one_out(run: Run, query: Query, indices: torch.Tensor, chunk: int | None = None,
                   progress: bool = False) -> torch.Tensor:
-    """The true change ``Q(θ_{-j}[T]) - Q(θ[T])`` (M, len(indices)) for each j in ``indices``.
+    """The true change ``Q(θ_{-j}[T]) - Q(θ[T])`` (M, len(indices)) for each j in ``indices``:
+    :func:`leave_out` of each one alone."""
+    return leave_out(run, query, list(indices.reshape(-1, 1)), chunk, progress)
 
-    Counterfactual training for ``chunk`` left-out instances runs at once: their states are
-    stacked (C, ·) and each step's gradient is vmapped over them, with instance weights
-    W (C, N) that are 1 except W[c, j_c] = 0 (the divisor stays |S_t|), as in ``Run.retrain``;
-    the optimizer's update is elementwise, so it takes the stacked states as they are.
-    ``chunk`` defaults to about 2M stacked parameters (all 200 runs of a logistic regression).
-    In a process group each rank retrains its share of ``indices`` alone, and one all-reduce
-    gathers the columns.
+
+def leave_out(run: Run, query: Query, removed: list[torch.Tensor], chunk: int | None = None,
+              progress: bool = False) -> torch.Tensor:
+    """The true change ``Q(θ_{-R}[T]) - Q(θ[T])`` (M, K) for each set R = ``removed[k]`` of
+    training indices left out, on the identical schedule.
+
+    Counterfactual training for ``chunk`` sets runs at once: their states are stacked (C, ·)
+    and each step's gradient is vmapped over them, with instance weights W (C, N) that are 1
+    except W[c, R_c] = 0 (the divisor stays |S_t|), as in ``Run.retrain``; the optimizer's
+    update is elementwise, so it takes the stacked states as they are. ``chunk`` defaults to
+    about 2M stacked parameters (all 200 runs of a logistic regression). In a process group
+    each rank retrains its share of the sets alone, and one all-reduce gathers the columns.
     """
     objective = run.objective(functional=True)
     state0 = run.store[0]
@@ -33,12 +40,13 @@ def leave_one_out(run: Run, query: Query, indices: torch.Tensor, chunk: int | No
     if not (isinstance(chunk, int) and chunk >= 1):
         raise ConfigError(f"chunk must be an int >= 1, got {chunk!r}")
     rank, size = distributed.world()
-    mine = torch.arange(len(indices)).tensor_split(size)[rank]
+    mine = torch.arange(len(removed)).tensor_split(size)[rank]
     out = [base.new_zeros(len(base), 0)]
-    chunks = indices[mine].split(chunk)
-    for J in tqdm(chunks, desc="leave-one-out", disable=not progress, leave=False):
+    chunks = mine.split(chunk)
+    for J in tqdm(chunks, desc="leave-out retraining", disable=not progress, leave=False):
         W = torch.ones(len(J), run.num_train, dtype=state0.dtype, device=state0.device)
-        W[torch.arange(len(J)), J] = 0
+        for c, k in enumerate(J.tolist()):  # a loop over the sets, not over instances
+            W[c, removed[k].to(W.device)] = 0
         Theta, *rest = state0.expand(len(J), -1).clone().chunk(1 + run.optimizer.slots, dim=1)
         slots = tuple(rest)
         with mode(objective.model, train=True), deterministic(state0.device):
@@ -51,7 +59,7 @@ def leave_one_out(run: Run, query: Query, indices: torch.Tensor, chunk: int | No
         out.append((values - base).T)
     if size == 1:
         return torch.cat(out, dim=1)
-    full = base.new_zeros(len(base), len(indices))
+    full = base.new_zeros(len(base), len(removed))
     full[:, mine.to(full.device)] = torch.cat(out, dim=1)
     return distributed.all_reduce(full)
 
