@@ -51,8 +51,9 @@ def experiment_command(name: str, config_from_args):
         module = importlib.import_module(f".experiments.{name}", __package__)
         cfg = config_from_args(args)
         out = Path(args.out or module.default_out(cfg))
-        data_dir = getattr(args, "data_dir", None)
-        check_output(out, args.overwrite, _inputs(None, data_dir) if data_dir else ())
+        data_dir = getattr(args, "data_dir", None)  # the demo reads none
+        check_output(out, args.overwrite, _inputs(None, data_dir) if hasattr(args, "data_dir")
+                     else ())
         start = time.perf_counter()
         summary = module.run(cfg, out, data_dir=data_dir, overwrite=args.overwrite,
                              progress=not args.quiet)
