@@ -96,22 +96,22 @@ def one_seed(cfg: EstimationConfig, data, seed: int) -> dict:
             cv = LogisticRegressionCV(Cs=np.logspace(-3, 3, 13), cv=5, max_iter=2000,
                                       scoring="neg_log_loss").fit(X[tr], y[tr])
         alpha = 1.0 / (cv.C_[0] * cfg.n_train)  # sklearn: C Σ loss + ½‖w‖² -> mean + (α/2)‖w‖²
-    torch.manual_seed(seed)
     d = X.shape[1]
-    model = (torch.nn.Linear(d, 1) if cfg.model == "logreg" else mlp(d, 1, hidden=(8, 8)))
     lr = (lambda t: cfg.lr / np.sqrt(t + 1)) if cfg.decay else cfg.lr
 
-    def train_on(data, seed):
+    def train_on(data, seed):  # a model initialised from the seed, trained on its schedule
+        torch.manual_seed(seed)
+        model = torch.nn.Linear(d, 1) if cfg.model == "logreg" else mlp(d, 1, hidden=(8, 8))
         return fit(model.double(), data, loss="bce", epochs=cfg.epochs,
                    batch_size=cfg.batch_size, lr=lr, weight_decay=alpha, seed=seed,
                    optimizer=cfg.optimizer, momentum=cfg.momentum, nesterov=cfg.nesterov)
 
     run = train_on(train, seed)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = sum(p.numel() for p in run.model.parameters())
     out = {"seed": seed, "weight_decay": alpha, "true": influence(run, val, method="loo")}
     each = PerExample(val)
     if cfg.lds_subsets:  # random halves left out: the truth on the identical schedule, and
-        rng = np.random.default_rng([seed, 1])  # with fresh shuffles and seeds per half
+        rng = np.random.default_rng([seed, 1])  # with a fresh initialisation and shuffles
         masks = [rng.permutation(cfg.n_train) < cfg.n_train // 2 for _ in range(cfg.lds_subsets)]
         out["lds_identical"] = leave_out(run, each, masks).T  # (K, M)
         out["lds_fresh"] = np.stack([_losses(train_on((train[0][~m], train[1][~m]),
