@@ -28,9 +28,9 @@ def test_estimation_writes_table_csv_json_and_plot(tmp_path):
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["config"]["batch_size"] == 5 and saved["config"]["decay"] is True
     assert saved == json.loads(json.dumps(summary))  # what run returns is what it saved
-    assert len(saved["rows"]) == 2 * 5 and set(summary["summary"]) == set(estimation.METHODS)
+    assert len(saved["rows"]) == 2 * 6 and set(summary["summary"]) == set(estimation.METHODS)
     assert set(estimation.METHODS) == {"sgd", "sgd-last", "sgd-nohessian", "tracin",
-                                       "influence-function"}
+                                       "influence-function", "influence-function-converged"}
     assert summary["summary"]["sgd"]["kendall_tau"][0] > 0.8  # all epochs, tiny logistic regr.
     assert "logreg on adult, 2 seeds" in estimation.format_summary(summary)
     with pytest.raises(OutputError, match="overwrite=True"):
@@ -62,3 +62,23 @@ def test_bad_command_lines_are_refused(tmp_path, capsys):
     assert re.search(r"dataset files missing in .*nowhere.*adult\.data\.gz.*--data-dir",
                      capsys.readouterr().err)
     assert not (tmp_path / "o").exists()
+
+
+def test_the_converged_model_is_an_optimum():
+    import numpy as np
+    import torch
+
+    import sgdinfluence as sgi
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(60, 4, generator=g, dtype=torch.float64)
+    y = (X[:, 0] + torch.randn(60, generator=g, dtype=torch.float64) > 0).double()
+    run = sgi.fit(torch.nn.Linear(4, 1).double(), (X, y), loss="bce", epochs=2, batch_size=6,
+                  lr=0.1, weight_decay=0.01)
+    model = estimation._converge(run)
+    objective = run.objective(model)
+    theta = objective.flatten().requires_grad_()
+    (grad,) = torch.autograd.grad(objective.batch(theta, torch.ones(60, dtype=torch.float64),
+                                                  X, y), theta)
+    assert grad.norm() < 1e-8
+    assert not np.allclose(theta.detach().numpy(), run.objective().flatten().numpy())
