@@ -4,6 +4,7 @@ writes its outputs completely or not at all."""
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -67,10 +68,12 @@ def test_outputs_are_complete(flipped_digits, tmp_path):
     info = json.loads((out / "results.json").read_text())
     assert info["config"]["ks"] == [30, 120] and set(info["curves"]) == {"sgd", "random"}
     assert info["summary"].startswith("Removing ")
-    scores = np.loadtxt(out / "scores.csv", delimiter=",", skiprows=1, usecols=(0, 2, 3))
-    np.testing.assert_array_equal(scores[:, 0], result.splits.train.index)
-    assert sorted(scores[:, 2].astype(int)) == list(range(1, len(scores) + 1))
-    assert (np.argsort(scores[:, 1], kind="stable") == np.argsort(scores[:, 2])).all()
+    frame = pd.read_csv(out / "scores.csv")
+    assert list(frame["rank"]) == list(range(1, len(frame) + 1))  # sorted by rank
+    assert sorted(frame["index"]) == sorted(result.splits.train.index)
+    assert (np.diff(frame["score"]) >= 0).all()  # the most harmful first
+    k = report.best_k(result, "sgd")  # the instances removed at the k validation chose
+    assert frame["removed"].sum() == k and frame["removed"][:k].all()
     assert "<img" in (out / "report.html").read_text()
 
 

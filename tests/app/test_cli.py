@@ -365,3 +365,36 @@ def test_a_replacement_that_fails_keeps_the_previous_result(tmp_path, monkeypatc
         (tmp / "a.txt").write_text("second")
     assert (tmp_path / "r" / "a.txt").read_text() == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_version_and_running_as_a_module(capsys):
+    import sgdinfluence
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == \
+        f"sgdinfluence {sgdinfluence.__version__}"
+    done = subprocess.run([sys.executable, "-m", "sgdinfluence", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "cleanse" in done.stdout
+
+
+def test_identifier_columns_can_be_dropped(cancer_csv, tmp_path, capsys):
+    path, frame = cancer_csv
+    frame.insert(0, "patient", np.arange(len(frame)) * 7 + 1000)
+    frame.to_csv(path, index=False)
+    out = tmp_path / "o"
+    assert main(["cleanse", str(path), *CSV_ARGS, "--drop-columns", "patient,size",
+                 "--out", str(out)]) == 0
+    assert "patient" in (out / "report.html").read_text()  # shown, not used
+    assert "no columns ['id'] to drop" in fails(
+        ["cleanse", str(path), *CSV_ARGS, "--drop-columns", "id", "--out", str(out / "x")],
+        capsys)
+
+
+def test_a_subset_shrinks_validation_and_test_too():
+    from sgdinfluence.app.cleanse import CleanseConfig, split
+    from sgdinfluence.app.data import load
+
+    splits = split(load("digits"), CleanseConfig(subset=100, val=0.3, test=0.4))
+    assert [len(t.y) for t in (splits.train, splits.val, splits.test)] == [100, 100, 100]

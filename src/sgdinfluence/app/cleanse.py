@@ -43,7 +43,8 @@ class CleanseConfig:
     seed: int = 0
     val: float = 0.1  # held out of the training data for validation: a fraction, or a count
     test: float = 0.2  # the same, for data that has no test split of its own
-    subset: int | None = None  # train on only this many instances (quick runs)
+    subset: int | None = None  # train on this many instances, validate and test on at most
+    # as many (quick runs)
     ks: tuple[int, ...] | None = None  # None: the paper's list, up to half the training set
     methods: tuple[str, ...] = ("sgd", "sgd-last", "random")
     retrain: str = "last"  # "last": retrain the last epoch only; "all": from the start
@@ -148,7 +149,11 @@ def split(tables: dict[str, Table], cfg: CleanseConfig) -> Splits:
     if cfg.subset is not None:
         if not 1 <= cfg.subset <= len(rest):
             raise ConfigError(f"subset must be in [1, {len(rest)}], got {cfg.subset}")
-        rest = np.sort(np.random.default_rng(cfg.seed).permutation(rest)[:cfg.subset])
+        rng = np.random.default_rng(cfg.seed)
+        rest = np.sort(rng.permutation(rest)[:cfg.subset])
+        held = np.sort(rng.permutation(held)[:cfg.subset])  # a quick run evaluates quickly:
+        if len(test.y) > cfg.subset:  # validation and test of at most the subset's size
+            test = test.take(np.sort(rng.permutation(len(test.y))[:cfg.subset]))
     train, val = pool.take(rest), pool.take(held)
     for t in (val, test):  # evaluated again and again; only training streams its images
         if isinstance(t.X, ImageFiles):

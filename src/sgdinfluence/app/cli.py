@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from .. import __version__
 from ..errors import Error
 from .output import check_output
 
@@ -35,7 +36,8 @@ def cleanse_command(args: argparse.Namespace) -> None:
                         test=args.test, subset=args.subset, ks=args.k, methods=args.methods,
                         retrain=args.retrain, augment=args.augment, **optimizer_options(args))
     start = time.perf_counter()
-    splits = split(load_data(args.data, args.label_column, args.data_dir), cfg)
+    splits = split(load_data(args.data, args.label_column, args.data_dir,
+                             drop_columns=args.drop_columns), cfg)
     result = cleanse(splits, cfg, progress=not args.quiet)
     report.write(result, out, title=f"Cleansing {args.data}", overwrite=args.overwrite,
                  inputs=inputs)
@@ -197,6 +199,7 @@ def parser() -> Parser:
     top = Parser(prog="sgdinfluence", description=__doc__.split("\n")[0])
     top.add_argument("--debug", action="store_true",
                      help="show the traceback of a failure, not only its message")
+    top.add_argument("--version", action="version", version=f"sgdinfluence {__version__}")
     sub = top.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     def command(parent, name: str, fn, help: str, out: str | None = None,
@@ -229,6 +232,8 @@ def parser() -> Parser:
                              "folder (<split>/<class>/<file>, or a tar archive of one)."))
     p.add_argument("data", metavar="DATA")
     p.add_argument("--label-column", help="the CSV column that holds the labels")
+    p.add_argument("--drop-columns", type=words, default=(),
+                   help="comma-separated CSV columns not to use as features (identifiers)")
     p.add_argument("--model", choices=["auto", *MODELS], default="auto",
                    help="auto: the MNIST CNN for grey images, the CIFAR-10 CNN for colour "
                         "images of side 8n, else an MLP")

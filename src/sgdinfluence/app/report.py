@@ -73,6 +73,7 @@ def scores_frame(result: Result) -> pd.DataFrame:
         frame["file"] = train.names
     frame["label"] = np.asarray(train.classes)[train.y]
     frame["score"], frame["rank"] = s, rank
+    frame["removed"] = rank <= best_k(result, method)  # at the k chosen on validation
     if train.notes is not None:
         frame["note"] = train.notes
     for m, v in result.scores.items():
@@ -230,7 +231,7 @@ def write(result: Result, out: str | Path, title: str = "sgdinfluence cleansing 
     frame = scores_frame(result)
     curve_png = plot_curves(result)
     with output_dir(out, overwrite, inputs) as tmp:
-        frame.to_csv(tmp / "scores.csv", index=False)
+        frame.sort_values("rank").to_csv(tmp / "scores.csv", index=False)
         info = {**result.to_json(), "summary": summary(result), "notes": list(notes),
                 **(extra or {})}
         (tmp / "results.json").write_text(json.dumps(info, indent=2, default=float))

@@ -104,16 +104,18 @@ def load(name: str, root=None) -> dict[str, Table]:
     return DATASETS[name].load(root)
 
 
-def load_data(spec: str, label_column: str | None = None, root=None) -> dict[str, Table]:
+def load_data(spec: str, label_column: str | None = None, root=None,
+              drop_columns=()) -> dict[str, Table]:
     """A built-in dataset's name, or a path to a user's file or folder (CSV, ``.npz``, image
-    folder; see :func:`~sgdinfluence.app.data.files.read_path`)."""
+    folder; see :func:`~sgdinfluence.app.data.files.read_path`); ``drop_columns``: CSV
+    columns not to use as features."""
     if spec in DATASETS:
         return load(spec, root)
     path = Path(spec).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{spec!r} is neither a built-in dataset ({list(DATASETS)}) "
                                 f"nor an existing file or directory (looked at {path.resolve()})")
-    return read_path(path, label_column)
+    return read_path(path, label_column, drop_columns)
 
 
 __all__ = ["DATASETS", "Dataset", "Table", "data_dir", "load", "load_data"]

@@ -88,9 +88,10 @@ def _check_finite(X: np.ndarray, source: str, columns: list[str] | None = None) 
                         f"(first: row {rows[0]}, {where}); fill or drop them first")
 
 
-def read_csv(path: str | os.PathLike, label_column: str) -> Table:
-    """A CSV file with a header; ``label_column`` holds the labels. Numeric columns are used
-    as they are, text columns with at most ``MAX_CATEGORIES`` values are one-hot encoded.
+def read_csv(path: str | os.PathLike, label_column: str, drop_columns=()) -> Table:
+    """A CSV file with a header; ``label_column`` holds the labels, ``drop_columns`` are not
+    features (identifiers, say). Numeric columns are used as they are, text columns with at
+    most ``MAX_CATEGORIES`` values are one-hot encoded.
 
     What is read: a file compressed as gzip, bzip2, xz or zip (one file inside); the
     delimiter comma, semicolon, tab or pipe, guessed from the first 64 kB (a ``.tsv`` is
@@ -110,7 +111,11 @@ def read_csv(path: str | os.PathLike, label_column: str) -> Table:
         sep = "\t" if _csv_suffix(path) == ".tsv" else _sniff_delimiter(sample, skip)
     frame = _read_frame(path, text, sample, data, sep, skip, encoding)
     y, classes = _csv_labels(frame, label_column, path)
-    features = frame.drop(columns=[label_column])
+    unknown = [c for c in drop_columns if c not in frame.columns]
+    if unknown:
+        raise DataError(f"{path}: no columns {unknown} to drop; the columns are "
+                        f"{list(frame.columns)}")
+    features = frame.drop(columns=[label_column, *drop_columns])
     if features.shape[1] == 0:
         raise DataError(f"{path}: no feature columns besides the label {label_column!r}")
     parts, names = [], []
@@ -560,7 +565,8 @@ def flip_labels(y: np.ndarray, rate: float, num_classes: int,
     return noisy, flipped
 
 
-def read_path(path: Path, label_column: str | None = None) -> dict[str, Table]:
+def read_path(path: Path, label_column: str | None = None,
+              drop_columns=()) -> dict[str, Table]:
     """A path to a CSV file (``.csv``, ``.tsv`` or ``.txt``, also
     compressed: ``.csv.gz``, ``.csv.bz2``, ``.csv.zip``, ``.csv.xz``; a file of another name
     is read as CSV when ``label_column`` is given), an ``.npz`` file or an image folder (a
@@ -571,13 +577,13 @@ def read_path(path: Path, label_column: str | None = None) -> dict[str, Table]:
         if label_column is None:
             raise DataError(f"{path}: a CSV file needs a label column: set label_column to "
                             "the name of the column that holds the labels")
-        return {"all": read_csv(path, label_column)}
+        return {"all": read_csv(path, label_column, drop_columns)}
     if path.suffix.lower() == ".npz":
         return {"all": read_npz(path)}
     if path.is_dir() or tarfile.is_tarfile(path):
         return read_image_folder(path)
     if label_column is not None:
-        return {"all": read_csv(path, label_column)}
+        return {"all": read_csv(path, label_column, drop_columns)}
     raise DataError(f"{path}: is not a CSV file ({', '.join(CSV_SUFFIXES)}, also compressed "
                     f"as {', '.join(COMPRESSION_SUFFIXES)}), an .npz file, an image folder or "
                     "a tar archive of one; a CSV file of another name is read when "
