@@ -398,3 +398,17 @@ def test_a_subset_shrinks_validation_and_test_too():
 
     splits = split(load("digits"), CleanseConfig(subset=100, val=0.3, test=0.4))
     assert [len(t.y) for t in (splits.train, splits.val, splits.test)] == [100, 100, 100]
+
+
+def test_fresh_seeds_check_whether_the_gain_carries_over(cancer_csv, tmp_path, capsys):
+    path, _ = cancer_csv
+    out = tmp_path / "o"
+    assert main(["cleanse", str(path), *CSV_ARGS, "--k", "5,20", "--fresh-seeds", "2",
+                 "--out", str(out)]) == 0
+    assert "Trained afresh with 2 new seed(s)" in capsys.readouterr().out
+    fresh = json.loads((out / "results.json").read_text())["fresh"]
+    assert fresh["seeds"] == 2 and fresh["method"] == "sgd" and fresh["k"] in (0, 5, 20)
+    errors = fresh["test_error"]
+    assert len(errors["all"]) == len(errors["cleaned"]) == 2
+    assert all(0 <= e <= 1 for e in errors["all"] + errors["cleaned"])
+    assert "Trained afresh" in (out / "report.html").read_text()

@@ -52,6 +52,8 @@ class CleanseConfig:
     optimizer: str = "sgd"  # or "adam", "adamw": torch.optim's update rules
     momentum: float = 0.0
     nesterov: bool = False
+    fresh_seeds: int = 0  # also train afresh with this many new seeds, with and without the k
+    # removed, to tell a gain of this run from a gain of the data
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", tuple(self.methods))
@@ -65,6 +67,8 @@ class CleanseConfig:
             raise ConfigError(f"retrain must be 'last' or 'all', got {self.retrain!r}")
         if self.augment not in AUGMENTS:
             raise ConfigError(f"augment must be one of {list(AUGMENTS)}, got {self.augment!r}")
+        if self.fresh_seeds < 0:
+            raise ConfigError(f"fresh_seeds must be >= 0, got {self.fresh_seeds}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -97,10 +101,13 @@ class Result:
     scores: dict[str, np.ndarray]
     curves: dict[str, dict[int, tuple[float, float]]]
     seconds: dict[str, float] = field(default_factory=dict)
+    fresh: dict | None = None  # the check by fresh training, if asked for
 
     def order(self, method: str) -> np.ndarray:
         """Training positions, the first to remove first."""
         return np.argsort(self.scores[method], kind="stable")
+
+
 
     def training(self) -> dict:
         """How training went: the mean training loss of each epoch, the loss of predicting the
@@ -132,6 +139,7 @@ class Result:
             "sizes": {s: len(getattr(self.splits, s).y) for s in ("train", "val", "test")},
             "curves": {m: {str(k): {"val_error": v, "test_error": t} for k, (v, t) in c.items()}
                        for m, c in self.curves.items()},
+            "fresh": self.fresh,
             "seconds": self.seconds,
         }
 
@@ -260,4 +268,48 @@ def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool
         result.curves[method] = curve
     bar.close()
     seconds["retraining"] = time.perf_counter() - start
+    if cfg.fresh_seeds:
+        start = time.perf_counter()
+        result.fresh = fresh_check(result, name, crop, progress)
+        seconds["fresh training"] = time.perf_counter() - start
     return result
+
+
+def primary(result: Result) -> str:
+    """The method a report leads with: the first influence method asked for."""
+    return next((m for m in result.scores if methods.METHODS[m].kind == methods.INFLUENCE),
+                next(iter(result.scores)))
+
+
+def best_k(result: Result, method: str) -> int:
+    """The k with the lowest validation error (smallest k on ties, so 0 when nothing helps):
+    chosen without looking at the test set."""
+    curve = result.curves[method]
+    return min(curve, key=lambda k: (curve[k][0], k))
+
+
+def fresh_check(result: Result, name: str, crop, progress: bool) -> dict:
+    """Test error of models trained afresh (new initialisation, shuffles and seeds) on all the
+    training data and without the k instances the report removes (its method, its k chosen on
+    validation): whether the gain belongs to the recorded run or carries over to the data."""
+    cfg, train, test = result.config, result.splits.train, result.splits.test
+    method = primary(result)
+    k = best_k(result, method)
+    keep = np.setdiff1d(np.arange(len(train.y)), result.order(method)[:k])
+    errors: dict[str, list[float]] = {"all": [], "cleaned": []}
+    for s in tqdm(range(1, cfg.fresh_seeds + 1), desc="fresh training", disable=not progress,
+                  leave=False):
+        for case, rows in (("all", np.arange(len(train.y))), ("cleaned", keep))[:2 if k else 1]:
+            seed = cfg.seed + 1000 * s
+            torch.manual_seed(seed)
+            model = build(name, train.X.shape[1:], len(train.classes))
+            part = train.take(rows)
+            data = TableDataset(part) if isinstance(part.X, ImageFiles) else (part.X, part.y)
+            run = fit(model, data, epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(rows)),
+                      lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed, augment=crop,
+                      optimizer=cfg.optimizer, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                      store="replay")
+            errors[case].append(error(run.model, test))
+    if not k:  # nothing removed: the same trainings
+        errors["cleaned"] = errors["all"]
+    return {"method": method, "k": int(k), "seeds": cfg.fresh_seeds, "test_error": errors}

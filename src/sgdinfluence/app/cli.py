@@ -34,7 +34,8 @@ def cleanse_command(args: argparse.Namespace) -> None:
     cfg = CleanseConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                         lr=args.lr, weight_decay=args.weight_decay, seed=args.seed, val=args.val,
                         test=args.test, subset=args.subset, ks=args.k, methods=args.methods,
-                        retrain=args.retrain, augment=args.augment, **optimizer_options(args))
+                        retrain=args.retrain, augment=args.augment,
+                        fresh_seeds=args.fresh_seeds, **optimizer_options(args))
     start = time.perf_counter()
     splits = split(load_data(args.data, args.label_column, args.data_dir,
                              drop_columns=args.drop_columns), cfg)
@@ -43,6 +44,8 @@ def cleanse_command(args: argparse.Namespace) -> None:
                  inputs=inputs)
     _warn(report.training_warning(result))
     print(report.summary(result))
+    if result.fresh:
+        print(report.fresh_summary(result))
     print(f"wrote {out}/report.html, scores.csv, results.json "
           f"({time.perf_counter() - start:.0f} s)")
 
@@ -254,6 +257,9 @@ def parser() -> Parser:
     p.add_argument("--retrain", choices=["last", "all"], default="last",
                    help="retrain the last epoch only (fast), or all epochs")
     p.add_argument("--augment", choices=AUGMENTS, default="auto")
+    p.add_argument("--fresh-seeds", type=natural, default=0,
+                   help="also train afresh with this many new seeds, with all the data and "
+                        "without the removed instances: does the gain carry over? (default 0)")
     optimizer_arguments(p)
 
     p = command(sub, "demo", experiment_command("demo", demo_config),

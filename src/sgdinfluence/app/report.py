@@ -21,24 +21,24 @@ import pandas as pd
 from matplotlib.figure import Figure  # drawn without pyplot: the user's backend is left alone
 from PIL import Image
 
-from .cleanse import Result
-from .methods import INFLUENCE, METHODS
+from .cleanse import Result, best_k, primary
+from .methods import METHODS
 from .output import output_dir
 
 GALLERY = (24, 12)  # how many of the most harmful, and of the most helpful, to show
 
 
-def primary(result: Result) -> str:
-    """The method the report leads with: the first influence method asked for."""
-    return next((m for m in result.scores if METHODS[m].kind == INFLUENCE),
-                next(iter(result.scores)))
-
-
-def best_k(result: Result, method: str) -> int:
-    """The k with the lowest validation error (smallest k on ties, so 0 when nothing helps):
-    chosen without looking at the test set."""
-    curve = result.curves[method]
-    return min(curve, key=lambda k: (curve[k][0], k))
+def fresh_summary(result: Result) -> str | None:
+    """What training afresh says, if it was asked for: does the gain carry over?"""
+    if not result.fresh:
+        return None
+    f = result.fresh
+    full, cleaned = (np.mean(f["test_error"][c]) for c in ("all", "cleaned"))
+    what = (f"without the {f['k']:,} removed" if f["k"] else "(nothing was removed)")
+    return (f"Trained afresh with {f['seeds']} new seed(s) (new initialisation and shuffles): "
+            f"mean test error {full:.2%} on all the training data, {cleaned:.2%} {what}; "
+            "SGD-influence estimates the effect on the recorded run, so a gain that does not "
+            "carry over belongs to that run, not to the data.")
 
 
 def training_warning(result: Result) -> str | None:
@@ -195,7 +195,8 @@ def render(result: Result, title: str, frame: pd.DataFrame, curve_png: bytes,
             f"{sizes['train']:,} training / {sizes['val']:,} validation / {sizes['test']:,} test;"
             f" retraining {'the last epoch' if cfg.retrain == 'last' else 'all epochs'} on the "
             f"identical schedule. Time: {seconds}.")
-    extra = "".join(f"<p>{html.escape(n)}</p>" for n in notes)
+    extra = "".join(f"<p>{html.escape(n)}</p>" for n in
+                    ([fresh_summary(result)] if result.fresh else []) + list(notes))
     training = result.training()
     if training["warning"]:
         extra = f'<p class="warning">Warning: {html.escape(training["warning"])}.</p>' + extra
