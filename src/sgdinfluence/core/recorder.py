@@ -24,12 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import Error, TrainingDiverged
+from ..errors import Error
 from . import distributed, losses
 from .objective import Objective, deterministic, mode
 from .optimizers import Optimizer
 from .tensors import as_indices
-from .train import FitConfig, Run, _check_forward, training_data
+from .train import FitConfig, Run, _check_forward, check_finite, loss_name, training_data
 from .trajectory import make_store
 
 UNSUPPORTED = ("amsgrad", "maximize", "capturable", "differentiable", "fused")
@@ -59,9 +59,8 @@ class Recorder:
         self.data = training_data(train, loss_fn, theta0, workers)
         _check_forward(self.objective, theta0, self.data)
         several = len(optimizer.param_groups) > 1
-        config = FitConfig(loss=loss if isinstance(loss, str) else getattr(loss, "__name__",
-                                                                            "custom"),
-                           epochs=0, batch_size=0, lr="recorded from the optimizer",
+        config = FitConfig(loss=loss_name(loss), epochs=0, batch_size=0,
+                           lr="recorded from the optimizer",
                            weight_decay=tuple(decays) if several else decays[0], seed=seed,
                            store="", augment=None if augment is None else repr(augment),
                            optimizer=asdict(opt))
@@ -100,11 +99,8 @@ class Recorder:
             g, loss = distributed.gradient(objective, theta, torch.ones(
                 len(part), dtype=theta.dtype, device=theta.device), x, y, len(idx), seed)
         value = loss.item()
-        if not np.isfinite(value):
-            epoch = len(run.epoch_starts) - (0 if new_epoch else 1)
-            raise TrainingDiverged(f"training diverged: the loss became {value} at step {t} "
-                                   f"(epoch {epoch}); lower the learning rate or check the data "
-                                   "for extreme values", step=t, epoch=epoch, lr=rates[0])
+        check_finite(value, t, len(run.epoch_starts) - (0 if new_epoch else 1),
+                     tuple(rates) if run.groups is not None else rates[0])
         # the step is taken: record it (a step that failed above is not in the run)
         if new_epoch:  # an epoch's first step: retraining can start here
             run.epoch_starts.append(t)

@@ -237,18 +237,28 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
             g, loss = distributed.gradient(objective, theta, weights[part], x, y,
                                            len(run.batches[t]), run.seeds[t])
             value = loss.item()
-            if not math.isfinite(value):
-                epoch = int(np.searchsorted(run.epoch_starts, t, side="right")) - 1
-                raise TrainingDiverged(
-                    f"training diverged: the loss became {value} at step {t} (epoch {epoch}), "
-                    f"whose learning rate is {run.lrs[t]}; lower the learning rate (lr) or "
-                    "check the data for extreme values", step=t, epoch=epoch, lr=run.lrs[t])
+            check_finite(value, t, int(np.searchsorted(run.epoch_starts, t, side="right")) - 1,
+                         run.lrs[t])
             step_losses[k] = value
             theta, slots = optimizer.step(theta.detach(), slots, g, run.rate(t), t, decay)
             state = torch.cat([theta, *slots]) if slots else theta
             if bar is not None:
                 bar.update()
     return state, step_losses.numpy()
+
+
+def check_finite(value: float, step: int, epoch: int, lr) -> None:
+    """Refuse a step whose training loss is NaN or infinite, naming where it happened."""
+    if not math.isfinite(value):
+        raise TrainingDiverged(
+            f"training diverged: the loss became {value} at step {step} (epoch {epoch}), whose "
+            f"learning rate is {lr}; lower the learning rate (lr) or check the data for extreme "
+            "values", step=step, epoch=epoch, lr=lr)
+
+
+def loss_name(loss: str | LossFn) -> str:
+    """How a run file and a report name the loss."""
+    return loss if isinstance(loss, str) else getattr(loss, "__name__", "custom")
 
 
 def schedule(n: int, epochs: int, batch_size: int, lr, seed: int):
@@ -335,7 +345,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
                     f"got {batch_size}")
 
     batches, lrs, seeds, epoch_starts = schedule(len(data), epochs, batch_size, lr, seed)
-    config = FitConfig(loss=loss if isinstance(loss, str) else getattr(loss, "__name__", "custom"),
+    config = FitConfig(loss=loss_name(loss),
                        epochs=int(epochs), batch_size=int(batch_size),
                        lr=float(lr) if isinstance(lr, numbers.Real) else repr(lr),
                        weight_decay=float(weight_decay), seed=int(seed),
