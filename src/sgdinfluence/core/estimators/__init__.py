@@ -63,7 +63,7 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
         raise Error(f"every must be an int >= 1, got {every!r}")
     idx = (torch.arange(run.num_train) if indices is None
            else as_indices(indices, run.num_train, "indices", allow_empty=False))
-    if options.get("self_influence"):  # each instance its own query
+    if options.pop("self_influence", False):  # each instance its own query
         return tracin(run, None, progress=progress, **options)[0, idx].detach().cpu().numpy()
     q = Query(run, query)
     if method == "loo":

@@ -30,18 +30,14 @@ from ..train import Run
 from .sgd import StepAdjoint
 
 
-def tracin(run: Run, query: Query | None, every: int = 1, self_influence: bool = False,
-           progress: bool = False) -> torch.Tensor:
-    """TracIn scores (M, N) for the rows of ``query`` (or (1, N) with ``self_influence``)."""
+def tracin(run: Run, query: Query | None, every: int = 1, progress: bool = False
+           ) -> torch.Tensor:
+    """TracIn scores (M, N) for the rows of ``query``; (1, N) of self-influence for None."""
     objective = run.objective(functional=True)
     adjoint = StepAdjoint(objective, hessian=False)
-    steps = range(0, run.num_steps, every)
-    dtype = run.store[0].dtype
-    if self_influence:
-        query = None
-    rows = 1 if query is None else len(query.values(objective.flatten()))
-    scores = torch.zeros(rows, run.num_train, dtype=dtype, device=run.store[0].device)
-    for t in tqdm(steps, desc="TracIn", disable=not progress, leave=False):
+    scores = None  # (M, N), once the first step says M
+    for t in tqdm(range(0, run.num_steps, every), desc="TracIn", disable=not progress,
+                  leave=False):
         theta = run.unpack(run.store[t])[0]
         lr = run.rate(t)
         if every == 1:  # the instances of step t, each weighted η_t/|S_t|
@@ -59,5 +55,8 @@ def tracin(run: Run, query: Query | None, every: int = 1, self_influence: bool =
                     d = (weight * J * J).sum(1)[None]
                 else:  # the adjoint's per-instance terms, ⟨G, ∇ℓ_j⟩/B, with G = B·weight·U
                     d = adjoint(theta, x, y, U * weight * len(x))[1]
+            if scores is None:
+                scores = d.new_zeros(len(d), run.num_train)
             scores.index_add_(1, idx.to(scores.device), d)
+    assert scores is not None  # a run has at least one step
     return scores
