@@ -11,7 +11,7 @@ Hara, Nitanda & Maehara, "Data Cleansing for Models Trained with SGD", NeurIPS 2
 from . import errors
 from .core import metrics
 from .core.augment import RandomCrop
-from .core.estimators import influence, leave_out
+from .core.estimators import influence, leave_out, select
 from .core.optimizers import LRSchedule
 from .core.queries import PerExample
 from .core.recorder import Recorder
@@ -21,5 +21,5 @@ from .errors import Error
 
 __all__ = ["DiskStore", "Error", "FitConfig", "LRSchedule", "MemoryStore", "PerExample",
            "RandomCrop", "Recorder", "ReplayStore", "Run", "Store", "errors", "fit",
-           "influence", "leave_out", "load_run", "metrics"]
+           "influence", "leave_out", "load_run", "metrics", "select"]
 __version__ = "0.1.0"

@@ -13,6 +13,7 @@ U = ∇_θ Q (M, P) (the u of Algorithm 2).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 
 import torch
@@ -98,11 +99,12 @@ class Query:
                 out.append(per.mean()[None] if kind == "mean" else per)
         return torch.cat(out)
 
-    def gradients(self, theta: torch.Tensor) -> torch.Tensor:
-        """U = ∇_θ Q(θ) (M, P), reducing over the validation data chunk by chunk."""
+    def gradients(self, theta: torch.Tensor, buffers: dict | None = None) -> torch.Tensor:
+        """U = ∇_θ Q(θ) (M, P), reducing over the validation data chunk by chunk; with the
+        model's ``buffers`` (batch-norm statistics) of that moment, if given."""
         per_instance = self.objective.per_instance
         rows = []
-        with mode(self.objective.model, train=False):
+        with mode(self.objective.model, train=False), _buffers(self.objective.model, buffers):
             for kind, *args in self.parts:
                 if kind == "call":
                     rows.append(grad(lambda th, m=args[0]: self._call(m, th)[0])(theta)[None])
@@ -118,6 +120,20 @@ class Query:
 
     def _call(self, module: _Called, theta: torch.Tensor) -> torch.Tensor:
         return functional_call(module, self.objective.views(theta, prefix="model."), ())
+
+
+@contextlib.contextmanager
+def _buffers(model: nn.Module, buffers: dict | None):
+    """Evaluate with ``buffers`` loaded into the model, then put its own back."""
+    if not buffers:
+        yield
+        return
+    saved = {n: b.clone() for n, b in model.named_buffers()}
+    model.load_state_dict(buffers, strict=False)
+    try:
+        yield
+    finally:
+        model.load_state_dict(saved, strict=False)
 
 
 def query_matrix(run: Run, query) -> tuple[torch.Tensor, bool]:

@@ -1,6 +1,7 @@
 """Algorithm 2 against the exact unrolled-autodiff oracle, and against literal retraining."""
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
@@ -174,3 +175,41 @@ def test_a_convolutional_network_without_batch_norm_matches_unrolled_autodiff(op
     assert rel_err(sgi.influence(run, val), expected) < 1e-9
     per = sgi.influence(run, sgi.PerExample(val))  # 16 rows
     assert rel_err(per.mean(0), expected) < 1e-9
+
+
+@pytest.mark.parametrize(("method", "epochs"), [("sgd", None), ("sgd", 2),
+                                               ("sgd-nohessian", None)])
+def test_query_over_epochs_is_the_mean_of_the_oracles_at_each_epoch_end(method, epochs):
+    """at="epochs": the query averaged over the ends of the (swept) epochs. The oracle is
+    literal: the unrolled training stopped at each epoch's end, differentiated there (for
+    the no-Hessian sweep: that sweep of the run stopped there)."""
+    model, train, val = small_problem(MODELS["mlp"], seed=5)
+    run = sgi.fit(model, train, epochs=3, batch_size=7, lr=decaying, weight_decay=0.01,
+                  momentum=0.9)
+    k = epochs or run.epochs
+    first = run.epoch_starts[run.epochs - k]
+    ends = [*run.epoch_starts[1:], run.num_steps][run.epochs - k:]
+    scores = sgi.influence(run, val, method, epochs=epochs, at="epochs")
+    if method == "sgd":
+        expected = sum(unrolled_optimizer(model, *train, per_sample, run.batches[:end],
+                                          run.lrs[:end], val_loss(val), momentum=0.9,
+                                          weight_decay=0.01, from_step=first)[0]
+                       for end in ends) / k
+    else:
+        expected = sum(sgi.influence(_truncated(run, end), val, method) for end in ends) / k
+    assert np.abs(expected).max() > 1e-4
+    assert rel_err(scores, expected) < 1e-9
+    assert rel_err(scores, sgi.influence(run, val, method, epochs=epochs)) > 1e-2
+
+
+def _truncated(run, end):
+    """The run stopped at step ``end`` (an epoch's end), θ[end] its model."""
+    if end == run.num_steps:
+        return run
+    objective = run.objective()
+    objective.load(run.unpack(run.store[end])[0])
+    e = run.epoch_starts.index(end)
+    return dataclasses.replace(run, model=objective.model.eval(), batches=run.batches[:end],
+                               lrs=run.lrs[:end], seeds=run.seeds[:end],
+                               epoch_starts=run.epoch_starts[:e],
+                               epoch_buffers=run.epoch_buffers[:e])

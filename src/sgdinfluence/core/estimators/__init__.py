@@ -3,7 +3,8 @@
 All return the same quantity, the change of the query when instance j is left out of
 training, ``Q(θ_{-j}[T]) - Q(θ[T])`` (first-order estimates: ``⟨u, θ_{-j}[T] - θ[T]⟩``):
 
-- ``"sgd"``: SGD-influence, Algorithm 2 over the recorded trajectory (``epochs=1``: last epoch)
+- ``"sgd"``: SGD-influence, Algorithm 2 over the recorded trajectory (``epochs=1``: last epoch;
+  ``at="epochs"``: the query averaged over the ends of the epochs swept, not only at θ[T])
 - ``"sgd-nohessian"``: the same sweep with the Hessian terms dropped (u held fixed)
 - ``"tracin"``: TracIn as published, the query's gradient at each step (``every``: TracInCP;
   ``self_influence``: each instance its own query, ``query`` ignored)
@@ -13,11 +14,13 @@ training, ``Q(θ_{-j}[T]) - Q(θ[T])`` (first-order estimates: ``⟨u, θ_{-j}[T
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
 from ...errors import Error
-from ..queries import Query
+from ..queries import PerExample, Query
 from ..tensors import as_indices
 from ..train import Run
 from .influence_function import influence_function
@@ -27,7 +30,7 @@ from .sgd import sgd_influence
 from .tracin import tracin
 
 OPTIONS = {  # the options each method takes, besides indices and progress
-    "sgd": {"epochs"}, "sgd-nohessian": {"epochs"}, "tracin": {"every", "self_influence"},
+    "sgd": {"epochs", "at"}, "sgd-nohessian": {"epochs", "at"}, "tracin": {"every", "self_influence"},
     "loo": {"chunk"},
     "influence-function": {"solver", "damping", "cg_rtol", "lissa_depth", "lissa_scale"},
 }
@@ -41,6 +44,11 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
 
     ``query``: a validation set ``(X, y)`` (its mean loss), a callable ``model -> scalar``,
     ``PerExample((X, y))`` or a list of these (None for TracIn's ``self_influence``).
+    ``at="epochs"`` (``"sgd"``, ``"sgd-nohessian"``) measures the query averaged over the
+    ends of the epochs swept (Q at the end of each epoch, θ[T] included) instead of at θ[T]
+    alone, in the same single sweep: harm done while the model learned a failure still
+    counts once the failure has saturated, when leaving out any one culprit no longer
+    changes the final model (docs/design.md, "Targets").
     ``indices`` restricts the result to those training instances, in that order: integer
     indices, or a boolean mask of length N (the instances where it is True, ascending).
     Returns (N,) or (len(indices),) for a single query, (M, N) or (M, len(indices)) for
@@ -58,6 +66,8 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool)
                                or not 1 <= epochs <= run.epochs):
         raise Error(f"epochs must be None or an int in [1, {run.epochs}], got {epochs!r}")
+    if options.get("at", "end") not in ("end", "epochs"):
+        raise Error(f"at must be 'end' or 'epochs', got {options['at']!r}")
     every = options.get("every", 1)
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
         raise Error(f"every must be an int >= 1, got {every!r}")
@@ -74,12 +84,28 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
         U = q.gradients(q.objective.flatten())
         if method == "influence-function":
             scores = influence_function(run, U, **options)[:, idx]
-        else:
+        else:  # sgd, sgd-nohessian
+            swept = options.get("epochs") or run.epochs
+            checkpoints = _epoch_ends(run, q, swept) if options.pop("at", "end") == "epochs" else {}
+            if checkpoints:
+                U = U / swept  # the mean over the ends of the swept epochs
             scores = sgd_influence(run, U, hessian=method == "sgd", progress=progress,
-                                   **options)[:, idx]  # sgd, sgd-nohessian
+                                   checkpoints=checkpoints, **options)[:, idx]
     out = scores.detach().cpu().numpy()
     return out[0] if q.single else out
 
+
+def _epoch_ends(run: Run, q: Query, epochs: int) -> dict:
+    """The query's gradient at the end of each of the last ``epochs`` epochs but the last
+    (θ[T]), as lazy terms of their mean, keyed by the step whose state they are taken at."""
+    ends = range(run.epochs - epochs + 1, run.epochs)  # epoch e starts where e - 1 ends
+    return {run.epoch_starts[e]: functools.partial(_gradient_at, run, q, e, epochs)
+            for e in ends}
+
+
+def _gradient_at(run: Run, q: Query, epoch: int, epochs: int) -> torch.Tensor:
+    theta = run.unpack(run.store[run.epoch_starts[epoch]])[0]
+    return q.gradients(theta, run.epoch_buffers[epoch]) / epochs
 
 
 def leave_out(run: Run, query, removed, *, chunk: int | None = None,
@@ -95,3 +121,28 @@ def leave_out(run: Run, query, removed, *, chunk: int | None = None,
     q = Query(run, query)
     out = _leave_out(run, q, sets, chunk, progress).detach().cpu().numpy()
     return out[0] if q.single else out
+
+
+def select(run: Run, query, k: int, *, method: str = "sgd", progress: bool = False
+           ) -> np.ndarray:
+    """The ``k`` training indices (k,) whose removal is estimated to lower ``query`` most,
+    the most harmful first: the ones to remove to fix a failure on a target set.
+
+    The strategy (docs/design.md, "Targets"): rank by the estimated effect on the query
+    averaged over the ends of the epochs (``at="epochs"``), not at θ[T] alone, in one sweep.
+    A failure the model has learned from a group of instances (a backdoor's poisoned rows,
+    say) saturates: at θ[T] leaving out any one of them changes little, since the others
+    carry it, and their individual estimates drown among instances with larger single
+    effects. While the failure is being learned their effects are large and add up, and the
+    average over epochs keeps them. ``method``: ``"sgd"`` or ``"sgd-nohessian"``. ``query``
+    is a single query (a target set's mean loss, or a callable).
+    """
+    if method not in ("sgd", "sgd-nohessian"):
+        raise Error(f"select's method must be 'sgd' or 'sgd-nohessian', got {method!r}")
+    if isinstance(query, (list, PerExample)):
+        raise Error("select needs a single query (a target set's mean loss or a callable), "
+                    "not a list or PerExample")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < run.num_train:
+        raise Error(f"k must be an int in [1, {run.num_train}), got {k!r}")
+    scores = influence(run, query, method, at="epochs", progress=progress)
+    return np.argsort(scores, kind="stable")[:k]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 import torch
 from torch import nn
 from torch.func import jvp, vjp, vmap
@@ -15,11 +17,16 @@ ROW_BUDGET = 2**20  # query rows x batch size x parameters handled by one batche
 
 
 def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian: bool = True,
-                  progress: bool = False) -> torch.Tensor:
+                  progress: bool = False,
+                  checkpoints: Mapping[int, Callable[[], torch.Tensor]] | None = None
+                  ) -> torch.Tensor:
     """Estimate ``⟨u, θ_{-j}[T] - θ[T]⟩`` for every query row u of U (M, P) and every
     training index j: returns (M, N). ``epochs=k`` sweeps over the last k epochs only
     (``epochs=1`` is the paper's last-epoch approximation). ``hessian=False`` drops the
     Hessian terms (u is held fixed under plain SGD: the estimator without the Hessian term).
+    ``checkpoints[s]()``, for steps s inside the sweep, is the gradient (M, P) of a query
+    term at θ[s]: the sweep is linear in u, so adding it to u when the backward pass reaches
+    θ[s] estimates the change of the sum of the queries at T and at those steps.
 
     With plain SGD this is the paper's Algorithm 2. With an optimizer that keeps state
     (momentum, Adam), U is the adjoint of θ and ``rest`` that of the optimizer's slots; each
@@ -37,6 +44,8 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
     with mode(adjoint.objective.model, train=True):
         for t, part, (x, y) in tqdm(zip(steps, local, data, strict=True), total=len(steps),
                                     desc="influence sweep", disable=not progress, leave=False):
+            if checkpoints and t + 1 in checkpoints:         # a query term at θ[t+1] too
+                U = U + checkpoints[t + 1]()
             lr = run.rate(t)
             theta, slots = run.unpack(run.store[t])
             if not slots:                                      # θ[t+1] = θ[t] - η_t g_t:
