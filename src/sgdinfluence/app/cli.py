@@ -26,7 +26,7 @@ def cleanse_command(args: argparse.Namespace) -> None:
     """Find the training instances that hurt the model, remove them, retrain, and report."""
     from . import report
     from .cleanse import CleanseConfig, cleanse, split
-    from .data import load_data
+    from .data import cleaned_name, load_data
 
     out = Path(args.out or f"out/cleanse-{Path(args.data).stem}")
     inputs = _inputs(args.data, args.data_dir)
@@ -37,17 +37,22 @@ def cleanse_command(args: argparse.Namespace) -> None:
                         retrain=args.retrain, augment=args.augment,
                         fresh_seeds=args.fresh_seeds, **optimizer_options(args))
     start = time.perf_counter()
-    splits = split(load_data(args.data, args.label_column, args.data_dir,
-                             drop_columns=args.drop_columns), cfg)
+    tables = load_data(args.data, args.label_column, args.data_dir,
+                       drop_columns=args.drop_columns, missing=args.missing)
+    source = next(iter(tables.values())).schema  # for the cleaned copy of the input
+    splits = split(tables, cfg)
     result = cleanse(splits, cfg, progress=not args.quiet)
     report.write(result, out, title=f"Cleansing {args.data}", overwrite=args.overwrite,
-                 inputs=inputs)
+                 inputs=inputs, source=source)
     _warn(report.training_warning(result))
     print(report.summary(result))
     if result.fresh:
         print(report.fresh_summary(result))
-    print(f"wrote {out}/report.html, scores.csv, results.json "
-          f"({time.perf_counter() - start:.0f} s)")
+    cleaned = cleaned_name(source)
+    print(f"wrote {out}/report.html, scores.csv, results.json, " +
+          (f"{cleaned} (the input without the removed rows)" if cleaned else
+           "no cleaned copy of a built-in dataset (scores.csv marks the removed instances)") +
+          f" ({time.perf_counter() - start:.0f} s)")
 
 
 def experiment_command(name: str, config_from_args):
@@ -237,6 +242,11 @@ def parser() -> Parser:
     p.add_argument("--label-column", help="the CSV column that holds the labels")
     p.add_argument("--drop-columns", type=words, default=(),
                    help="comma-separated CSV columns not to use as features (identifiers)")
+    p.add_argument("--missing", choices=["refuse", "drop", "impute"], default="refuse",
+                   help="a CSV file's empty cells: refuse (name the rows), drop those rows, or "
+                        "impute (numbers: the column's median over the whole file; text: a "
+                        "category '(missing)'); a missing label is never imputed (default "
+                        "refuse)")
     p.add_argument("--model", choices=["auto", *MODELS], default="auto",
                    help="auto: the MNIST CNN for grey images, the CIFAR-10 CNN for colour "
                         "images of side 8n, else an MLP")
@@ -351,7 +361,8 @@ def _interrupt(signum, frame):
 
 
 FLAGS = {"overwrite=True": "--overwrite", "label_column": "--label-column", "lr": "--lr",
-         "data_dir": "--data-dir"}
+         "data_dir": "--data-dir", "drop_columns": "--drop-columns",
+         "missing='drop'": "--missing drop", "missing='impute'": "--missing impute"}
 
 
 def _for_the_command_line(e: BaseException) -> str:

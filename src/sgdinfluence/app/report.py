@@ -4,7 +4,10 @@
   dataset, file, label, score, rank, and every method's score);
 - ``results.json``: the configuration, sizes, timings and every curve;
 - ``curve.png`` and ``report.html``: the cleansing curve, a one-sentence summary, and the
-  most harmful and most helpful training instances, to look at.
+  most harmful and most helpful training instances, to look at;
+- the input without the removed instances, in its own format (``cleaned.csv``,
+  ``cleaned.npz``, or ``cleaned.txt`` listing an image folder's kept files; none for a
+  built-in dataset), where the input's :class:`~sgdinfluence.app.data.Schema` is given.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from matplotlib.figure import Figure  # drawn without pyplot: the user's backend
 from PIL import Image
 
 from .cleanse import Result, best_k, primary
+from .data.files import Schema, cleaned_name, write_cleaned
 from .methods import METHODS
 from .output import output_dir
 
@@ -226,15 +230,18 @@ Score = estimated change of validation loss if the instance is left out.</p>
 
 def write(result: Result, out: str | Path, title: str = "sgdinfluence cleansing report",
           notes: list[str] = (), overwrite: bool = False, extra: dict | None = None,
-          inputs=()) -> Path:
+          inputs=(), source: Schema | None = None) -> Path:
     """Write scores.csv, results.json, curve.png and report.html into ``out`` atomically
-    (``overwrite`` and ``inputs`` as for :func:`sgdinfluence.app.output.check_output`)."""
+    (``overwrite`` and ``inputs`` as for :func:`sgdinfluence.app.output.check_output`), and
+    with ``source``, the schema of the data read, the input without the rows scores.csv
+    marks ``removed`` (:func:`~sgdinfluence.app.data.write_cleaned`)."""
     frame = scores_frame(result)
     curve_png = plot_curves(result)
     with output_dir(out, overwrite, inputs) as tmp:
         frame.sort_values("rank").to_csv(tmp / "scores.csv", index=False)
+        write_cleaned(source, frame.loc[frame["removed"], "index"].to_numpy(), tmp)
         info = {**result.to_json(), "summary": summary(result), "notes": list(notes),
-                **(extra or {})}
+                "cleaned": cleaned_name(source), **(extra or {})}
         (tmp / "results.json").write_text(json.dumps(info, indent=2, default=float))
         (tmp / "curve.png").write_bytes(curve_png)
         (tmp / "report.html").write_text(render(result, title, frame, curve_png, list(notes)))

@@ -40,7 +40,8 @@ def test_csv_one_hot_encodes_text_columns_and_keeps_rows(tmp_path):
     (lambda f: pd.concat([f] * 3, ignore_index=True).assign(city=[f"c{i}" for i in range(120)]),
      "column 'city' holds 120 distinct text values, too many to one-hot encode"),
     (lambda f: f.assign(income=f["income"].where(f.index != 7)),
-     "1 instances have NaN or infinite features (first: row 7, column 'income')"),
+     "missing values in 1 row ([7]) (columns ['income']); pass missing='drop' to drop those "
+     "rows, or missing='impute' to fill them in"),
     (lambda f: f.assign(label="yes"), "the labels hold a single class ('yes')"),
 ])
 def test_bad_csv_is_refused_with_a_clear_message(tmp_path, change, message):

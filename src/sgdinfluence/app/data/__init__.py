@@ -19,7 +19,16 @@ import numpy as np
 
 from ...errors import ConfigError
 from . import sources
-from .files import Table, read_image_folder, read_path
+from .files import (
+    MISSING,
+    Schema,
+    Table,
+    cleaned_name,
+    read_image_folder,
+    read_like,
+    read_path,
+    write_cleaned,
+)
 from .sources import data_dir
 
 CIFAR_JPEG = ("cifar10-jpeg", "CIFAR-10-images-jpg.tar.gz")
@@ -101,21 +110,31 @@ def load(name: str, root=None) -> dict[str, Table]:
     """The built-in dataset ``name`` as {split: Table}."""
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; use one of {list(DATASETS)}")
-    return DATASETS[name].load(root)
+    tables = DATASETS[name].load(root)
+    for t in tables.values():  # even CIFAR-10 read from its image folder: a built-in dataset
+        t.schema = Schema("builtin", name, tuple(t.X.shape[1:]),
+                          sum(len(u.y) for u in tables.values()))
+    return tables
 
 
 def load_data(spec: str, label_column: str | None = None, root=None,
-              drop_columns=()) -> dict[str, Table]:
+              drop_columns=(), missing: str = "refuse") -> dict[str, Table]:
     """A built-in dataset's name, or a path to a user's file or folder (CSV, ``.npz``, image
     folder; see :func:`~sgdinfluence.app.data.files.read_path`); ``drop_columns``: CSV
-    columns not to use as features."""
+    columns not to use as features; ``missing``: what to do with a CSV file's empty cells,
+    "refuse", "drop" or "impute" (see :func:`~sgdinfluence.app.data.files.read_csv`). Every
+    Table carries the :class:`Schema` it was read with, for :func:`read_like` and
+    :func:`write_cleaned`."""
+    if missing not in MISSING:
+        raise ConfigError(f"missing must be one of {list(MISSING)}, got {missing!r}")
     if spec in DATASETS:
         return load(spec, root)
     path = Path(spec).expanduser()
     if not path.exists():
         raise FileNotFoundError(f"{spec!r} is neither a built-in dataset ({list(DATASETS)}) "
                                 f"nor an existing file or directory (looked at {path.resolve()})")
-    return read_path(path, label_column, drop_columns)
+    return read_path(path, label_column, drop_columns, missing)
 
 
-__all__ = ["DATASETS", "Dataset", "Table", "data_dir", "load", "load_data"]
+__all__ = ["DATASETS", "MISSING", "Dataset", "Schema", "Table", "cleaned_name", "data_dir", "load",
+           "load_data", "read_like", "write_cleaned"]

@@ -15,13 +15,14 @@ import csv
 import gzip
 import io
 import lzma
+import math
 import os
 import re
 import tarfile
 import warnings
 import zipfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ import pandas as pd
 from PIL import Image
 from torch.utils.data import Dataset
 
-from ...errors import DataError
+from ...errors import ConfigError, DataError
 
 MAX_CATEGORIES = 100  # a text column with more distinct values is refused, not one-hot encoded
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -46,10 +47,48 @@ CONTROL_CHARS = tuple(chr(c) for c in (*range(9), *range(14, 32), 127))  # not \
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
 
 
+MISSING = ("refuse", "drop", "impute")  # what a CSV reader does with empty cells
+MISSING_CATEGORY = "(missing)"  # the category an empty text cell gets under missing='impute'
+
+
+@dataclass(frozen=True)
+class Schema:
+    """How a Table was read: enough to read a second file the same way (:func:`read_like`)
+    and to write the input back without some of its rows (:func:`write_cleaned`).
+
+    ``kind`` is "csv", "npz", "images" or "builtin"; ``source`` the path read (or the built-in
+    dataset's name); ``x_shape`` one instance's shape once encoded; ``rows`` the instances in
+    the input (data rows of a CSV, X's first dimension, images of a folder). For a CSV:
+    ``columns`` every column in the file's order, ``features`` the feature columns in the
+    order they are encoded, ``categories`` the categories of each text feature column (its
+    one-hot columns, in order; every other feature column is numeric), ``medians`` each
+    numeric feature column's median (over the rows used, before any split; what
+    missing='impute' fills in), ``missing`` the policy it was read with, ``delimiter`` and
+    ``sep_line`` (Excel's ``sep=`` first line). ``stamp`` (size, mtime) of a file when read;
+    ``files`` the image files of a folder (relative paths, in index order)."""
+
+    kind: str
+    source: str
+    x_shape: tuple[int, ...]
+    rows: int = 0
+    label_column: str | None = None
+    drop_columns: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    medians: dict[str, float] = field(default_factory=dict)
+    missing: str = "refuse"
+    delimiter: str = ","
+    sep_line: bool = False
+    stamp: tuple[int, int] | None = None
+    files: tuple[str, ...] = field(default=(), repr=False)
+
+
 @dataclass
 class Table:
     """Labelled instances. ``index[i]`` is instance i's row in the input file (0 = the first
-    data row) or its position in the dataset; ``names[i]`` its file, for images."""
+    data row) or its position in the dataset; ``names[i]`` its file, for images; ``schema``
+    how the input was read."""
 
     X: np.ndarray | ImageFiles  # images of a folder are read when indexed
     y: np.ndarray
@@ -58,6 +97,7 @@ class Table:
     names: np.ndarray | None = None
     rows: pd.DataFrame | None = field(default=None, repr=False)  # the original columns
     notes: np.ndarray | None = None  # e.g. "flipped from 3", shown in reports
+    schema: Schema | None = field(default=None, repr=False)
 
     @property
     def image(self) -> bool:
@@ -68,7 +108,7 @@ class Table:
         return Table(X, self.y[idx], self.classes, self.index[idx],
                      None if self.names is None else self.names[idx],
                      None if self.rows is None else self.rows.iloc[idx],
-                     None if self.notes is None else self.notes[idx])
+                     None if self.notes is None else self.notes[idx], self.schema)
 
 
 def _labels(values: np.ndarray, source: str) -> tuple[np.ndarray, list[str]]:
@@ -88,10 +128,23 @@ def _check_finite(X: np.ndarray, source: str, columns: list[str] | None = None) 
                         f"(first: row {rows[0]}, {where}); fill or drop them first")
 
 
-def read_csv(path: str | os.PathLike, label_column: str, drop_columns=()) -> Table:
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def read_csv(path: str | os.PathLike, label_column: str, drop_columns=(),
+             missing: str = "refuse") -> Table:
     """A CSV file with a header; ``label_column`` holds the labels, ``drop_columns`` are not
     features (identifiers, say). Numeric columns are used as they are, text columns with at
     most ``MAX_CATEGORIES`` values are one-hot encoded.
+
+    Empty cells (and pandas' other missing markers: ``NA``, ``NaN``, ``null``, ...), by
+    ``missing``: "refuse" raises a :class:`DataError` naming the rows and columns; "drop"
+    drops those rows, with a warning saying how many; "impute" fills a numeric column's with
+    its median over the whole file (before any train/test split) and a text column's with the
+    category ``"(missing)"``. A missing label is never imputed: refused, or dropped under
+    "drop". Infinite values are always refused. ``Table.index`` stays the row in the file.
 
     What is read: a file compressed as gzip, bzip2, xz or zip (one file inside); the
     delimiter comma, semicolon, tab or pipe, guessed from the first 64 kB (a ``.tsv`` is
@@ -104,52 +157,163 @@ def read_csv(path: str | os.PathLike, label_column: str, drop_columns=()) -> Tab
     :class:`DataError` whose message names the file.
     """
     path = Path(path)
+    _check_missing(missing)
+    frame, sep, skip = _csv_frame(path)
+    where = str(path)
+    _check_label_column(frame, label_column, where)
+    unknown = [c for c in drop_columns if c not in frame.columns]
+    if unknown:
+        raise DataError(f"{path}: no columns {unknown} to drop; the columns are "
+                        f"{list(frame.columns)}")
+    features = [c for c in frame.columns if c != label_column and c not in drop_columns]
+    if not features:
+        raise DataError(f"{path}: no feature columns besides the label {label_column!r}")
+    numbers, texts = {}, {}
+    for col in features:
+        values = _numbers(frame[col], sep, where, col)
+        if values is not None:
+            numbers[col] = values
+            continue
+        if frame[col].nunique() > MAX_CATEGORIES:
+            raise DataError(f"{path}: column {col!r} holds {frame[col].nunique()} distinct text "
+                            f"values, too many to one-hot encode (at most {MAX_CATEGORIES}); "
+                            "drop it or encode it as numbers")
+        texts[col] = frame[col]
+    keep = _missing_rows(frame[label_column], numbers, texts, missing, where, label_column)
+    medians = {}
+    for col, v in numbers.items():
+        present = v[keep][~np.isnan(v[keep])]
+        medians[col] = float(np.median(present)) if len(present) else math.nan
+    categories = {col: tuple(sorted(set(v[keep].fillna(MISSING_CATEGORY).astype(str))))
+                  for col, v in texts.items()}
+    width = sum(len(categories[c]) if c in categories else 1 for c in features)
+    schema = Schema("csv", str(path), (width,),
+                    len(frame), label_column, tuple(drop_columns), tuple(map(str, frame.columns)),
+                    tuple(features), categories, medians, missing, sep, skip > 0, _stamp(path))
+    kept = frame.iloc[keep]
+    y, classes = _csv_classes(_label_values(kept[label_column], label_column, where),
+                              label_column, where)
+    X = _encode({c: v[keep] for c, v in numbers.items()},
+                {c: v[keep] for c, v in texts.items()}, schema, missing, where)
+    return Table(X.astype(np.float32), y, classes, np.flatnonzero(keep), rows=kept,
+                 schema=schema)
+
+
+def _check_missing(missing: str) -> None:
+    if missing not in MISSING:
+        raise ConfigError(f"missing must be one of {list(MISSING)}, got {missing!r}")
+
+
+def _csv_frame(path: Path, **options) -> tuple[pd.DataFrame, str, int]:
+    """(the table, its delimiter, the lines skipped before the header) of a CSV file;
+    ``options`` go to pandas' reading of the data rows."""
     text, data, encoding = _read_text(path)
     skip, sep = _excel_sep_line(text)
     sample = _sample(text)
     if sep is None:
         sep = "\t" if _csv_suffix(path) == ".tsv" else _sniff_delimiter(sample, skip)
-    frame = _read_frame(path, text, sample, data, sep, skip, encoding)
-    y, classes = _csv_labels(frame, label_column, path)
-    unknown = [c for c in drop_columns if c not in frame.columns]
-    if unknown:
-        raise DataError(f"{path}: no columns {unknown} to drop; the columns are "
-                        f"{list(frame.columns)}")
-    features = frame.drop(columns=[label_column, *drop_columns])
-    if features.shape[1] == 0:
-        raise DataError(f"{path}: no feature columns besides the label {label_column!r}")
-    parts, names = [], []
-    for col in features.columns:
-        values = features[col]
-        if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
-            values = _decimal_commas(values) if sep != "," else values
-        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            parts.append(values.to_numpy(np.float64)[:, None])
-            names.append(str(col))
-            continue
-        numeric = pd.to_numeric(values, errors="coerce")
-        text_values = values[numeric.isna() & values.notna()]
-        if text_values.empty and values.notna().any():  # numbers pandas left as text (huge)
-            parts.append(numeric.to_numpy(np.float64)[:, None])
-            names.append(str(col))
-            continue
-        if numeric.notna().mean() >= 0.5:  # mostly numbers: the rest are errors, not categories
-            raise DataError(f"{path}: column {col!r} is numeric but holds values that are not "
-                            f"numbers: {sorted(set(text_values.astype(str)))[:5]} (rows "
-                            f"{text_values.index[:5].tolist()})")
-        if values.nunique() > MAX_CATEGORIES:
-            raise DataError(f"{path}: column {col!r} holds {values.nunique()} distinct text "
-                            f"values, too many to one-hot encode (at most {MAX_CATEGORIES}); "
-                            "drop it or encode it as numbers")
-        if values.isna().any():
-            raise DataError(f"{path}: column {col!r} is empty in rows "
-                            f"{np.flatnonzero(values.isna().to_numpy())[:10].tolist()}")
-        onehot = pd.get_dummies(values.astype(str), prefix=str(col), prefix_sep="=")
-        parts.append(onehot.to_numpy(np.float64))
-        names += list(onehot.columns)
-    X = np.hstack(parts)
-    _check_finite(X, str(path), names)
-    return Table(X.astype(np.float32), y, classes, np.arange(len(frame)), rows=frame)
+    return _read_frame(path, text, sample, data, sep, skip, encoding, **options), sep, skip
+
+
+def _numbers(values: pd.Series, sep: str, where: str, col) -> np.ndarray | None:
+    """A column's values as float64 (NaN where empty) where it holds numbers (a decimal comma
+    allowed where the delimiter is not a comma); None where it holds text. A column of
+    mostly numbers with some text is refused."""
+    if not (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+        values = _decimal_commas(values) if sep != "," else values
+    if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(np.float64)
+    numeric = pd.to_numeric(values, errors="coerce")
+    text_values = values[numeric.isna() & values.notna()]
+    if text_values.empty and values.notna().any():  # numbers pandas left as text (huge)
+        return numeric.to_numpy(np.float64)
+    if numeric.notna().mean() >= 0.5:  # mostly numbers: the rest are errors, not categories
+        raise DataError(f"{where}: column {col!r} is numeric but holds values that are not "
+                        f"numbers: {sorted(set(text_values.astype(str)))[:5]} (rows "
+                        f"{text_values.index[:5].tolist()})")
+    return None
+
+
+def _rows_text(rows: np.ndarray) -> str:
+    """Up to 10 row numbers, and the count."""
+    more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+    return f"{len(rows)} row{'s' if len(rows) != 1 else ''} ({rows[:10].tolist()}{more})"
+
+
+def _missing_rows(labels: pd.Series, numbers: dict[str, np.ndarray], texts: dict[str, pd.Series],
+                  missing: str, where: str, label_column: str) -> np.ndarray:
+    """The mask (n,) of the rows to keep under the policy ``missing``, after refusing
+    infinite values, and missing labels unless they are dropped."""
+    for col, v in numbers.items():
+        inf = np.flatnonzero(np.isinf(v))
+        if len(inf):
+            raise DataError(f"{where}: column {col!r} holds infinite values in "
+                            f"{_rows_text(inf)}; replace them by finite numbers or leave the "
+                            "cells empty")
+    no_label = labels.isna().to_numpy()
+    if no_label.any() and missing != "drop":
+        raise DataError(f"{where}: the label column {label_column!r} is empty in "
+                        f"{_rows_text(np.flatnonzero(no_label))}; fill in those labels, or "
+                        "pass missing='drop' to drop those rows (labels are never imputed)")
+    empty = {col: np.isnan(v) for col, v in numbers.items()}
+    empty |= {col: v.isna().to_numpy() for col, v in texts.items()}
+    if no_label.any():
+        empty[label_column] = no_label
+    bad = np.zeros(len(labels), dtype=bool)
+    for mask in empty.values():
+        bad |= mask
+    columns = [c for c, mask in empty.items() if mask.any()]
+    if not bad.any() or missing == "impute":
+        return np.ones(len(labels), dtype=bool)
+    rows = _rows_text(np.flatnonzero(bad))
+    if missing == "refuse":
+        raise DataError(f"{where}: missing values in {rows} (columns {columns}); pass "
+                        "missing='drop' to drop those rows, or missing='impute' to fill them in "
+                        f"(numbers with the column's median, text with {MISSING_CATEGORY!r})")
+    warnings.warn(f"{where}: dropped {rows} with missing values (in columns {columns})",
+                  stacklevel=4)
+    return ~bad
+
+
+def _encode(numbers: dict[str, np.ndarray], texts: dict[str, pd.Series], schema: Schema,
+            missing: str, where: str) -> np.ndarray:
+    """The feature matrix (n, D) float64 in the schema's order: numeric columns as they are,
+    text columns one-hot over the schema's categories (a category it does not know: all
+    zeros, with a warning). Under missing='impute', empty cells get the schema's median or
+    the category ``"(missing)"``."""
+    parts = []
+    for col in schema.features:
+        if col in schema.categories:
+            values = texts[col]
+            if missing == "impute":
+                values = values.fillna(MISSING_CATEGORY)
+            text = values.astype(str).to_numpy()
+            cats = np.array(schema.categories[col], dtype=object)
+            unseen = sorted(set(text) - set(schema.categories[col]))
+            if unseen:
+                warnings.warn(f"{where}: column {col!r} holds values the training data does "
+                              f"not have, {unseen[:5]}{' ...' if len(unseen) > 5 else ''}; "
+                              "they are encoded as none of its categories (all zeros)",
+                              stacklevel=4)
+            parts.append((text[:, None] == cats[None, :]).astype(np.float64))
+        else:
+            v = numbers[col]
+            if missing == "impute" and np.isnan(v).any():
+                if math.isnan(schema.medians[col]):
+                    raise DataError(f"{where}: column {col!r} is empty in every row, so it has "
+                                    "no median to impute; drop it with drop_columns")
+                v = np.where(np.isnan(v), schema.medians[col], v)
+            parts.append(v[:, None])
+    return np.hstack(parts) if parts else np.empty((0, 0))
+
+
+def _check_label_column(frame: pd.DataFrame, label_column: str, where: str) -> None:
+    if label_column not in frame.columns:
+        wanted = str(label_column).strip().lower()
+        near = [c for c in frame.columns if str(c).strip().lower() == wanted]
+        hint = f"; did you mean {near[0]!r}?" if near else " (set label_column to one of them)"
+        raise DataError(f"{where}: no label column {label_column!r}; the columns are "
+                        f"{list(frame.columns)}{hint}")
 
 
 def _decimal_commas(values: pd.Series) -> pd.Series:
@@ -302,8 +466,9 @@ def _sniff_delimiter(sample: str, skip: int) -> str:
 
 
 def _read_frame(path: Path, text: str, sample: str, data: bytes, sep: str, skip: int,
-                encoding: str) -> pd.DataFrame:
-    """The table in ``data`` (UTF-8), after its header is checked for duplicate names."""
+                encoding: str, **extra) -> pd.DataFrame:
+    """The table in ``data`` (UTF-8), after its header is checked for duplicate names;
+    ``extra``: pandas options for the data rows (``dtype``, say)."""
     options = dict(sep=sep, skiprows=skip, skipinitialspace=True, index_col=False,
                    encoding="utf-8")
     how = f"with delimiter {sep!r}" + ("" if encoding.startswith("utf-8") else
@@ -313,7 +478,7 @@ def _read_frame(path: Path, text: str, sample: str, data: bytes, sep: str, skip:
                              keep_default_na=False, **{**options, "encoding": None})
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            frame = pd.read_csv(io.BytesIO(data), low_memory=False, **options)
+            frame = pd.read_csv(io.BytesIO(data), low_memory=False, **options, **extra)
     except pd.errors.ParserWarning:  # data rows longer than the header: pandas drops the rest
         found = _first_long_row(text, sep, skip)
         where = f"line {found[0]} has {found[1]}" if found else "rows have more"
@@ -355,67 +520,70 @@ def _first_long_row(text: str, sep: str, skip: int) -> tuple[int, int] | None:
     return None
 
 
-def _csv_labels(frame: pd.DataFrame, label_column: str, path: Path
-                ) -> tuple[np.ndarray, list[str]]:
-    """Class indices (N,) and class names of the label column, which must hold classes:
-    text, integers, or floats with integer values, with at most max(``MAX_CATEGORIES``,
-    N/2) distinct values."""
-    if label_column not in frame.columns:
-        wanted = str(label_column).strip().lower()
-        near = [c for c in frame.columns if str(c).strip().lower() == wanted]
-        hint = f"; did you mean {near[0]!r}?" if near else " (set label_column to one of them)"
-        raise DataError(f"{path}: no label column {label_column!r}; the columns are "
-                        f"{list(frame.columns)}{hint}")
-    labels = frame[label_column]
-    if labels.isna().any():
-        rows = np.flatnonzero(labels.isna().to_numpy())
-        raise DataError(f"{path}: the label column {label_column!r} is empty in rows "
-                        f"{rows[:10].tolist()}")
+def _label_values(labels: pd.Series, label_column: str, where: str) -> np.ndarray:
+    """The label column's values as classes: text, integers, or floats with integer values
+    (as integers); fractional numbers (a regression target) are refused."""
     if pd.api.types.is_float_dtype(labels):
         values = labels.to_numpy(np.float64)
         bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
         if len(bad):
             first = float(values[bad[0]])
-            raise DataError(f"{path}: the label column {label_column!r} holds numbers that "
-                            f"are not whole (e.g. {first!r} in row {bad[0]}): it looks like a "
-                            "regression target, and sgdinfluence does classification; bin the "
-                            "values into classes or choose another label_column")
+            raise DataError(f"{where}: the label column {label_column!r} holds numbers that "
+                            f"are not whole (e.g. {first!r} in row {labels.index[bad[0]]}): it "
+                            "looks like a regression target, and sgdinfluence does "
+                            "classification; bin the values into classes or choose another "
+                            "label_column")
         labels = labels.astype(np.int64) if np.abs(values).max() < 2**62 else labels.astype(str)
     elif not (pd.api.types.is_integer_dtype(labels) or pd.api.types.is_bool_dtype(labels)):
         labels = labels.astype(str)
-    count, limit = labels.nunique(), max(MAX_CATEGORIES, len(labels) // 2)
+    return labels.to_numpy()
+
+
+def _csv_classes(values: np.ndarray, label_column: str, where: str
+                 ) -> tuple[np.ndarray, list[str]]:
+    """Class indices (N,) and class names of the label column, which must hold at most
+    max(``MAX_CATEGORIES``, N/2) distinct values."""
+    count, limit = len(np.unique(values)), max(MAX_CATEGORIES, len(values) // 2)
     if count > limit:
-        raise DataError(f"{path}: the label column {label_column!r} holds {count} distinct "
-                        f"values in {len(labels)} rows (at most {limit} classes): almost every "
+        raise DataError(f"{where}: the label column {label_column!r} holds {count} distinct "
+                        f"values in {len(values)} rows (at most {limit} classes): almost every "
                         "row is its own class; choose the label_column that holds the classes")
-    return _labels(labels.to_numpy(), str(path))
+    return _labels(values, where)
 
 
 def read_npz(path: str | os.PathLike) -> Table:
-    """An ``.npz`` file holding ``X`` (N, ...) numbers and ``y`` (N,) labels."""
+    """An ``.npz`` file holding ``X`` (N, ...) numbers and ``y`` (N,) labels (N, H, W: grey
+    images, read as (N, 1, H, W)). NaN or infinite features are refused."""
     path = Path(path)
+    X, labels = _npz_arrays(path, str(path))
+    y, classes = _labels(labels, str(path))
+    return Table(X, y, classes, np.arange(len(X)),
+                 schema=Schema("npz", str(path), X.shape[1:], len(X), stamp=_stamp(path)))
+
+
+def _npz_arrays(path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """X (N, ...) float32, finite, and the labels (N,) of an .npz file."""
     try:
         with np.load(path, allow_pickle=False) as f:
             missing = {"X", "y"} - set(f.files)
             if missing:
-                raise DataError(f"{path}: expected arrays 'X' and 'y', found {sorted(f.files)}")
+                raise DataError(f"{where}: expected arrays 'X' and 'y', found {sorted(f.files)}")
             X, labels = f["X"], f["y"]
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
         if isinstance(e, DataError):
             raise
-        raise DataError(f"{path}: cannot be read as an .npz of numeric arrays X and y ({e}); "
+        raise DataError(f"{where}: cannot be read as an .npz of numeric arrays X and y ({e}); "
                         "save it with numpy.savez(path, X=..., y=...)") from e
     if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
-        raise DataError(f"{path}: X must hold numbers, got dtype {X.dtype}")
+        raise DataError(f"{where}: X must hold numbers, got dtype {X.dtype}")
     if labels.ndim != 1 or len(labels) != len(X):
-        raise DataError(f"{path}: y must have shape ({len(X)},) to match X {X.shape}, got "
+        raise DataError(f"{where}: y must have shape ({len(X)},) to match X {X.shape}, got "
                         f"{labels.shape}")
     X = X.astype(np.float32)
     if X.ndim == 3:  # (N, H, W) grey images
         X = X[:, None]
-    _check_finite(X, str(path))
-    y, classes = _labels(labels, str(path))
-    return Table(X, y, classes, np.arange(len(X)))
+    _check_finite(X, where)
+    return X, labels
 
 
 def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
@@ -425,13 +593,26 @@ def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
     (:class:`ImageFiles`), so training streams them; a tar archive, which cannot be read out of
     order cheaply, is read whole."""
     path = Path(path)
+    X, names, split, label = _read_images(path, str(path))
+    y, classes = _labels(label, str(path))
+    schema = Schema("images", str(path), tuple(X.shape[1:]), len(names),
+                    files=tuple(str(n) for n in names))
+    return {str(s): Table(_rows(X, split == s), y[split == s], classes,
+                          np.flatnonzero(split == s), names[split == s], schema=schema)
+            for s in dict.fromkeys(split)}
+
+
+def _read_images(path: Path, where: str
+                 ) -> tuple[np.ndarray | ImageFiles, np.ndarray, np.ndarray, np.ndarray]:
+    """Every image of a folder or tar archive, sorted by path: pixels (N, C, H, W) (read
+    later for a directory), names (relative paths), splits and class folder names (N,)."""
     files = _image_files(path)
     if not files:
-        raise DataError(f"{path}: no images found (expected <split>/<class>/<file> with one of "
+        raise DataError(f"{where}: no images found (expected <split>/<class>/<file> with one of "
                         f"{sorted(IMAGE_SUFFIXES)})")
     depth = {len(parts) for parts, _ in files}
     if len(depth) != 1 or depth.pop() not in (2, 3):
-        raise DataError(f"{path}: mixed layout; expected every image at <split>/<class>/<file> "
+        raise DataError(f"{where}: mixed layout; expected every image at <split>/<class>/<file> "
                         "or every image at <class>/<file>")
     lazy = path.is_dir()
     images, unreadable = [], []
@@ -442,12 +623,12 @@ def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
         except (OSError, ValueError, Image.DecompressionBombError):
             unreadable.append("/".join(parts))
     if unreadable:
-        raise DataError(f"{path}: {len(unreadable)} files cannot be read as images: "
+        raise DataError(f"{where}: {len(unreadable)} files cannot be read as images: "
                         f"{unreadable[:10]}")
     shapes = [im if lazy else im.shape for im in images]
     if len(set(shapes)) > 1:
         first = {s: "/".join(files[i][0]) for i, s in reversed(list(enumerate(shapes)))}
-        raise DataError(f"{path}: images differ in size or colour: {first}; resize them first")
+        raise DataError(f"{where}: images differ in size or colour: {first}; resize them first")
     if lazy:
         X: np.ndarray | ImageFiles = ImageFiles([path.joinpath(*p) for p, _ in files],
                                                 shapes[0])
@@ -456,10 +637,7 @@ def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
     names = np.array(["/".join(parts) for parts, _ in files])
     split = np.array([parts[0] if len(parts) == 3 else "all" for parts, _ in files])
     label = np.array([parts[-2] for parts, _ in files])
-    y, classes = _labels(label, str(path))
-    return {str(s): Table(_rows(X, split == s), y[split == s], classes,
-                          np.flatnonzero(split == s), names[split == s])
-            for s in dict.fromkeys(split)}
+    return X, names, split, label
 
 
 def _rows(X: np.ndarray | ImageFiles, mask: np.ndarray) -> np.ndarray | ImageFiles:
@@ -565,26 +743,260 @@ def flip_labels(y: np.ndarray, rate: float, num_classes: int,
     return noisy, flipped
 
 
-def read_path(path: Path, label_column: str | None = None,
-              drop_columns=()) -> dict[str, Table]:
+def read_path(path: Path, label_column: str | None = None, drop_columns=(),
+              missing: str = "refuse") -> dict[str, Table]:
     """A path to a CSV file (``.csv``, ``.tsv`` or ``.txt``, also
     compressed: ``.csv.gz``, ``.csv.bz2``, ``.csv.zip``, ``.csv.xz``; a file of another name
     is read as CSV when ``label_column`` is given), an ``.npz`` file or an image folder (a
     directory or a tar archive). Returns {split: Table} with split "train"/"test" where the
-    source has them, else one split "all"."""
+    source has them, else one split "all". ``missing``: see :func:`read_csv` (CSV only)."""
+    _check_missing(missing)
     if _csv_suffix(path):
         _check_file(path)
         if label_column is None:
             raise DataError(f"{path}: a CSV file needs a label column: set label_column to "
                             "the name of the column that holds the labels")
-        return {"all": read_csv(path, label_column, drop_columns)}
+        return {"all": read_csv(path, label_column, drop_columns, missing)}
     if path.suffix.lower() == ".npz":
         return {"all": read_npz(path)}
     if path.is_dir() or tarfile.is_tarfile(path):
         return read_image_folder(path)
     if label_column is not None:
-        return {"all": read_csv(path, label_column, drop_columns)}
+        return {"all": read_csv(path, label_column, drop_columns, missing)}
     raise DataError(f"{path}: is not a CSV file ({', '.join(CSV_SUFFIXES)}, also compressed "
                     f"as {', '.join(COMPRESSION_SUFFIXES)}), an .npz file, an image folder or "
                     "a tar archive of one; a CSV file of another name is read when "
                     "label_column is given")
+
+
+# --- a second file read like the first ---------------------------------------------------------
+
+KINDS = {"csv": "a CSV file", "npz": "an .npz file", "images": "an image folder (or tar archive)"}
+
+
+def _kind(path: Path) -> str:
+    """"csv", "npz" or "images": what :func:`read_path` would read ``path`` as (a file of
+    another name as CSV)."""
+    if _csv_suffix(path):
+        return "csv"
+    if path.suffix.lower() == ".npz":
+        return "npz"
+    if path.is_dir() or tarfile.is_tarfile(path):
+        return "images"
+    return "csv"
+
+
+def read_like(path: str | os.PathLike, reference: Table, role: str = "second file",
+              missing: str | None = None) -> Table:
+    """The labelled instances of ``path`` (a target or validation file, say) read in the format
+    of the data ``reference`` came from and encoded the same way, so that a model trained on
+    ``reference`` can be evaluated on them. ``role`` names the file in messages
+    ("target file"); ``missing`` defaults to the policy the reference was read with.
+
+    - A CSV file must have the reference's columns (in any order; another delimiter,
+      encoding or compression is fine): the same label column, dropped columns and feature
+      columns; numeric columns must hold numbers, text columns are one-hot encoded over the
+      reference's categories (a value the reference does not have: all zeros, with a
+      warning naming the column and the values). Under missing='impute' empty numeric cells
+      get the reference's median, so the second file is filled as the first was.
+    - An ``.npz`` file must hold X with the reference's shape per instance.
+    - An image folder or tar archive (every image, whatever its split folder) must hold images
+      of the reference's shape (channels, height, width).
+    - For a built-in dataset, an ``.npz`` file or an image folder with instances of the
+      dataset's shape; integer labels of an .npz are class indices (0..C-1, as in the
+      dataset's arrays), text labels and class folders are class names.
+
+    Labels are mapped onto the reference's classes (``Table.classes`` is the reference's); a
+    label the reference does not have is refused. Any mismatch raises a :class:`DataError`
+    naming the file, its role, what differs and the fix; a missing path FileNotFoundError.
+    """
+    schema = reference.schema
+    if schema is None:
+        raise ConfigError("the reference table does not say how it was read (no schema); "
+                          "read it with load_data")
+    if missing is not None:
+        _check_missing(missing)
+    missing = missing or schema.missing
+    path = Path(path).expanduser()
+    where = f"{role} {path}"
+    if not path.exists():
+        raise FileNotFoundError(f"{role}: no file or folder at {path} (looked at "
+                                f"{path.resolve()})")
+    kind = _kind(path)
+    allowed = ("npz", "images") if schema.kind == "builtin" else (schema.kind,)
+    if kind not in allowed:
+        training = (f"the built-in dataset {schema.source!r}" if schema.kind == "builtin" else
+                    KINDS[schema.kind])
+        raise DataError(f"{where}: is {KINDS[kind]} but the training data is {training}; give "
+                        f"{' or '.join(KINDS[k] for k in allowed)} with instances of shape "
+                        f"{schema.x_shape}" + (f" and the columns {list(schema.columns)}"
+                                                if schema.kind == "csv" else ""))
+    if kind == "csv":
+        return _csv_like(path, reference, schema, missing, where)
+    if kind == "npz":
+        X, labels = _npz_arrays(path, where)
+        _same_shape(X.shape[1:], schema.x_shape, where, "X of shape (N, {dims})")
+        builtin = schema.kind == "builtin" and np.issubdtype(labels.dtype, np.integer)
+        y = _map_labels(labels, reference.classes, where, indices=builtin)
+        return Table(X, y, reference.classes, np.arange(len(X)),
+                     schema=replace(schema, kind="npz", source=str(path), rows=len(X),
+                                    stamp=_stamp(path)))
+    X, names, _, label = _read_images(path, where)
+    _same_shape(tuple(X.shape[1:]), schema.x_shape, where,
+                "images of (channels, height, width) ({dims}); resize or convert them")
+    y = _map_labels(label, reference.classes, where)
+    return Table(X, y, reference.classes, np.arange(len(names)), names,
+                 schema=replace(schema, kind="images", source=str(path), rows=len(names),
+                                files=tuple(str(n) for n in names)))
+
+
+def _same_shape(shape: tuple[int, ...], wanted: tuple[int, ...], where: str, fix: str) -> None:
+    if tuple(shape) != tuple(wanted):
+        raise DataError(f"{where}: its instances have shape {tuple(shape)}, the training "
+                        f"data's {tuple(wanted)}; give "
+                        f"{fix.format(dims=', '.join(map(str, wanted)))}")
+
+
+def _csv_like(path: Path, reference: Table, schema: Schema, missing: str, where: str) -> Table:
+    """:func:`read_like` for a CSV file: the reference's columns, encoded as they were."""
+    frame, sep, skip = _csv_frame(path, dtype={c: str for c in schema.categories})
+    absent = [c for c in schema.columns if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in schema.columns]
+    if absent or extra:
+        what = "; ".join(f"{w} {cols[:10]}" for w, cols in (("no columns", absent),
+                                                             ("extra columns", extra)) if cols)
+        raise DataError(f"{where}: its columns differ from the training data's ({what}); give "
+                        f"it the training data's columns {list(schema.columns)[:30]} (in any "
+                        "order)")
+    numbers, texts = {}, {}
+    for col in schema.features:
+        if col in schema.categories:
+            texts[col] = frame[col]
+            continue
+        values = _numbers(frame[col], sep, where, col)
+        if values is None:
+            text = sorted(set(frame[col].dropna().astype(str)))[:5]
+            raise DataError(f"{where}: column {col!r} holds text ({text}) where the training "
+                            "data has numbers; give it numbers")
+        numbers[col] = values
+    label = str(schema.label_column)
+    keep = _missing_rows(frame[label], numbers, texts, missing, where, label)
+    kept = frame.iloc[keep]
+    y = _map_labels(_label_values(kept[label], label, where), reference.classes, where,
+                    rows=kept.index.to_numpy())
+    X = _encode({c: v[keep] for c, v in numbers.items()},
+                {c: v[keep] for c, v in texts.items()}, schema, missing, where)
+    return Table(X.astype(np.float32), y, reference.classes,
+                 np.flatnonzero(keep), rows=kept,
+                 schema=replace(schema, source=str(path), rows=len(frame), missing=missing,
+                                delimiter=sep, sep_line=skip > 0, stamp=_stamp(path)))
+
+
+def _map_labels(values: np.ndarray, classes: list[str], where: str, indices: bool = False,
+                rows: np.ndarray | None = None) -> np.ndarray:
+    """Class indices (n,) of labels given by name (a number also matches a class written as
+    the same number: 1 and "1.0"); with ``indices``, integer labels are the class indices
+    themselves. A label that is no class is refused, naming it."""
+    values = np.asarray(values)
+    rows = np.arange(len(values)) if rows is None else rows
+    if indices:
+        bad = (values < 0) | (values >= len(classes))
+        y = np.where(bad, -1, values).astype(np.int64)
+    else:
+        lookup = {c: i for i, c in enumerate(classes)}
+        for i, c in enumerate(classes):  # numbers by value: "1", "1.0" and 1 are one class
+            try:
+                lookup.setdefault(repr(float(c)), i)
+            except ValueError:
+                pass
+        found = {}
+        for v in np.unique(values):
+            i = lookup.get(str(v))
+            if i is None and isinstance(v, (int, float, np.number)) and np.isfinite(v):
+                i = lookup.get(repr(float(v)))
+            found[v] = -1 if i is None else i
+        y = np.array([found.get(v, -1) for v in values], dtype=np.int64)
+        bad = y < 0
+    if bad.any():
+        unknown = sorted({str(v) for v in values[bad]})
+        raise DataError(f"{where}: labels the training data does not have: {unknown[:10]} in "
+                        f"{_rows_text(rows[bad])}; its classes are {classes[:20]}"
+                        f"{' (integer labels are class indices)' if indices else ''}; relabel "
+                        "or drop those rows")
+    return y
+
+
+# --- the input without the removed instances -----------------------------------------------------
+
+CLEANED = {"csv": "cleaned.csv", "npz": "cleaned.npz", "images": "cleaned.txt"}
+
+
+def cleaned_name(schema: Schema | None) -> str | None:
+    """The file :func:`write_cleaned` writes for input read with ``schema`` (None for a
+    built-in dataset, which gets none)."""
+    return None if schema is None else CLEANED.get(schema.kind)
+
+
+def write_cleaned(schema: Schema | None, removed, folder: str | os.PathLike) -> str | None:
+    """Write the input read with ``schema`` without the instances ``removed`` (their
+    ``Table.index``: rows of the input file, positions in the dataset) into ``folder``, in
+    the input's own format; returns the file's name, None for a built-in dataset.
+
+    - CSV: ``cleaned.csv``, every column of the kept rows with the text of the input (the
+      identifier and label columns too, rows of validation and test, rows dropped for missing
+      values), the input's delimiter (and ``sep=`` line), UTF-8, uncompressed;
+    - .npz: ``cleaned.npz``, every array whose first dimension is the number of instances
+      filtered, the others as they are (compressed if the input was);
+    - image folder: ``cleaned.txt``, the kept images' paths relative to the folder, one a
+      line (the images are not copied).
+
+    A CSV or .npz file that changed since it was read is refused (the row numbers would no
+    longer point at its rows)."""
+    name = cleaned_name(schema)
+    if name is None or schema is None:
+        return None
+    keep = np.ones(schema.rows, dtype=bool)
+    keep[np.asarray(removed, dtype=np.int64)] = False
+    dest = Path(folder) / name
+    if schema.kind == "images":
+        dest.write_text("".join(f"{f}\n" for f, k in zip(schema.files, keep, strict=True)
+                                if k), encoding="utf-8")
+        return name
+    path = Path(schema.source)
+    if not path.is_file() or _stamp(path) != schema.stamp:
+        raise DataError(f"{path}: changed since it was read, so the row numbers of the results "
+                        "may not point at its rows; run again on the file as it is now")
+    if schema.kind == "csv":
+        frame, _, _ = _csv_frame(path, dtype=str, keep_default_na=False)  # the text as it is
+        with open(dest, "w", encoding="utf-8", newline="") as f:
+            if schema.sep_line:
+                f.write(f"sep={schema.delimiter}\n")
+            frame[keep].to_csv(f, sep=schema.delimiter, index=False, lineterminator="\n")
+        return name
+    _write_npz(path, keep, dest)
+    return name
+
+
+def _write_npz(path: Path, keep: np.ndarray, dest: Path) -> None:
+    """The arrays of ``path`` with those of first dimension ``len(keep)`` filtered; an array
+    of Python objects (which would need unpickling) is left out, with a warning."""
+    with zipfile.ZipFile(path) as z:
+        deflated = any(i.compress_type != zipfile.ZIP_STORED for i in z.infolist())
+    compression = zipfile.ZIP_DEFLATED if deflated else zipfile.ZIP_STORED
+    skipped = []
+    with np.load(path, allow_pickle=False) as arrays, \
+            zipfile.ZipFile(dest, "w", compression=compression, allowZip64=True) as out:
+        for key in arrays.files:
+            try:
+                a = arrays[key]
+            except ValueError:  # an object array
+                skipped.append(key)
+                continue
+            if a.ndim and a.shape[0] == len(keep):
+                a = a[keep]
+            with out.open(f"{key}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, a, allow_pickle=False)
+    if skipped:
+        warnings.warn(f"{path}: the arrays {skipped} hold Python objects and are left out of "
+                      f"{dest.name}", stacklevel=3)
+
