@@ -29,6 +29,8 @@ from .models import MODELS, build
 
 PAPER_KS = (1, 3, 6, 10, 30, 60, 100, 300, 600, 1000, 3000, 6000, 10000)
 AUGMENTS = ("auto", "none", "crop", "crop+flip")
+DEFAULT_METHODS = ("sgd", "sgd-last", "random")
+TARGET_METHODS = ("sgd-epochs", "sgd", "training-loss", "random")  # with a target query
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class CleanseConfig:
     subset: int | None = None  # train on this many instances, validate and test on at most
     # as many (quick runs)
     ks: tuple[int, ...] | None = None  # None: the paper's list, up to half the training set
-    methods: tuple[str, ...] = ("sgd", "sgd-last", "random")
+    methods: tuple[str, ...] = DEFAULT_METHODS
     retrain: str = "last"  # "last": retrain the last epoch only; "all": from the start
     augment: str = "auto"  # auto: random crops (and flips for colour) when training a CNN
     optimizer: str = "sgd"  # or "adam", "adamw": torch.optim's update rules
@@ -84,15 +86,22 @@ class CleanseConfig:
 
 @dataclass
 class Splits:
+    """Training, validation and test data; with a target, its two halves: ``target`` is
+    the influence query, ``target_check`` (never queried) measures the target error that,
+    with the validation error, chooses k."""
+
     train: Table
     val: Table
     test: Table
+    target: Table | None = None
+    target_check: Table | None = None
 
 
 @dataclass
 class Result:
     """Everything a report needs. ``curves[method][k] = (validation error, test error)`` after
-    removing that method's k first instances (k = 0: the model as trained)."""
+    removing that method's k first instances (k = 0: the model as trained); with a target,
+    ``target_curves[method][k]`` the error on its held-out half."""
 
     config: CleanseConfig
     splits: Splits
@@ -102,6 +111,7 @@ class Result:
     curves: dict[str, dict[int, tuple[float, float]]]
     seconds: dict[str, float] = field(default_factory=dict)
     fresh: dict | None = None  # the check by fresh training, if asked for
+    target_curves: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def order(self, method: str) -> np.ndarray:
         """Training positions, the first to remove first."""
@@ -136,24 +146,34 @@ class Result:
     def to_json(self) -> dict:
         return {
             "config": asdict(self.config), "model": self.model, "training": self.training(),
-            "sizes": {s: len(getattr(self.splits, s).y) for s in ("train", "val", "test")},
-            "curves": {m: {str(k): {"val_error": v, "test_error": t} for k, (v, t) in c.items()}
+            "sizes": {s: len(t.y) for s in ("train", "val", "test", "target", "target_check")
+                      if (t := getattr(self.splits, s)) is not None},
+            "curves": {m: {str(k): {"val_error": v, "test_error": t,
+                                    **({"target_error": self.target_curves[m][k]}
+                                       if self.target_curves else {})}
+                           for k, (v, t) in c.items()}
                        for m, c in self.curves.items()},
             "fresh": self.fresh,
             "seconds": self.seconds,
         }
 
 
-def split(tables: dict[str, Table], cfg: CleanseConfig) -> Splits:
+def split(tables: dict[str, Table], cfg: CleanseConfig, val: Table | None = None,
+          target: Table | None = None) -> Splits:
     """Train / validation / test: the source's test split if it has one, else ``cfg.test`` of
-    the data; ``cfg.val`` of the rest for validation (stratified, seeded)."""
+    the data; ``cfg.val`` of the rest for validation (stratified, seeded), or the given
+    ``val`` table. A ``target`` (where the model must work) is halved at random: one half is
+    the query, the other measures the target error; neither is trained on or validated on."""
     if "train" in tables and "test" in tables:
         pool, test = tables["train"], tables["test"]
     else:
         (data,) = tables.values()
         rest, held = _split(data, cfg.test, cfg.seed, "test")
         pool, test = data.take(rest), data.take(held)
-    rest, held = _split(pool, cfg.val, cfg.seed + 1, "val")
+    if val is None:
+        rest, held = _split(pool, cfg.val, cfg.seed + 1, "val")
+    else:
+        rest, held = np.arange(len(pool.y)), np.empty(0, dtype=np.int64)
     if cfg.subset is not None:
         if not 1 <= cfg.subset <= len(rest):
             raise ConfigError(f"subset must be in [1, {len(rest)}], got {cfg.subset}")
@@ -162,16 +182,27 @@ def split(tables: dict[str, Table], cfg: CleanseConfig) -> Splits:
         held = np.sort(rng.permutation(held)[:cfg.subset])  # a quick run evaluates quickly:
         if len(test.y) > cfg.subset:  # validation and test of at most the subset's size
             test = test.take(np.sort(rng.permutation(len(test.y))[:cfg.subset]))
-    train, val = pool.take(rest), pool.take(held)
-    for t in (val, test):  # evaluated again and again; only training streams its images
+    train, val = pool.take(rest), pool.take(held) if val is None else val
+    halves = _halves(target, cfg.seed + 2) if target is not None else ()
+    for t in (val, test, *halves):  # evaluated again and again; only training streams images
         if isinstance(t.X, ImageFiles):
             t.X = np.asarray(t.X)
     _check_classes(train)
     if not train.image:  # standardise tabular features with the training statistics
         scaler = StandardScaler().fit(train.X)
-        for t in (train, val, test):
+        for t in (train, val, test, *halves):
             t.X = scaler.transform(t.X).astype(np.float32)
-    return Splits(train, val, test)
+    return Splits(train, val, test, *halves)
+
+
+def _halves(target: Table, seed: int) -> tuple[Table, Table]:
+    """The target's query half and its held-out half, at random."""
+    n = len(target.y)
+    if n < 2:
+        raise DataError(f"the target set has {n} instance; it needs at least 2, half to "
+                        "query and half to measure the target error")
+    order = np.random.default_rng(seed).permutation(n)
+    return target.take(np.sort(order[: n // 2])), target.take(np.sort(order[n // 2:]))
 
 
 def _check_classes(train: Table) -> None:
@@ -248,24 +279,31 @@ def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool
               progress=progress)
     seconds["training"] = time.perf_counter() - start
     scores = {}
+    query = val if splits.target is None else splits.target
     for method in cfg.methods:
         start = time.perf_counter()
-        scores[method] = methods.score(run, method, (val.X, val.y), seed=cfg.seed,
+        scores[method] = methods.score(run, method, (query.X, query.y), seed=cfg.seed,
                                        progress=progress)
         seconds[method] = time.perf_counter() - start
     result = Result(cfg, splits, run, name, scores, {}, seconds)
     base = (error(run.model, val), error(run.model, splits.test))
+    check = splits.target_check
     from_epoch = run.epochs - 1 if cfg.retrain == "last" else 0
     start = time.perf_counter()
     bar = tqdm(total=len(ks) * len(scores), desc=f"retraining ({cfg.retrain})",
                disable=not progress, leave=False)
     for method in scores:
         order, curve = result.order(method), {0: base}
+        target = {} if check is None else {0: error(run.model, check)}
         for k in ks:
             retrained = run.retrain(order[:k], from_epoch=from_epoch)
             curve[k] = (error(retrained, val), error(retrained, splits.test))
+            if check is not None:
+                target[k] = error(retrained, check)
             bar.update()
         result.curves[method] = curve
+        if check is not None:
+            result.target_curves[method] = target
     bar.close()
     seconds["retraining"] = time.perf_counter() - start
     if cfg.fresh_seeds:
@@ -282,10 +320,13 @@ def primary(result: Result) -> str:
 
 
 def best_k(result: Result, method: str) -> int:
-    """The k with the lowest validation error (smallest k on ties, so 0 when nothing helps):
-    chosen without looking at the test set."""
-    curve = result.curves[method]
-    return min(curve, key=lambda k: (curve[k][0], k))
+    """The k with the lowest validation error (smallest k on ties, so 0 when nothing helps),
+    with a target the lowest mean of the validation error and the error on the target's
+    held-out half: chosen on data the query never saw, without looking at the test set."""
+    curve, target = result.curves[method], result.target_curves.get(method)
+    if target is None:
+        return min(curve, key=lambda k: (curve[k][0], k))
+    return min(curve, key=lambda k: ((curve[k][0] + target[k]) / 2, k))
 
 
 def fresh_check(result: Result, name: str, crop, progress: bool) -> dict:

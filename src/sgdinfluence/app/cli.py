@@ -25,22 +25,31 @@ from .output import check_output
 def cleanse_command(args: argparse.Namespace) -> None:
     """Find the training instances that hurt the model, remove them, retrain, and report."""
     from . import report
-    from .cleanse import CleanseConfig, cleanse, split
-    from .data import cleaned_name, load_data
+    from .cleanse import DEFAULT_METHODS, TARGET_METHODS, CleanseConfig, cleanse, split
+    from .data import cleaned_name, load_data, read_like
 
     out = Path(args.out or f"out/cleanse-{Path(args.data).stem}")
-    inputs = _inputs(args.data, args.data_dir)
+    files = {role: Path(f) for role, f in (("validation file", args.val), ("target file",
+                                                                          args.target))
+             if isinstance(f, str)}
+    inputs = _inputs(args.data, args.data_dir) + list(files.values())
     check_output(out, args.overwrite, inputs)
+    methods = args.methods or (TARGET_METHODS if args.target else DEFAULT_METHODS)
     cfg = CleanseConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
-                        lr=args.lr, weight_decay=args.weight_decay, seed=args.seed, val=args.val,
-                        test=args.test, subset=args.subset, ks=args.k, methods=args.methods,
-                        retrain=args.retrain, augment=args.augment,
+                        lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
+                        val=0.1 if isinstance(args.val, str) else args.val,
+                        test=args.test, subset=args.subset, ks=args.k, methods=methods,
+                        retrain=args.retrain or ("all" if args.target else "last"),
+                        augment=args.augment,
                         fresh_seeds=args.fresh_seeds, **optimizer_options(args))
     start = time.perf_counter()
     tables = load_data(args.data, args.label_column, args.data_dir,
                        drop_columns=args.drop_columns, missing=args.missing)
-    source = next(iter(tables.values())).schema  # for the cleaned copy of the input
-    splits = split(tables, cfg)
+    reference = next(iter(tables.values()))
+    source = reference.schema  # for the cleaned copy of the input
+    extra = {role: read_like(path, reference, role=role) for role, path in files.items()}
+    splits = split(tables, cfg, val=extra.get("validation file"),
+                   target=extra.get("target file"))
     result = cleanse(splits, cfg, progress=not args.quiet)
     report.write(result, out, title=f"Cleansing {args.data}", overwrite=args.overwrite,
                  inputs=inputs, source=source)
@@ -175,6 +184,15 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fraction_count_or_file(text: str) -> float | str:
+    """A number as :func:`fraction_or_count`; anything else is taken as a file's path."""
+    try:
+        float(text)
+    except ValueError:
+        return text
+    return fraction_or_count(text)
+
+
 def fraction_or_count(text: str) -> float:
     value = float(text)
     if not (0 < value < 1 or (value >= 1 and value.is_integer())):
@@ -199,7 +217,7 @@ def fractions(text: str) -> tuple[float, ...]:
 
 def parser() -> Parser:
     """Every command and its options."""
-    from .cleanse import AUGMENTS
+    from .cleanse import AUGMENTS, DEFAULT_METHODS, TARGET_METHODS
     from .experiments.estimation import DATASETS as ESTIMATION_DATASETS
     from .methods import METHODS
     from .models import MODELS
@@ -255,17 +273,24 @@ def parser() -> Parser:
     p.add_argument("--lr", type=positive_float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--seed", type=natural, default=0)
-    p.add_argument("--val", type=fraction_or_count, default=0.1,
-                   help="validation share of the training data: fraction or count (0.1)")
+    p.add_argument("--val", type=fraction_count_or_file, default=0.1,
+                   help="validation share of the training data: fraction or count (0.1); or "
+                   "a file of validation data in DATA's format")
+    p.add_argument("--target", metavar="FILE",
+                   help="examples where the model must work (in DATA's format): half is the "
+                   "influence query, half measures the target error that, with the "
+                   "validation error, chooses k")
     p.add_argument("--test", type=fraction_or_count, default=0.2,
                    help="test share, for data without a test split (0.2)")
     p.add_argument("--subset", type=positive_int, help="train on this many instances only")
     p.add_argument("--k", type=int_list, help="numbers to remove, e.g. 10,30,100 "
                    "(default: the paper's 1,3,6,10,...,10000 up to half the training set)")
-    p.add_argument("--methods", type=method_list, default=("sgd", "sgd-last", "random"),
-                   help=f"comma-separated, of {','.join(METHODS)} (default sgd,sgd-last,random)")
-    p.add_argument("--retrain", choices=["last", "all"], default="last",
-                   help="retrain the last epoch only (fast), or all epochs")
+    p.add_argument("--methods", type=method_list, default=None,
+                   help=f"comma-separated, of {','.join(METHODS)} (default "
+                   f"{','.join(DEFAULT_METHODS)}; with --target {','.join(TARGET_METHODS)})")
+    p.add_argument("--retrain", choices=["last", "all"], default=None,
+                   help="retrain the last epoch only (fast; the default), or all epochs (the "
+                   "default with --target: a failure learned early outlives a last epoch)")
     p.add_argument("--augment", choices=AUGMENTS, default="auto")
     p.add_argument("--fresh-seeds", type=natural, default=0,
                    help="also train afresh with this many new seeds, with all the data and "

@@ -93,6 +93,11 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            MappingProxyType({"method": "sgd", "epochs": 1})),
     Method("sgd-nohessian", "SGD-influence without the Hessian term", INFLUENCE, _influence,
            MappingProxyType({"method": "sgd-nohessian"})),
+    # the query averaged over the epochs' ends: what sgi.select ranks by (docs/design.md)
+    Method("sgd-epochs", "SGD-influence on the query over training (sgi.select)", INFLUENCE,
+           _influence, MappingProxyType({"method": "sgd", "at": "epochs"})),
+    Method("sgd-nohessian-epochs", "SGD-influence without the Hessian, query over training",
+           INFLUENCE, _influence, MappingProxyType({"method": "sgd-nohessian", "at": "epochs"})),
     Method("tracin", "TracIn (Pruthi et al.), every step", INFLUENCE, _influence,
            MappingProxyType({"method": "tracin"})),
     Method("tracin-self", "TracIn self-influence, highest first", DETECTOR, _self_influence),

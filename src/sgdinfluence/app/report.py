@@ -57,14 +57,24 @@ def summary(result: Result) -> str:
     curve = result.curves[method]
     before, after = curve[0][1], curve[k][1]
     if k == 0:
+        chosen = ("the mean of the validation error and the target error"
+                  if result.target_curves else "the validation error")
         return (f"Removing up to {max(curve):,} of the most harmful of {n:,} {what} "
-                f"({METHODS[method].label}) did not lower the validation error; the model as "
+                f"({METHODS[method].label}) did not lower {chosen}; the model as "
                 f"trained is the one to keep (test error {before:.2%}).")
-    verb = "lowers" if after < before else "raises" if after > before else "leaves"
-    change = (f"{verb} test error from {before:.2%} to {after:.2%}" if verb != "leaves"
-              else f"leaves test error at {before:.2%}")
+    change = _change("test error", before, after)
+    target, chosen = result.target_curves.get(method), "the validation set"
+    if target is not None:
+        change = f"{_change('the target error', target[0], target[k])} and {change}"
+        chosen = "the validation set and the target's held-out half"
     return (f"Removing the {k:,} most harmful of {n:,} {what} ({METHODS[method].label}; k chosen "
-            f"on the validation set) and retraining {change}.")
+            f"on {chosen}) and retraining {change}.")
+
+
+def _change(what: str, before: float, after: float) -> str:
+    verb = "lowers" if after < before else "raises" if after > before else "leaves"
+    return (f"{verb} {what} from {before:.2%} to {after:.2%}" if verb != "leaves"
+            else f"leaves {what} at {before:.2%}")
 
 
 def scores_frame(result: Result) -> pd.DataFrame:
@@ -159,8 +169,10 @@ def _gallery(result: Result, frame: pd.DataFrame, positions: np.ndarray) -> str:
 
 def _curve_table(result: Result) -> str:
     ks = sorted(next(iter(result.curves.values())))
-    frame = pd.DataFrame({METHODS[m].label: [f"{c[k][1]:.2%}" for k in ks]
-                          for m, c in result.curves.items()}, index=ks)
+    frame = pd.DataFrame({**{METHODS[m].label: [f"{c[k][1]:.2%}" for k in ks]
+                             for m, c in result.curves.items()},
+                          **{f"{METHODS[m].label}: target error": [f"{c[k]:.2%}" for k in ks]
+                             for m, c in result.target_curves.items()}}, index=ks)
     frame.index.name = "k"
     return frame.T.to_html(classes="curve", border=0)
 
@@ -192,11 +204,15 @@ def render(result: Result, title: str, frame: pd.DataFrame, curve_png: bytes,
     method = primary(result)
     order = result.order(method)
     sizes = {s: len(getattr(result.splits, s).y) for s in ("train", "val", "test")}
+    target = result.splits.target
+    queried = "validation loss" if target is None else "the target's loss"
     seconds = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
     meta = (f"{result.model}, {cfg.epochs} epochs of SGD (batch {cfg.batch_size}, lr {cfg.lr}, "
             f"weight decay {cfg.weight_decay}, seed {cfg.seed}"
             f"{', ' + run.config.augment if run.config.augment else ''}); "
-            f"{sizes['train']:,} training / {sizes['val']:,} validation / {sizes['test']:,} test;"
+            f"{sizes['train']:,} training / {sizes['val']:,} validation / {sizes['test']:,} test"
+            + ("" if target is None else f" / {len(target.y):,} + "
+               f"{len(result.splits.target_check.y):,} target (queried + held out)") + ";"
             f" retraining {'the last epoch' if cfg.retrain == 'last' else 'all epochs'} on the "
             f"identical schedule. Time: {seconds}.")
     extra = "".join(f"<p>{html.escape(n)}</p>" for n in
@@ -218,11 +234,11 @@ def render(result: Result, title: str, frame: pd.DataFrame, curve_png: bytes,
 <img class="curve" src="{curve_uri}" alt="test and validation error against k per method">
 {_curve_table(result)}
 <h2>The {GALLERY[0]} most harmful {what}</h2>
-<p class="meta">{html.escape(METHODS[method].label)}: removing these lowers validation loss most.
-Score = estimated change of validation loss if the instance is left out.</p>
+<p class="meta">{html.escape(METHODS[method].label)}: removing these lowers {queried} most.
+Score = estimated change of {queried} if the instance is left out.</p>
 {_gallery(result, frame, order[:GALLERY[0]])}
 <h2>The {GALLERY[1]} most helpful {what}</h2>
-<p class="meta">Removing these would raise validation loss most.</p>
+<p class="meta">Removing these would raise {queried} most.</p>
 {_gallery(result, frame, order[::-1][:GALLERY[1]])}
 </body></html>
 """

@@ -35,8 +35,9 @@ def test_select_is_the_literal_ranking_by_retraining():
     run = sgi.fit(model, train, epochs=3, batch_size=8, lr=0.1, momentum=0.9)
     ones = torch.ones(40, dtype=torch.float64)
     base = mean_over_epoch_ends(model, train, run, val, ones)
-    truth = np.array([mean_over_epoch_ends(model, train, run, val, ones.index_fill(0, torch.tensor([j]), 0))
-                      - base for j in range(40)])
+    truth = np.array([mean_over_epoch_ends(model, train, run, val,
+                                           ones.index_fill(0, torch.tensor([j]), 0)) - base
+                      for j in range(40)])
     k = 5
     chosen = sgi.select(run, val, k)
     reference = np.argsort(truth)[:k]

@@ -30,7 +30,8 @@ from .sgd import sgd_influence
 from .tracin import tracin
 
 OPTIONS = {  # the options each method takes, besides indices and progress
-    "sgd": {"epochs", "at"}, "sgd-nohessian": {"epochs", "at"}, "tracin": {"every", "self_influence"},
+    "sgd": {"epochs", "at"}, "sgd-nohessian": {"epochs", "at"},
+    "tracin": {"every", "self_influence"},
     "loo": {"chunk"},
     "influence-function": {"solver", "damping", "cg_rtol", "lissa_depth", "lissa_scale"},
 }
