@@ -103,6 +103,14 @@ def cleansing_config(args):
                            epochs=args.epochs, **optimizer_options(args))
 
 
+def scenarios_config(args):
+    from .experiments.scenarios import ScenariosConfig
+
+    given = {"datasets": args.datasets, "scenarios": args.scenarios, "methods": args.methods,
+             "seeds": args.seeds, "n_train": args.n_train, "epochs": args.epochs}
+    return ScenariosConfig(**{k: v for k, v in given.items() if v is not None})
+
+
 def noisy_labels_config(args):
     """``--quick`` first, then the options given."""
     from dataclasses import replace
@@ -328,6 +336,20 @@ def parser() -> Parser:
     p.add_argument("--lr", type=positive_float, help="instead of the paper's 0.05")
     p.add_argument("--epochs", type=positive_int, help="instead of the paper's 20")
     optimizer_arguments(p)
+
+    p = command(exps, "scenarios", experiment_command("scenarios", scenarios_config),
+                "Five ways training data makes a model fail (label noise, systematic noise, a "
+                "backdoor, a shortcut, junk) and which method finds and removes it.",
+                out="out/scenarios", data_dir="mnist/, fashion-mnist/, adult/")
+    p.add_argument("--datasets", type=words, default=None,
+                   help="comma-separated, of mnist,fashion-mnist,adult (default: all)")
+    p.add_argument("--scenarios", type=words, default=None, help="comma-separated, of "
+                   "symmetric,systematic,backdoor,shortcut,ood (default: all)")
+    p.add_argument("--methods", type=method_list, default=None)
+    p.add_argument("--seeds", type=positive_int, default=None, help="default 1")
+    p.add_argument("--n-train", type=positive_int, default=None, help="default 3000")
+    p.add_argument("--epochs", type=positive_int, default=None,
+                   help="default 8 for the CNN, 20 for the MLP")
 
     p = command(exps, "noisy-labels", experiment_command("noisy_labels", noisy_labels_config),
                 "Mislabeled-example detection: SGD-influence vs cleanlab, TracIn, influence "

@@ -9,17 +9,19 @@ every experiment and the command line read this registry and nothing else.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
 
 import numpy as np
 import torch
 
+from ..core.data import Tensors
 from ..core.estimators import influence
 from ..core.objective import mode
-from ..core.train import Run
+from ..core.train import Run, fit
 from ..errors import ConfigError
 from .models import features
 
@@ -82,6 +84,63 @@ def _autoencoder(run: Run, val, *, seed: int, progress: bool, hidden: int = 32) 
     return -np.square(ae.predict(Z) - Z).sum(1)
 
 
+def require_cleanlab():
+    """The cleanlab modules, or an ImportError that says how to install them."""
+    try:
+        import cleanlab.filter
+        import cleanlab.rank
+    except ImportError as e:
+        raise ImportError("comparing with cleanlab needs it installed: pip install "
+                          "sgdinfluence[bench] (or pip install 'cleanlab>=2.6')") from e
+    return cleanlab.rank, cleanlab.filter
+
+
+def cross_val_probs(make_model, X: torch.Tensor, y: torch.Tensor, *, folds: int,
+                    split_seed: int, **train) -> tuple[np.ndarray, list]:
+    """Out-of-fold predicted probabilities (N, C) of the model class ``make_model()``.
+
+    ``StratifiedKFold(folds, shuffle, split_seed)`` on the (noisy) labels; each fold's model is
+    trained with ``fit(make_model(), (X[fit_idx], y[fit_idx]), **train)`` and predicts only
+    the held-out instances. Returns the probabilities and the [(fit_idx, held_out)] splits.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    splits = list(StratifiedKFold(folds, shuffle=True, random_state=split_seed)
+                  .split(np.zeros(len(y)), y.cpu().numpy()))
+    probs: np.ndarray | None = None
+    for fit_idx, held in splits:
+        run = fit(make_model(), (X[fit_idx], y[fit_idx]), **train)
+        with torch.no_grad(), mode(run.model, train=False):
+            p = torch.cat([torch.softmax(run.model(x), 1) for x in X[held].split(2048)])
+        if probs is None:
+            probs = np.full((len(y), p.shape[1]), np.nan)
+        probs[held] = p.double().cpu().numpy()
+    assert probs is not None and not np.isnan(probs).any()
+    return probs, splits
+
+
+def _cleanlab(run: Run, val, *, seed: int, progress: bool, folds: int = 5) -> np.ndarray:
+    """cleanlab's label-quality scores from out-of-fold probabilities of the run's model,
+    trained from its initial state with its settings on each fold."""
+    rank, _ = require_cleanlab()
+    if not isinstance(run.train, Tensors) or isinstance(run.config.lr, str):
+        raise ConfigError("the cleanlab method needs training data in memory and a constant "
+                          "learning rate")
+
+    def make_model() -> torch.nn.Module:
+        model = copy.deepcopy(run.model)
+        model.load_state_dict(run.initial_state)
+        return model
+
+    opt = asdict(run.optimizer)
+    X, y = run.train.X, run.train.y
+    probs, _ = cross_val_probs(
+        make_model, X, y, folds=folds, split_seed=seed, loss=run.loss_fn, epochs=run.epochs,
+        batch_size=run.config.batch_size, lr=run.config.lr, weight_decay=run.config.weight_decay,
+        seed=run.config.seed, augment=run.augment, optimizer=opt.pop("name"), **opt)
+    return rank.get_label_quality_scores(y.cpu().numpy(), probs)
+
+
 def _random(run: Run, val, *, seed: int, progress: bool) -> np.ndarray:
     return np.random.default_rng(seed).random(run.num_train)
 
@@ -112,6 +171,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            _isolation_forest),
     Method("autoencoder", "highest autoencoder reconstruction error first", DETECTOR,
            _autoencoder),
+    Method("cleanlab", "cleanlab label quality, 5-fold (needs the bench extra)", DETECTOR,
+           _cleanlab),
     Method("random", "random order", BASELINE, _random),
 )}
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from sgdinfluence.app import cli
+from sgdinfluence.app import cli, methods
 from sgdinfluence.app.experiments import noisy_labels as nl
 from sgdinfluence.app.experiments.noisy_labels import NoisyLabelsConfig
 from sgdinfluence.app.output import MARKER
@@ -76,7 +76,7 @@ def test_cleanlab_probabilities_are_out_of_fold(monkeypatch):
     X = torch.randn(90, 5, generator=gen)  # distinct rows: each identifies its instance
     y = torch.arange(90) % 3
     seen = []
-    real_fit = nl.fit
+    real_fit = methods.fit
 
     def spy(model, train, **kw):
         seen.append(train[0].clone())
@@ -85,10 +85,10 @@ def test_cleanlab_probabilities_are_out_of_fold(monkeypatch):
         return run
 
     seen_models = []
-    monkeypatch.setattr(nl, "fit", spy)
+    monkeypatch.setattr(methods, "fit", spy)
     make = lambda: nl.build("mlp", (5,), 3)  # noqa: E731
-    probs, splits = nl.cross_val_probs(make, X, y, folds=3, split_seed=0, epochs=3,
-                                       batch_size=8, lr=0.1)
+    probs, splits = methods.cross_val_probs(make, X, y, folds=3, split_seed=0, epochs=3,
+                                            batch_size=8, lr=0.1)
     assert len(seen) == 3 and probs.shape == (90, 3)
     np.testing.assert_allclose(probs.sum(1), 1, rtol=1e-6)
     covered = np.concatenate([held for _, held in splits])

@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
-from sklearn.model_selection import StratifiedKFold
 from tqdm.auto import tqdm
 
 from ...core import metrics
@@ -41,7 +40,7 @@ from ...core.train import fit
 from ...errors import ConfigError
 from ..data import load
 from ..data.files import flip_labels
-from ..methods import INFLUENCE, score
+from ..methods import INFLUENCE, cross_val_probs, require_cleanlab, score
 from ..methods import METHODS as REGISTRY
 from ..methods import check as check_methods
 from ..models import build
@@ -61,9 +60,6 @@ METHODS = {**{m: REGISTRY[m].label for m in ("sgd", "sgd-last", "sgd-nohessian",
                                              "tracin-self", "influence-function",
                                              "training-loss")},
            **CLEANLAB, "random": REGISTRY["random"].label}
-INSTALL_HINT = "pip install sgdinfluence[bench]"
-
-
 @dataclass(frozen=True)
 class NoisyLabelsConfig:
     """The benchmark's settings; saved in results.json.
@@ -139,17 +135,6 @@ class NoisyLabelsConfig:
 
 QUICK = NoisyLabelsConfig(datasets=("digits",), noise_rates=(0.2,), models=("logreg", "mlp"),
                           n_train=300, n_val=200, n_test=300, epochs=10, folds=3)
-
-
-def require_cleanlab():
-    """The cleanlab modules, or an ImportError that says how to install them."""
-    try:
-        import cleanlab.filter
-        import cleanlab.rank
-    except ImportError as e:
-        raise ImportError(f"the noisy-labels benchmark compares against cleanlab, which is not "
-                          f"installed: {INSTALL_HINT}  (or pip install 'cleanlab>=2.6')") from e
-    return cleanlab.rank, cleanlab.filter
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -229,30 +214,6 @@ def mean_loss(model: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor]) -
     with torch.no_grad():
         out = torch.cat([model(x) for x in X.split(2048)])
     return float(torch.nn.functional.cross_entropy(out.double(), y))
-
-
-# --- cleanlab's input: out-of-fold predicted probabilities -------------------------------------
-
-def cross_val_probs(make_model, X: torch.Tensor, y: torch.Tensor, *, folds: int,
-                    split_seed: int, **train) -> tuple[np.ndarray, list]:
-    """Out-of-fold predicted probabilities (N, C) of the model class ``make_model()``.
-
-    ``StratifiedKFold(folds, shuffle, split_seed)`` on the (noisy) labels; each fold's model is
-    trained with ``fit(make_model(), (X[fit_idx], y[fit_idx]), **train)`` and predicts only
-    the held-out instances. Returns the probabilities and the [(fit_idx, held_out)] splits.
-    """
-    splits = list(StratifiedKFold(folds, shuffle=True, random_state=split_seed)
-                  .split(np.zeros(len(y)), y.numpy()))
-    probs: np.ndarray | None = None
-    for fit_idx, held in splits:
-        run = fit(make_model(), (X[fit_idx], y[fit_idx]), **train)
-        with torch.no_grad():
-            p = torch.cat([torch.softmax(run.model(x), 1) for x in X[held].split(2048)])
-        if probs is None:
-            probs = np.full((len(y), p.shape[1]), np.nan)
-        probs[held] = p.double().numpy()
-    assert probs is not None and not np.isnan(probs).any()
-    return probs, splits
 
 
 # --- the benchmark ---------------------------------------------------------------------------

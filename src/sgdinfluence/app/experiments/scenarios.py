@@ -1,0 +1,255 @@
+"""Where does training data make a model fail, and which method finds it? Five scenarios.
+
+On a subset of MNIST, Fashion-MNIST (the paper's CNN) or UCI Adult (an MLP), corrupt the
+training set one way, train, rank the training instances by each method with the scenario's
+target as the query, remove each method's k first (k = m/2, m, 2m; m = the number of harmful
+instances), retrain all epochs on the identical schedule, and measure:
+
+- ``symmetric``: 20% of the labels flipped at random; target: clean validation data.
+- ``systematic``: 40% of one class labelled as one other class (MNIST 7 → 1, Fashion
+  shirt → T-shirt, Adult >50K → <=50K); target: validation instances of that class.
+- ``backdoor``: 3% of the training instances, from the other classes, get a trigger (a 4x4
+  white patch; Adult: three numeric columns set to 4 standard deviations) and the label of
+  class 0; target: triggered validation instances of the other classes, true labels.
+- ``shortcut``: a marker (a 3x3 patch in the other corner; Adult: one numeric column at 4)
+  on 60% of class 0's training instances, labels right; target: marked validation
+  instances of the other classes.
+- ``ood``: 5% of the training instances replaced by another dataset's (Fashion images in
+  MNIST, MNIST digits in Fashion; Adult: rows whose columns are shuffled independently)
+  with random labels; target: clean validation data.
+
+Everything after the corruption is ``cleanse``'s: the target's query half is the query, its
+held-out half and the validation set choose k. Per method: AUROC, average precision and
+precision at m of ranking the harmful instances first, the target and test error at the k
+it chooses and at k = 2m, and its time in trainings (the recorded training's wall time).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from ...errors import ConfigError
+from ..cleanse import CleanseConfig, Splits, _halves, best_k, cleanse
+from ..data import load
+from ..data.files import Table
+from ..methods import check as check_methods
+from ..output import check_output, output_dir
+
+DATASETS = ("mnist", "fashion-mnist", "adult")
+SCENARIOS = ("symmetric", "systematic", "backdoor", "shortcut", "ood")
+METHODS = ("sgd-epochs", "sgd", "sgd-last", "sgd-nohessian-epochs", "training-loss",
+           "cleanlab", "random")
+SYSTEMATIC = {"mnist": (7, 1), "fashion-mnist": (6, 0), "adult": (1, 0)}  # class a → b
+OTHER = {"mnist": "fashion-mnist", "fashion-mnist": "mnist"}  # out-of-distribution source
+
+
+@dataclass(frozen=True)
+class ScenariosConfig:
+    datasets: tuple[str, ...] = DATASETS
+    scenarios: tuple[str, ...] = SCENARIOS
+    methods: tuple[str, ...] = METHODS
+    seeds: int = 1
+    n_train: int = 3000
+    n_val: int = 1000
+    n_test: int = 2000
+    n_target: int = 400  # validation instances made into the target (before halving)
+    epochs: int | None = None  # default: 8 for the CNN, 20 for the MLP
+
+    def __post_init__(self) -> None:
+        for name, known in (("datasets", DATASETS), ("scenarios", SCENARIOS)):
+            values = tuple(getattr(self, name))
+            object.__setattr__(self, name, values)
+            if not values or set(values) - set(known):
+                raise ConfigError(f"{name} must be some of {list(known)}, got {list(values)}")
+        object.__setattr__(self, "methods", check_methods(self.methods))
+        if self.seeds < 1 or min(self.n_train, self.n_val, self.n_test, self.n_target) < 10:
+            raise ConfigError("seeds must be >= 1 and the sizes >= 10")
+
+    def cleanse_config(self, dataset: str, seed: int, m: int) -> CleanseConfig:
+        cnn = dataset != "adult"
+        return CleanseConfig(model="mnist-cnn" if cnn else "mlp",
+                             epochs=self.epochs or (8 if cnn else 20), batch_size=64, lr=0.05,
+                             seed=seed, methods=self.methods, retrain="all",
+                             ks=tuple(sorted({max(1, m // 2), m, 2 * m})))
+
+
+# --- the corruptions ---------------------------------------------------------------------------
+
+def _patch(X: np.ndarray, corner: str, size: int) -> np.ndarray:
+    """A white square near a corner of images, or columns set to 4 standard deviations."""
+    X = X.copy()
+    if X.ndim == 4:
+        rows = slice(-2 - size, -2) if corner == "low" else slice(1, 1 + size)
+        X[:, :, rows, rows] = 1.0
+    else:
+        X[:, slice(0, 3) if corner == "low" else slice(3, 4)] = 4.0
+    return X
+
+
+def corrupt(scenario: str, dataset: str, train: Table, val: Table, n_target: int,
+            rng: np.random.Generator, data_dir=None) -> tuple[Table, np.ndarray, Table]:
+    """The corrupted training set, the mask of its harmful instances, and the target."""
+    X, y = np.array(train.X), train.y.copy()
+    n, classes = len(y), len(train.classes)
+    pick = lambda pool, count: rng.choice(pool, min(count, len(pool)), replace=False)  # noqa
+    vals = rng.permutation(len(val.y))[:n_target]
+    target = Table(val.X[vals], val.y[vals], val.classes, val.index[vals])
+    harmful = np.zeros(n, dtype=bool)
+    if scenario == "symmetric":
+        bad = pick(np.arange(n), round(0.2 * n))
+        y[bad] = (y[bad] + rng.integers(1, classes, len(bad))) % classes
+    elif scenario == "systematic":
+        a, b = SYSTEMATIC[dataset]
+        bad = pick(np.flatnonzero(y == a), round(0.4 * (y == a).sum()))
+        y[bad] = b
+        keep = val.y == a
+        target = Table(val.X[keep][:n_target], val.y[keep][:n_target], val.classes,
+                       val.index[keep][:n_target])
+    elif scenario == "backdoor":
+        bad = pick(np.flatnonzero(y != 0), round(0.03 * n))
+        X[bad], y[bad] = _patch(X[bad], "low", 4), 0
+        others = np.flatnonzero(val.y != 0)[:n_target]
+        target = Table(_patch(val.X[others], "low", 4), val.y[others], val.classes,
+                       val.index[others])
+    elif scenario == "shortcut":
+        bad = pick(np.flatnonzero(y == 0), round(0.6 * (y == 0).sum()))
+        X[bad] = _patch(X[bad], "high", 3)
+        others = np.flatnonzero(val.y != 0)[:n_target]
+        target = Table(_patch(val.X[others], "high", 3), val.y[others], val.classes,
+                       val.index[others])
+    else:  # ood
+        bad = pick(np.arange(n), round(0.05 * n))
+        if X.ndim == 4:
+            junk = load(OTHER[dataset], data_dir)["train"].X
+            X[bad] = junk[rng.choice(len(junk), len(bad), replace=False)]
+        else:
+            X[bad] = np.stack([rng.permutation(X[:, j])[:len(bad)] for j in range(X.shape[1])],
+                              axis=1)
+        y[bad] = rng.integers(0, classes, len(bad))
+    harmful[bad] = True
+    notes = np.where(harmful, scenario, "")
+    return (Table(X.astype(np.float32), y, train.classes, train.index, notes=notes), harmful,
+            target)
+
+
+def sample(tables: dict[str, Table], cfg: ScenariosConfig, rng) -> tuple[Table, Table, Table]:
+    pool, test = tables["train"], tables["test"]
+    order = rng.permutation(len(pool.y))
+    return (pool.take(np.sort(order[:cfg.n_train])),
+            pool.take(np.sort(order[cfg.n_train:cfg.n_train + cfg.n_val])),
+            test.take(np.sort(rng.permutation(len(test.y))[:cfg.n_test])))
+
+
+# --- one setting -------------------------------------------------------------------------------
+
+def one(cfg: ScenariosConfig, dataset: str, scenario: str, seed: int, tables, data_dir=None,
+        progress: bool = False) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    train, val, test = sample(tables, cfg, rng)
+    train, harmful, target = corrupt(scenario, dataset, train, val, cfg.n_target, rng, data_dir)
+    m = int(harmful.sum())
+    cleanse_cfg = cfg.cleanse_config(dataset, seed, m)
+    result = cleanse(Splits(train, val, test, *_halves(target, seed)), cleanse_cfg,
+                     progress=progress)
+    training = result.seconds["training"]
+    rows = []
+    for method, scores in result.scores.items():
+        curve, held = result.curves[method], result.target_curves[method]
+        k, top = best_k(result, method), result.order(method)[:m]
+        rows.append({
+            "dataset": dataset, "scenario": scenario, "seed": seed, "method": method,
+            "n_train": len(train.y), "m": m, "auroc": roc_auc_score(harmful, -scores),
+            "ap": average_precision_score(harmful, -scores),
+            "precision_at_m": float(harmful[top].mean()),
+            "k": k, "target_error_before": held[0], "target_error": held[k],
+            "test_error_before": curve[0][1], "test_error": curve[k][1],
+            "target_error_2m": held[2 * m], "test_error_2m": curve[2 * m][1],
+            "trainings": result.seconds[method] / training, "training_seconds": training,
+        })
+    return rows
+
+
+def run(cfg: ScenariosConfig, out: str | Path, *, data_dir=None, overwrite: bool = False,
+        progress: bool = True) -> dict:
+    check_output(out, overwrite)
+    rows: list[dict] = []
+    start = time.perf_counter()
+    for dataset in cfg.datasets:
+        tables = load(dataset, data_dir)
+        for scenario in cfg.scenarios:
+            for seed in range(cfg.seeds):
+                rows += one(cfg, dataset, scenario, seed, tables, data_dir, progress)
+    summary = {"experiment": asdict(cfg), "rows": rows, "means": means(rows),
+               "seconds": time.perf_counter() - start}
+    with output_dir(out, overwrite) as tmp:
+        with open(tmp / "results.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        (tmp / "results.json").write_text(json.dumps(summary, indent=2))
+        plot(summary["means"], tmp / "scenarios.png")
+    return summary
+
+
+COLUMNS = ("auroc", "ap", "precision_at_m", "k", "target_error_before", "target_error",
+           "test_error_before", "test_error", "target_error_2m", "test_error_2m", "trainings")
+
+
+def means(rows: list[dict]) -> list[dict]:
+    """Mean (and standard deviation over seeds) per dataset, scenario and method."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["scenario"], r["method"]), []).append(r)
+    return [{"dataset": d, "scenario": s, "method": m, "seeds": len(g),
+             **{c: float(np.mean([r[c] for r in g])) for c in COLUMNS},
+             **{f"{c}_std": float(np.std([r[c] for r in g])) for c in ("auroc", "target_error")}}
+            for (d, s, m), g in groups.items()]
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Target error after each method's choice of k, per dataset and scenario."""
+    from matplotlib.figure import Figure
+
+    settings = list(dict.fromkeys((r["dataset"], r["scenario"]) for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    fig = Figure(figsize=(max(6, 1.1 * len(settings)), 4))
+    ax = fig.subplots()
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        values = [next((r["target_error"] for r in rows if (r["dataset"], r["scenario"],
+                        r["method"]) == (*s, method)), np.nan) for s in settings]
+        ax.bar(np.arange(len(settings)) + i * width, values, width, label=method)
+    ax.set_xticks(np.arange(len(settings)) + 0.4 - width / 2,
+                  [f"{d}\n{s}" for d, s in settings], fontsize=7)
+    ax.set_ylabel("target error after removal (k chosen)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def default_out(cfg: ScenariosConfig) -> str:
+    return "out/scenarios"
+
+
+def format_summary(summary: dict) -> str:
+    head = (f"{'dataset':<14}{'scenario':<11}{'method':<22}{'AUROC':>6}{'AP':>6}{'P@m':>6}"
+            f"{'k':>6}{'target':>15}{'test err':>15}{'tgt@2m':>8}{'cost':>7}")
+    lines = [head]
+    for r in summary["means"]:
+        lines.append(
+            f"{r['dataset']:<14}{r['scenario']:<11}{r['method']:<22}{r['auroc']:6.2f}"
+            f"{r['ap']:6.2f}{r['precision_at_m']:6.2f}{r['k']:6.0f}"
+            f"{r['target_error_before']:7.3f}>{r['target_error']:6.3f} "
+            f"{r['test_error_before']:7.3f}>{r['test_error']:6.3f} {r['target_error_2m']:7.3f}"
+            f"{r['trainings']:7.2f}")
+    lines.append(f"({summary['seconds']:.0f} s; target / test error: before > after removing "
+                 "the method's k; tgt@2m: after removing 2m; cost: the method's time in "
+                 "trainings)")
+    return "\n".join(lines)
