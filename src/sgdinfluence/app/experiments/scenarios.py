@@ -95,7 +95,8 @@ def _patch(X: np.ndarray, corner: str, size: int) -> np.ndarray:
 
 def corrupt(scenario: str, dataset: str, train: Table, val: Table, n_target: int,
             rng: np.random.Generator, data_dir=None) -> tuple[Table, np.ndarray, Table]:
-    """The corrupted training set, the mask of its harmful instances, and the target."""
+    """The corrupted training set, the mask of its harmful instances, and the target, made
+    from ``val`` (data kept apart from the validation set that chooses k)."""
     X, y = np.array(train.X), train.y.copy()
     n, classes = len(y), len(train.classes)
     pick = lambda pool, count: rng.choice(pool, min(count, len(pool)), replace=False)  # noqa
@@ -139,11 +140,13 @@ def corrupt(scenario: str, dataset: str, train: Table, val: Table, n_target: int
             target)
 
 
-def sample(tables: dict[str, Table], cfg: ScenariosConfig, rng) -> tuple[Table, Table, Table]:
+def sample(tables: dict[str, Table], cfg: ScenariosConfig, rng
+           ) -> tuple[Table, Table, Table, Table]:
+    """Disjoint training, validation, target-source (4 × n_target) and test instances."""
     pool, test = tables["train"], tables["test"]
     order = rng.permutation(len(pool.y))
-    return (pool.take(np.sort(order[:cfg.n_train])),
-            pool.take(np.sort(order[cfg.n_train:cfg.n_train + cfg.n_val])),
+    cuts = np.cumsum([cfg.n_train, cfg.n_val, 4 * cfg.n_target])
+    return (*(pool.take(np.sort(part)) for part in np.split(order[:cuts[-1]], cuts[:-1])),
             test.take(np.sort(rng.permutation(len(test.y))[:cfg.n_test])))
 
 
@@ -152,8 +155,9 @@ def sample(tables: dict[str, Table], cfg: ScenariosConfig, rng) -> tuple[Table, 
 def one(cfg: ScenariosConfig, dataset: str, scenario: str, seed: int, tables, data_dir=None,
         progress: bool = False) -> list[dict]:
     rng = np.random.default_rng(seed)
-    train, val, test = sample(tables, cfg, rng)
-    train, harmful, target = corrupt(scenario, dataset, train, val, cfg.n_target, rng, data_dir)
+    train, val, source, test = sample(tables, cfg, rng)
+    train, harmful, target = corrupt(scenario, dataset, train, source, cfg.n_target, rng,
+                                     data_dir)
     m = int(harmful.sum())
     cleanse_cfg = cfg.cleanse_config(dataset, seed, m)
     result = cleanse(Splits(train, val, test, *_halves(target, seed)), cleanse_cfg,
