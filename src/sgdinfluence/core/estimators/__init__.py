@@ -86,12 +86,11 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
         if method == "influence-function":
             scores = influence_function(run, U, **options)[:, idx]
         else:  # sgd, sgd-nohessian
-            swept = options.get("epochs") or run.epochs
-            checkpoints = _epoch_ends(run, q, swept) if options.pop("at", "end") == "epochs" else {}
-            if checkpoints:
-                U = U / swept  # the mean over the ends of the swept epochs
+            swept, ends = options.get("epochs") or run.epochs, {}
+            if options.pop("at", "end") == "epochs":  # Q's mean over the swept epochs' ends
+                U, ends = U / swept, _epoch_ends(run, q, swept)
             scores = sgd_influence(run, U, hessian=method == "sgd", progress=progress,
-                                   checkpoints=checkpoints, **options)[:, idx]
+                                   checkpoints=ends, **options)[:, idx]
     out = scores.detach().cpu().numpy()
     return out[0] if q.single else out
 
