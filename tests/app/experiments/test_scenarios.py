@@ -77,4 +77,5 @@ def test_a_tiny_run_writes_its_table(tmp_path):
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
     assert [r["method"] for r in rows] == ["sgd-epochs", "random"] and rows[0]["m"] == 9
     assert 0 <= rows[0]["auroc"] <= 1 and rows[0]["k"] in (0, 4, 9, 18)
+    assert all(0 <= rows[0][f"attack_success{t}"] <= 1 for t in ("_before", "", "_2m"))
     assert "sgd-epochs" in format_summary(summary)

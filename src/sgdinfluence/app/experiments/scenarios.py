@@ -21,7 +21,8 @@ instances), retrain all epochs on the identical schedule, and measure:
 Everything after the corruption is ``cleanse``'s: the target's query half is the query, its
 held-out half and the validation set choose k. Per method: AUROC, average precision and
 precision at m of ranking the harmful instances first, the target and test error at the k
-it chooses and at k = 2m, and its time in trainings (the recorded training's wall time).
+it chooses and at k = 2m (for the backdoor also the attack success: the share of triggered
+targets predicted as class 0), and its time in trainings (the recorded training's wall time).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ...errors import ConfigError
-from ..cleanse import CleanseConfig, Splits, _halves, best_k, cleanse
+from ..cleanse import CleanseConfig, Splits, _halves, best_k, cleanse, error
 from ..data import load
 from ..data.files import Table
 from ..methods import check as check_methods
@@ -167,6 +168,10 @@ def one(cfg: ScenariosConfig, dataset: str, scenario: str, seed: int, tables, da
     for method, scores in result.scores.items():
         curve, held = result.curves[method], result.target_curves[method]
         k, top = best_k(result, method), result.order(method)[:m]
+        attack = {}
+        if scenario == "backdoor":  # the held-out triggered targets predicted as class 0
+            attack = {f"attack_success{tag}": success(result, method, kk)
+                      for tag, kk in (("_before", 0), ("", k), ("_2m", 2 * m))}
         rows.append({
             "dataset": dataset, "scenario": scenario, "seed": seed, "method": method,
             "n_train": len(train.y), "m": m, "auroc": roc_auc_score(harmful, -scores),
@@ -176,8 +181,18 @@ def one(cfg: ScenariosConfig, dataset: str, scenario: str, seed: int, tables, da
             "test_error_before": curve[0][1], "test_error": curve[k][1],
             "target_error_2m": held[2 * m], "test_error_2m": curve[2 * m][1],
             "trainings": result.seconds[method] / training, "training_seconds": training,
+            **attack,
         })
     return rows
+
+
+def success(result, method: str, k: int) -> float:
+    """The backdoor's attack success after removing the method's k first and retraining as
+    ``cleanse`` did: the share of the target's held-out half predicted as class 0."""
+    model = result.run.retrain(result.order(method)[:k]) if k else result.run.model
+    check = result.splits.target_check
+    return float(1 - error(model, Table(check.X, np.zeros_like(check.y), check.classes,
+                                         check.index)))
 
 
 def run(cfg: ScenariosConfig, out: str | Path, *, data_dir=None, overwrite: bool = False,
@@ -202,6 +217,7 @@ def run(cfg: ScenariosConfig, out: str | Path, *, data_dir=None, overwrite: bool
     return summary
 
 
+ATTACK = ("attack_success_before", "attack_success", "attack_success_2m")
 COLUMNS = ("auroc", "ap", "precision_at_m", "k", "target_error_before", "target_error",
            "test_error_before", "test_error", "target_error_2m", "test_error_2m", "trainings")
 
@@ -213,7 +229,8 @@ def means(rows: list[dict]) -> list[dict]:
         groups.setdefault((r["dataset"], r["scenario"], r["method"]), []).append(r)
     return [{"dataset": d, "scenario": s, "method": m, "seeds": len(g),
              **{c: float(np.mean([r[c] for r in g])) for c in COLUMNS},
-             **{f"{c}_std": float(np.std([r[c] for r in g])) for c in ("auroc", "target_error")}}
+             **{f"{c}_std": float(np.std([r[c] for r in g])) for c in ("auroc", "target_error")},
+             **{c: float(np.mean([r[c] for r in g])) for c in ATTACK if c in g[0]}}
             for (d, s, m), g in groups.items()]
 
 
@@ -253,6 +270,9 @@ def format_summary(summary: dict) -> str:
             f"{r['target_error_before']:7.3f}>{r['target_error']:6.3f} "
             f"{r['test_error_before']:7.3f}>{r['test_error']:6.3f} {r['target_error_2m']:7.3f}"
             f"{r['trainings']:7.2f}")
+        if "attack_success" in r:
+            lines[-1] += (f"   attack success {r['attack_success_before']:.3f}>"
+                          f"{r['attack_success']:.3f}, at 2m {r['attack_success_2m']:.3f}")
     lines.append(f"({summary['seconds']:.0f} s; target / test error: before > after removing "
                  "the method's k; tgt@2m: after removing 2m; cost: the method's time in "
                  "trainings)")
