@@ -109,19 +109,43 @@ def test_bad_configuration(change, message):
         cleanse(split(load("digits"), cfg), cfg, progress=False)
 
 
-def test_summary_chooses_k_on_validation_and_says_when_nothing_helps():
+def fake_result(changes, test_errors, n=1000, base=100):
+    """A result whose validation mistakes at k = 0 are the first ``base`` of n instances, and
+    at each k ``changes[k] = (fixed, broken)``: that many of them right, of the others wrong."""
     from types import SimpleNamespace
 
-    def fake(curve):
-        return SimpleNamespace(curves={"sgd": curve}, scores={"sgd": None},
-                               splits=SimpleNamespace(train=SimpleNamespace(y=np.zeros(500),
-                                                                      image=True)))
+    before = np.arange(n) < base
+    mistakes = {0: before}
+    for k, (fixed, broken) in changes.items():
+        after = before.copy()
+        after[:fixed] = False
+        after[base:base + broken] = True
+        mistakes[k] = after
+    curves = {k: (float(m.mean()), test_errors[k]) for k, m in mistakes.items()}
+    return SimpleNamespace(curves={"sgd": curves}, scores={"sgd": None}, target_curves={},
+                           mistakes={"sgd": mistakes},
+                           splits=SimpleNamespace(train=SimpleNamespace(y=np.zeros(500),
+                                                                        image=True)))
+
+
+def test_summary_chooses_k_on_validation_and_says_when_nothing_helps():
     # validation prefers k = 30 even though the test error is lower at k = 10
-    text = report.summary(fake({0: (0.10, 0.09), 10: (0.09, 0.05), 30: (0.08, 0.07)}))
+    text = report.summary(fake_result({10: (30, 10), 30: (40, 10)},
+                                      {0: 0.09, 10: 0.05, 30: 0.07}))
     assert text.startswith("Removing the 30 most harmful of 500 training images")
     assert text.endswith("lowers test error from 9.00% to 7.00%.")
-    text = report.summary(fake({0: (0.10, 0.09), 10: (0.10, 0.05), 30: (0.12, 0.07)}))
+    text = report.summary(fake_result({10: (10, 10), 30: (10, 30)},
+                                      {0: 0.09, 10: 0.05, 30: 0.07}))
     assert text.startswith("Removing up to 30 of the most harmful") and "9.00%" in text
+
+
+def test_a_gain_within_noise_removes_nothing():
+    """k is taken only where McNemar's test says the validation gain is not chance: 9 fixed
+    against 4 broken (5 of 1000) is not (5 < 1.645·√13); 40 against 10 is."""
+    noise = fake_result({10: (9, 4)}, {0: 0.09, 10: 0.10})
+    assert report.best_k(noise, "sgd") == 0
+    real = fake_result({10: (9, 4), 30: (40, 10)}, {0: 0.09, 10: 0.10, 30: 0.08})
+    assert report.best_k(real, "sgd") == 30
 
 
 def test_the_cifar_network_is_the_authors():

@@ -47,9 +47,8 @@ def test_target_is_the_query_and_k_is_chosen_on_data_it_never_saw(tmp_path):
     result = cleanse(splits, cfg, progress=False)
     curve, held = result.curves["sgd-epochs"], result.target_curves["sgd-epochs"]
     assert held[0] > 0.5  # the trigger works on the model as trained
-    k = min(curve, key=lambda k: ((curve[k][0] + held[k]) / 2, k))
-    assert best_k(result, "sgd-epochs") == k > 0
-    assert held[k] < 0.1  # removing the ranked rows (and retraining all) fixes the target
+    k = best_k(result, "sgd-epochs")  # chosen on validation and the held-out half
+    assert k > 0 and held[k] < 0.1  # removing the ranked rows (and retraining all) fixes the target
     assert min(result.target_curves["random"].values()) > 0.9
     removed = result.splits.train.index[result.order("sgd-epochs")[:16]]
     assert len(set(removed) & set(poisoned)) >= 9
