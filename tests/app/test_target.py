@@ -45,7 +45,7 @@ def test_target_is_the_query_and_k_is_chosen_on_data_it_never_saw(tmp_path):
     assert not rows["target"] & rows["target_check"]
     assert len(rows["target"]) + len(rows["target_check"]) == 60
     result = cleanse(splits, cfg, progress=False)
-    curve, held = result.curves["sgd-epochs"], result.target_curves["sgd-epochs"]
+    held = result.target_curves["sgd-epochs"]
     assert held[0] > 0.5  # the trigger works on the model as trained
     k = best_k(result, "sgd-epochs")  # chosen on validation and the held-out half
     assert k > 0 and held[k] < 0.1  # removing the ranked rows (and retraining all) fixes the target
