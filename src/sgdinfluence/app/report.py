@@ -98,14 +98,17 @@ def scores_frame(result: Result) -> pd.DataFrame:
 
 def plot_curves(result: Result) -> bytes:
     methods = list(result.curves)
-    rows = -(-len(methods) // 3)  # legend rows under the two panels
-    fig = Figure(figsize=(11, 4 + 0.3 * rows))
-    axes = fig.subplots(1, 2, sharex=True)
-    for ax, col, title in ((axes[0], 1, "test error"), (axes[1], 0, "validation error")):
-        for method in methods:
-            curve = result.curves[method]
+    panels = [(title, {m: {k: v[col] for k, v in c.items()} for m, c in result.curves.items()})
+              for title, col in (("test error", 1), ("validation error", 0))]
+    if result.target_curves:
+        panels.append(("target error (held-out half)", result.target_curves))
+    rows = -(-len(methods) // 3)  # legend rows under the panels
+    fig = Figure(figsize=(5.5 * len(panels), 4 + 0.3 * rows))
+    axes = fig.subplots(1, len(panels), sharex=True)
+    for ax, (title, curves) in zip(axes, panels, strict=True):
+        for method, curve in curves.items():
             ks = sorted(curve)
-            ax.plot(ks, [curve[k][col] for k in ks], marker="o", ms=3, label=METHODS[method].label,
+            ax.plot(ks, [curve[k] for k in ks], marker="o", ms=3, label=METHODS[method].label,
                     lw=2.2 if method == primary(result) else 1.2,
                     ls=":" if method == "random" else "-")
         ax.set_xscale("symlog", linthresh=1)
@@ -115,8 +118,8 @@ def plot_curves(result: Result) -> bytes:
         ax.set_title(f"{title} after removing the k first and retraining", fontsize=10)
         ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=2))
         ax.grid(alpha=0.3)
-        values = [v[col] for c in result.curves.values() for v in c.values()]
-        base = next(iter(result.curves.values()))[0][col]
+        values = [v for c in curves.values() for v in c.values()]
+        base = next(iter(curves.values()))[0]
         if max(values) > 1.5 * base > 0:  # keep the differences near the start readable
             ax.set_ylim(0.97 * min(values), 1.5 * base)
             ax.text(0.01, 0.99, "cut at 1.5x the starting error; see the table", fontsize=7,
@@ -169,7 +172,7 @@ def _gallery(result: Result, frame: pd.DataFrame, positions: np.ndarray) -> str:
 
 def _curve_table(result: Result) -> str:
     ks = sorted(next(iter(result.curves.values())))
-    frame = pd.DataFrame({**{METHODS[m].label: [f"{c[k][1]:.2%}" for k in ks]
+    frame = pd.DataFrame({**{f"{METHODS[m].label}: test error": [f"{c[k][1]:.2%}" for k in ks]
                              for m, c in result.curves.items()},
                           **{f"{METHODS[m].label}: target error": [f"{c[k]:.2%}" for k in ks]
                              for m, c in result.target_curves.items()}}, index=ks)
