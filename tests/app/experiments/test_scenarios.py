@@ -68,14 +68,17 @@ def test_bad_configuration_is_refused():
 
 @pytest.mark.skipif(not (DATA / "adult" / "adult.data.gz").exists(), reason="no UCI Adult")
 def test_a_tiny_run_writes_its_table(tmp_path):
-    cfg = ScenariosConfig(datasets=("adult",), scenarios=("backdoor",),
+    cfg = ScenariosConfig(datasets=("adult",), scenarios=("symmetric", "backdoor"),
                           methods=("sgd-epochs", "random"), n_train=300, n_val=100,
                           n_test=100, n_target=40, epochs=3)
     summary = run(cfg, tmp_path / "out", data_dir=DATA, progress=False)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         MARKER, "results.csv", "results.json", "scenarios.png"]
     rows = json.loads((tmp_path / "out" / "results.json").read_text())["rows"]
-    assert [r["method"] for r in rows] == ["sgd-epochs", "random"] and rows[0]["m"] == 9
-    assert 0 <= rows[0]["auroc"] <= 1 and rows[0]["k"] in (0, 4, 9, 18)
-    assert all(0 <= rows[0][f"attack_success{t}"] <= 1 for t in ("_before", "", "_2m"))
+    assert [(r["scenario"], r["method"]) for r in rows] == [
+        (s, m) for s in ("symmetric", "backdoor") for m in ("sgd-epochs", "random")]
+    backdoor = rows[2]
+    assert backdoor["m"] == 9 and 0 <= backdoor["auroc"] <= 1 and backdoor["k"] in (0, 4, 9, 18)
+    assert all(0 <= backdoor[f"attack_success{t}"] <= 1 for t in ("_before", "", "_2m"))
+    assert "attack_success" not in rows[0]  # only the backdoor has an attack
     assert "sgd-epochs" in format_summary(summary)

@@ -209,7 +209,7 @@ def run(cfg: ScenariosConfig, out: str | Path, *, data_dir=None, overwrite: bool
                "seconds": time.perf_counter() - start}
     with output_dir(out, overwrite) as tmp:
         with open(tmp / "results.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
             writer.writeheader()
             writer.writerows(rows)
         (tmp / "results.json").write_text(json.dumps(summary, indent=2))
