@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from sklearn.datasets import load_breast_cancer
 
 from sgdinfluence.app.cli import main
@@ -412,3 +413,14 @@ def test_fresh_seeds_check_whether_the_gain_carries_over(cancer_csv, tmp_path, c
     assert len(errors["all"]) == len(errors["cleaned"]) == 2
     assert all(0 <= e <= 1 for e in errors["all"] + errors["cleaned"])
     assert "Trained afresh" in (out / "report.html").read_text()
+
+
+def test_a_device_torch_does_not_see_is_refused_in_one_line(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["cleanse", "digits", "--device", "cuda", "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no CUDA device" in err[0] and "cpu" in err[0]
+    assert main(["experiment", "cleansing", "--dataset", "mnist", "--device", "tpu",
+                 "--out", str(tmp_path / "p")]) == 1
+    assert "device must be" in capsys.readouterr().err

@@ -8,6 +8,7 @@ retrain on the identical schedule, and measure test error for each k and method.
 
 from __future__ import annotations
 
+import re
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -56,6 +57,8 @@ class CleanseConfig:
     nesterov: bool = False
     fresh_seeds: int = 0  # also train afresh with this many new seeds, with and without the k
     # removed, to tell a gain of this run from a gain of the data
+    device: str = "auto"  # where to train and sweep: "cpu", "cuda" (or "cuda:1"), or auto:
+    # the GPU when torch sees one
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", tuple(self.methods))
@@ -69,6 +72,11 @@ class CleanseConfig:
             raise ConfigError(f"retrain must be 'last' or 'all', got {self.retrain!r}")
         if self.augment not in AUGMENTS:
             raise ConfigError(f"augment must be one of {list(AUGMENTS)}, got {self.augment!r}")
+        if not (self.device in ("auto", "cpu") or re.fullmatch(r"cuda(:\d+)?", self.device)):
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device!r} asked for, but torch sees no CUDA device "
+                              "here; use cpu (or auto)")
         if self.fresh_seeds < 0:
             raise ConfigError(f"fresh_seeds must be >= 0, got {self.fresh_seeds}")
         for name in ("epochs", "batch_size"):
@@ -148,6 +156,7 @@ class Result:
     def to_json(self) -> dict:
         return {
             "config": asdict(self.config), "model": self.model, "training": self.training(),
+            "device": str(next(self.run.model.parameters()).device),
             "sizes": {s: len(t.y) for s in ("train", "val", "test", "target", "target_check")
                       if (t := getattr(self.splits, s)) is not None},
             "curves": {m: {str(k): {"val_error": v, "test_error": t,
@@ -230,6 +239,13 @@ def _split(table: Table, size: float, seed: int, name: str) -> tuple[np.ndarray,
     return train_test_split(np.arange(n), test_size=count, random_state=seed, stratify=stratify)
 
 
+def device(cfg: CleanseConfig) -> torch.device:
+    """Where the run trains: ``cfg.device``, auto being the GPU when torch sees one."""
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
 def choose_model(cfg: CleanseConfig, shape: tuple[int, ...]) -> tuple[str, RandomCrop | None]:
     """The model name, and the augmentation (crops for a CNN on images, flips for colour)."""
     name = cfg.model
@@ -276,7 +292,7 @@ def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool
                          f"choose k < {n}")
     name, crop = choose_model(cfg, train.X.shape[1:])
     torch.manual_seed(cfg.seed)
-    model = build(name, train.X.shape[1:], len(train.classes))
+    model = build(name, train.X.shape[1:], len(train.classes)).to(device(cfg))
     seconds = {}
     start = time.perf_counter()
     data = TableDataset(train) if isinstance(train.X, ImageFiles) else (train.X, train.y)
@@ -362,7 +378,7 @@ def fresh_check(result: Result, name: str, crop, progress: bool) -> dict:
         for case, rows in (("all", np.arange(len(train.y))), ("cleaned", keep))[:2 if k else 1]:
             seed = cfg.seed + 1000 * s
             torch.manual_seed(seed)
-            model = build(name, train.X.shape[1:], len(train.classes))
+            model = build(name, train.X.shape[1:], len(train.classes)).to(device(cfg))
             part = train.take(rows)
             data = TableDataset(part) if isinstance(part.X, ImageFiles) else (part.X, part.y)
             run = fit(model, data, epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(rows)),

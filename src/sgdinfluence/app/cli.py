@@ -41,7 +41,8 @@ def cleanse_command(args: argparse.Namespace) -> None:
                         test=args.test, subset=args.subset, ks=args.k, methods=methods,
                         retrain=args.retrain or ("all" if args.target else "last"),
                         augment=args.augment,
-                        fresh_seeds=args.fresh_seeds, **optimizer_options(args))
+                        fresh_seeds=args.fresh_seeds, device=args.device,
+                        **optimizer_options(args))
     start = time.perf_counter()
     tables = load_data(args.data, args.label_column, args.data_dir,
                        drop_columns=args.drop_columns, missing=args.missing)
@@ -100,7 +101,7 @@ def cleansing_config(args):
 
     return CleansingConfig(dataset=args.dataset, seeds=args.seeds, subset=args.subset,
                            retrain=args.retrain, methods=args.methods, ks=args.k, lr=args.lr,
-                           epochs=args.epochs, **optimizer_options(args))
+                           epochs=args.epochs, device=args.device, **optimizer_options(args))
 
 
 def scenarios_config(args):
@@ -130,6 +131,11 @@ def optimizer_arguments(p: argparse.ArgumentParser) -> None:
                    help="update rule, exactly as torch.optim's (default sgd, as in the paper)")
     p.add_argument("--momentum", type=float, default=0.0, help="sgd's momentum (default 0)")
     p.add_argument("--nesterov", action="store_true", help="sgd with Nesterov momentum")
+
+
+def device_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default auto: the "
+                   "GPU when torch sees one)")
 
 
 def optimizer_options(args: argparse.Namespace) -> dict:
@@ -304,6 +310,7 @@ def parser() -> Parser:
                    help="also train afresh with this many new seeds, with all the data and "
                         "without the removed instances: does the gain carry over? (default 0)")
     optimizer_arguments(p)
+    device_argument(p)
 
     p = command(sub, "demo", experiment_command("demo", demo_config),
                 "Digits with 10% of the training labels flipped: does SGD-influence find them?",
@@ -336,6 +343,7 @@ def parser() -> Parser:
     p.add_argument("--lr", type=positive_float, help="instead of the paper's 0.05")
     p.add_argument("--epochs", type=positive_int, help="instead of the paper's 20")
     optimizer_arguments(p)
+    device_argument(p)
 
     p = command(exps, "scenarios", experiment_command("scenarios", scenarios_config),
                 "Five ways training data makes a model fail (label noise, systematic noise, a "

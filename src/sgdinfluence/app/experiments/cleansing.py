@@ -45,6 +45,7 @@ class CleansingConfig:
     optimizer: str = "sgd"
     momentum: float = 0.0
     nesterov: bool = False
+    device: str = "auto"  # as CleanseConfig's: the GPU when torch sees one
 
     def __post_init__(self) -> None:
         if self.dataset not in SETTINGS:
@@ -61,7 +62,7 @@ class CleansingConfig:
         return replace(paper, seed=seed, subset=self.subset, retrain=self.retrain,
                        methods=self.methods, ks=self.ks, lr=self.lr or paper.lr,
                        epochs=self.epochs or paper.epochs, optimizer=self.optimizer,
-                       momentum=self.momentum, nesterov=self.nesterov)
+                       momentum=self.momentum, nesterov=self.nesterov, device=self.device)
 
 
 def default_out(cfg: CleansingConfig) -> str:
