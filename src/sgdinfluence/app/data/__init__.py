@@ -2,7 +2,7 @@
 
 Every dataset, built in or read from a user's file, arrives as ``{split: Table}`` (splits
 "train" and "test" where the source has them, else one split "all"; see
-:class:`~sgdinfluence.app.data.files.Table`). Each name in :data:`DATASETS` means one thing:
+:class:`~sgdinfluence.app.data.table.Table`). Each name in :data:`DATASETS` means one thing:
 ``mnist`` is the 10-class images, ``mnist-1v7`` the binary task of the paper's Sec 7.1.
 Files are read in their published formats from a data directory (``data_dir``, else
 ``$SGDINFLUENCE_DATA``); a missing file is downloaded when the machine is online.
@@ -19,17 +19,11 @@ import numpy as np
 
 from ...errors import ConfigError
 from . import sources
-from .files import (
-    MISSING,
-    Schema,
-    Table,
-    cleaned_name,
-    read_image_folder,
-    read_like,
-    read_path,
-    write_cleaned,
-)
+from .csvfile import MISSING
+from .files import cleaned_name, read_like, read_path, write_cleaned
+from .images import read_image_folder
 from .sources import data_dir
+from .table import Schema, Table
 
 CIFAR_JPEG = ("cifar10-jpeg", "CIFAR-10-images-jpg.tar.gz")
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"

@@ -1,0 +1,185 @@
+"""What every reader of labelled data returns: a :class:`Table`, with the :class:`Schema` it
+was read by, and the helpers the readers share.
+
+Everything arrives as a :class:`Table`: features ``X`` (N, D) or images (N, C, H, W) float32,
+class indices ``y`` (N,), the class names, and for every instance where it came from (the row
+of the input file, or the position in the dataset, and the file name of an image), so that a
+report can point a person back at the instance. The images of a folder arrive as
+:class:`ImageFiles`, which reads them when indexed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ...errors import DataError
+
+
+@dataclass(frozen=True)
+class Schema:
+    """How a Table was read: enough to read a second file the same way (:func:`read_like`)
+    and to write the input back without some of its rows (:func:`write_cleaned`).
+
+    ``kind`` is "csv", "npz", "images" or "builtin"; ``source`` the path read (or the built-in
+    dataset's name); ``x_shape`` one instance's shape once encoded; ``rows`` the instances in
+    the input (data rows of a CSV, X's first dimension, images of a folder). For a CSV:
+    ``columns`` every column in the file's order, ``features`` the feature columns in the
+    order they are encoded, ``categories`` the categories of each text feature column (its
+    one-hot columns, in order; every other feature column is numeric), ``medians`` each
+    numeric feature column's median (over the rows used, before any split; what
+    missing='impute' fills in), ``missing`` the policy it was read with, ``delimiter`` and
+    ``sep_line`` (Excel's ``sep=`` first line). ``stamp`` (size, mtime) of a file when read;
+    ``files`` the image files of a folder (relative paths, in index order)."""
+
+    kind: str
+    source: str
+    x_shape: tuple[int, ...]
+    rows: int = 0
+    label_column: str | None = None
+    drop_columns: tuple[str, ...] = ()
+    columns: tuple[str, ...] = ()
+    features: tuple[str, ...] = ()
+    categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    medians: dict[str, float] = field(default_factory=dict)
+    missing: str = "refuse"
+    delimiter: str = ","
+    sep_line: bool = False
+    stamp: tuple[int, int] | None = None
+    files: tuple[str, ...] = field(default=(), repr=False)
+
+
+@dataclass
+class Table:
+    """Labelled instances. ``index[i]`` is instance i's row in the input file (0 = the first
+    data row) or its position in the dataset; ``names[i]`` its file, for images; ``schema``
+    how the input was read."""
+
+    X: np.ndarray | ImageFiles  # images of a folder are read when indexed
+    y: np.ndarray
+    classes: list[str]
+    index: np.ndarray
+    names: np.ndarray | None = None
+    rows: pd.DataFrame | None = field(default=None, repr=False)  # the original columns
+    notes: np.ndarray | None = None  # e.g. "flipped from 3", shown in reports
+    schema: Schema | None = field(default=None, repr=False)
+
+    @property
+    def image(self) -> bool:
+        return self.X.ndim == 4
+
+    def take(self, idx: np.ndarray) -> Table:
+        X = self.X.subset(idx) if isinstance(self.X, ImageFiles) else self.X[idx]
+        return Table(X, self.y[idx], self.classes, self.index[idx],
+                     None if self.names is None else self.names[idx],
+                     None if self.rows is None else self.rows.iloc[idx],
+                     None if self.notes is None else self.notes[idx], self.schema)
+
+
+class ImageFiles:
+    """The images of a folder as an array (N, C, H, W) of float32 in [0, 1] that reads the
+    files it is indexed by (an int, a slice or an index array first); ``subset`` selects
+    without reading; ``np.asarray`` reads them all."""
+
+    ndim, dtype = 4, np.dtype(np.float32)
+
+    def __init__(self, paths, shape: tuple[int, int, int]):
+        self.paths, self.image_shape = np.asarray(paths, dtype=object), tuple(shape)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.paths), *self.image_shape)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            first = self[key[0]]
+            return first[key[1:]] if first.ndim == 3 else first[(slice(None), *key[1:])]
+        if isinstance(key, (int, np.integer)):
+            return self._read(self.paths[key])
+        paths = self.paths[key]
+        if len(paths) == 0:
+            return np.empty((0, *self.image_shape), np.float32)
+        return np.stack([self._read(p) for p in paths])
+
+    def subset(self, idx) -> ImageFiles:
+        return ImageFiles(self.paths[idx], self.image_shape)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        a = self[np.arange(len(self))]
+        return a if dtype is None else a.astype(dtype)
+
+    def _read(self, path) -> np.ndarray:
+        try:
+            with Image.open(path) as im:
+                a = _pixels(im)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise DataError(f"{path}: cannot be read as an image ({e})") from e
+        if a.shape != self.image_shape:
+            raise DataError(f"{path}: has shape {a.shape}, the other images {self.image_shape}")
+        return a
+
+
+def _pixels(im: Image.Image) -> np.ndarray:
+    """An image as (C, H, W) float32 in [0, 1]: grey stays one channel, else RGB."""
+    a = np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB"), np.float32)
+    return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)) / 255.0
+
+
+def _labels(values: np.ndarray, source: str) -> tuple[np.ndarray, list[str]]:
+    classes, y = np.unique(np.asarray(values), return_inverse=True)
+    if len(classes) < 2:
+        raise DataError(f"{source}: the labels hold a single class ({str(classes[0])!r}); "
+                        "cleansing needs at least two")
+    return y.astype(np.int64), [str(c) for c in classes]
+
+
+def _map_labels(values: np.ndarray, classes: list[str], where: str, indices: bool = False,
+                rows: np.ndarray | None = None) -> np.ndarray:
+    """Class indices (n,) of labels given by name (a number also matches a class written as
+    the same number: 1 and "1.0"); with ``indices``, integer labels are the class indices
+    themselves. A label that is no class is refused, naming it."""
+    values = np.asarray(values)
+    rows = np.arange(len(values)) if rows is None else rows
+    if indices:
+        bad = (values < 0) | (values >= len(classes))
+        y = np.where(bad, -1, values).astype(np.int64)
+    else:
+        lookup = {c: i for i, c in enumerate(classes)}
+        for i, c in enumerate(classes):  # numbers by value: "1", "1.0" and 1 are one class
+            try:
+                lookup.setdefault(repr(float(c)), i)
+            except ValueError:
+                pass
+        found = {}
+        for v in np.unique(values):
+            i = lookup.get(str(v))
+            if i is None and isinstance(v, (int, float, np.number)) and np.isfinite(v):
+                i = lookup.get(repr(float(v)))
+            found[v] = -1 if i is None else i
+        y = np.array([found.get(v, -1) for v in values], dtype=np.int64)
+        bad = y < 0
+    if bad.any():
+        unknown = sorted({str(v) for v in values[bad]})
+        raise DataError(f"{where}: labels the training data does not have: {unknown[:10]} in "
+                        f"{_rows_text(rows[bad])}; its classes are {classes[:20]}"
+                        f"{' (integer labels are class indices)' if indices else ''}; relabel "
+                        "or drop those rows")
+    return y
+
+
+def _rows_text(rows: np.ndarray) -> str:
+    """Up to 10 row numbers, and the count."""
+    more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
+    return f"{len(rows)} row{'s' if len(rows) != 1 else ''} ({rows[:10].tolist()}{more})"
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
