@@ -35,7 +35,11 @@ from ..output import check_output, output_dir
 DATASETS = ("adult", "20news", "mnist-1v7")
 MODELS = ("logreg", "mlp")
 CONVERGED = "influence-function-converged"  # K&L at a model trained to convergence
-METHODS = (*(m for m, method in REGISTRY.items() if method.kind == INFLUENCE), CONVERGED)
+# the estimates of the change of Q(θ[T]) that leave-one-out measures (not the query averaged
+# over training, a different quantity), and K&L at convergence
+METHODS = (*(m for m, method in REGISTRY.items()
+             if method.kind == INFLUENCE and method.options.get("at", "end") == "end"),
+           CONVERGED)
 EXACT_HESSIAN_MAX = 2000  # parameters; larger models use conjugate gradients
 
 
