@@ -210,7 +210,7 @@ def _halves(target: Table, seed: int) -> tuple[Table, Table]:
     """The target's query half and its held-out half, at random."""
     n = len(target.y)
     if n < 2:
-        raise DataError(f"the target set has {n} instance; it needs at least 2, half to "
+        raise DataError(f"the target set has {n} instance(s); it needs at least 2, half to "
                         "query and half to measure the target error")
     order = np.random.default_rng(seed).permutation(n)
     return target.take(np.sort(order[: n // 2])), target.take(np.sort(order[n // 2:]))
@@ -312,7 +312,7 @@ def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool
     check = splits.target_check  # misclassified on validation, then on the held-out target:
     judged = [val] + ([] if check is None else [check])
     mistakes_of = lambda model: np.concatenate([wrong(model, t) for t in judged])  # noqa: E731
-    base = mistakes_of(run.model), error(run.model, splits.test)
+    base, n = (mistakes_of(run.model), error(run.model, splits.test)), len(val.y)
     from_epoch = run.epochs - 1 if cfg.retrain == "last" else 0
     start = time.perf_counter()
     bar = tqdm(total=len(ks) * len(scores), desc=f"retraining ({cfg.retrain})",
@@ -323,7 +323,6 @@ def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool
             retrained = run.retrain(order[:k], from_epoch=from_epoch)
             mistakes[k], tests[k] = mistakes_of(retrained), error(retrained, splits.test)
             bar.update()
-        n = len(val.y)
         curve = {k: (float(m[:n].mean()), tests[k]) for k, m in mistakes.items()}
         result.curves[method], result.mistakes[method] = curve, mistakes
         if check is not None:
