@@ -251,6 +251,10 @@ def plot(rows: list[dict], path: Path) -> None:
         values = [next((r["target_error"] for r in rows if (r["dataset"], r["scenario"],
                         r["method"]) == (*s, method)), np.nan) for s in settings]
         ax.bar(np.arange(len(settings)) + i * width, values, width, label=method)
+    before = [next(r["target_error_before"] for r in rows if (r["dataset"], r["scenario"]) == s)
+              for s in settings]
+    ax.hlines(before, np.arange(len(settings)) - width / 2, np.arange(len(settings)) + 0.8
+              - width / 2, colors="black", lw=1.5, label="as trained")
     ax.set_xticks(np.arange(len(settings)) + 0.4 - width / 2,
                   [f"{d}\n{s}" for d, s in settings], fontsize=7)
     ax.set_ylabel("target error after removal (k chosen)")
