@@ -63,7 +63,7 @@ class ScenariosConfig:
     n_train: int = 3000
     n_val: int = 1000
     n_test: int = 2000
-    n_target: int = 400  # validation instances made into the target (before halving)
+    n_target: int = 400  # instances made into the target (before halving), from data apart
     epochs: int | None = None  # default: 8 for the CNN, 20 for the MLP
 
     def __post_init__(self) -> None:
@@ -98,15 +98,15 @@ def _patch(X: np.ndarray, corner: str, size: int) -> np.ndarray:
     return X
 
 
-def corrupt(scenario: str, dataset: str, train: Table, val: Table, n_target: int,
+def corrupt(scenario: str, dataset: str, train: Table, source: Table, n_target: int,
             rng: np.random.Generator, data_dir=None) -> tuple[Table, np.ndarray, Table]:
     """The corrupted training set, the mask of its harmful instances, and the target, made
-    from ``val`` (data kept apart from the validation set that chooses k)."""
+    from ``source`` (data kept apart from the validation set that chooses k)."""
     X, y = np.array(train.X), train.y.copy()
     n, classes = len(y), len(train.classes)
     pick = lambda pool, count: rng.choice(pool, min(count, len(pool)), replace=False)  # noqa
-    vals = rng.permutation(len(val.y))[:n_target]
-    target = Table(val.X[vals], val.y[vals], val.classes, val.index[vals])
+    rows = rng.permutation(len(source.y))[:n_target]
+    target = Table(source.X[rows], source.y[rows], source.classes, source.index[rows])
     harmful = np.zeros(n, dtype=bool)
     if scenario == "symmetric":
         bad = pick(np.arange(n), round(0.2 * n))
@@ -115,21 +115,21 @@ def corrupt(scenario: str, dataset: str, train: Table, val: Table, n_target: int
         a, b = SYSTEMATIC[dataset]
         bad = pick(np.flatnonzero(y == a), round(0.4 * (y == a).sum()))
         y[bad] = b
-        keep = val.y == a
-        target = Table(val.X[keep][:n_target], val.y[keep][:n_target], val.classes,
-                       val.index[keep][:n_target])
+        keep = source.y == a
+        target = Table(source.X[keep][:n_target], source.y[keep][:n_target], source.classes,
+                       source.index[keep][:n_target])
     elif scenario == "backdoor":
         bad = pick(np.flatnonzero(y != 0), round(0.03 * n))
         X[bad], y[bad] = _patch(X[bad], "low", 4), 0
-        others = np.flatnonzero(val.y != 0)[:n_target]
-        target = Table(_patch(val.X[others], "low", 4), val.y[others], val.classes,
-                       val.index[others])
+        others = np.flatnonzero(source.y != 0)[:n_target]
+        target = Table(_patch(source.X[others], "low", 4), source.y[others], source.classes,
+                       source.index[others])
     elif scenario == "shortcut":
         bad = pick(np.flatnonzero(y == 0), round(0.6 * (y == 0).sum()))
         X[bad] = _patch(X[bad], "high", 3)
-        others = np.flatnonzero(val.y != 0)[:n_target]
-        target = Table(_patch(val.X[others], "high", 3), val.y[others], val.classes,
-                       val.index[others])
+        others = np.flatnonzero(source.y != 0)[:n_target]
+        target = Table(_patch(source.X[others], "high", 3), source.y[others], source.classes,
+                       source.index[others])
     else:  # ood
         bad = pick(np.arange(n), round(0.05 * n))
         if X.ndim == 4:
