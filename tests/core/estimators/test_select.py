@@ -48,14 +48,15 @@ def test_select_is_the_literal_ranking_by_retraining():
     np.testing.assert_array_equal(chosen, np.argsort(scores, kind="stable")[:k])
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ({"k": 0}, "k must be"), ({"k": 40}, "k must be"), ({"k": 2.0}, "k must be"),
-    ({"k": 2, "method": "tracin"}, "method"),
+@pytest.mark.parametrize(("args", "error", "message"), [
+    ({"k": 0}, sgi.Error, r"k must be in \[1, 40\)"), ({"k": 40}, sgi.Error, "k must be in"),
+    ({"k": 2.0}, TypeError, "k must be an int"), ({"k": True}, TypeError, "k must be an int"),
+    ({"k": 2, "method": "tracin"}, sgi.Error, "method"),
 ])
-def test_select_refuses(args, message):
+def test_select_refuses(args, error, message):
     model, train, val = small_problem(seed=6)
     run = sgi.fit(model, train, epochs=1, batch_size=8, lr=0.1)
-    with pytest.raises(sgi.Error, match=message):
+    with pytest.raises(error, match=message):
         sgi.select(run, val, **args)
     with pytest.raises(sgi.Error, match="single query"):
         sgi.select(run, sgi.PerExample(val), 2)

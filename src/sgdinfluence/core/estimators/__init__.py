@@ -142,7 +142,9 @@ def select(run: Run, query, k: int, *, method: str = "sgd", progress: bool = Fal
     if isinstance(query, (list, PerExample)):
         raise Error("select needs a single query (a target set's mean loss or a callable), "
                     "not a list or PerExample")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k < run.num_train:
-        raise Error(f"k must be an int in [1, {run.num_train}), got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+        raise TypeError(f"k must be an int, got {type(k).__name__} {k!r}")
+    if not 1 <= k < run.num_train:
+        raise Error(f"k must be in [1, {run.num_train}), got {k}")
     scores = influence(run, query, method, at="epochs", progress=progress)
     return np.argsort(scores, kind="stable")[:k]
