@@ -232,6 +232,7 @@ def fractions(text: str) -> tuple[float, ...]:
 def parser() -> Parser:
     """Every command and its options."""
     from .cleanse import AUGMENTS, DEFAULT_METHODS, TARGET_METHODS
+    from .data import MISSING
     from .experiments.estimation import DATASETS as ESTIMATION_DATASETS
     from .methods import METHODS
     from .models import MODELS
@@ -274,7 +275,7 @@ def parser() -> Parser:
     p.add_argument("--label-column", help="the CSV column that holds the labels")
     p.add_argument("--drop-columns", type=words, default=(),
                    help="comma-separated CSV columns not to use as features (identifiers)")
-    p.add_argument("--missing", choices=["refuse", "drop", "impute"], default="refuse",
+    p.add_argument("--missing", choices=MISSING, default="refuse",
                    help="a CSV file's empty cells: refuse (name the rows), drop those rows, or "
                         "impute (numbers: the column's median over the whole file; text: a "
                         "category '(missing)'); a missing label is never imputed (default "
