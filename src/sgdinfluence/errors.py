@@ -26,6 +26,10 @@ class OutputError(Error):
     sgdinfluence did not write, it contains the input, or it is not writable."""
 
 
+class IndexOutOfRange(Error, IndexError):
+    """Training-instance indices outside the training set (also an ``IndexError``)."""
+
+
 class RunFileError(Error):
     """A saved run that cannot be read: missing, truncated, foreign or incomplete."""
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import sgdinfluence as sgi
-from sgdinfluence.app.models import logistic_regression
-from sgdinfluence.errors import DataError, Error
+from sgdinfluence.app.models import logistic_regression, mlp
+from sgdinfluence.errors import ConfigError, DataError, Error, IndexOutOfRange
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +60,19 @@ FIT = {  # keyword arguments (and training labels) -> exception, message
                               DataError, r"class labels \[-3, -1\] outside \[0, 2\)"),
     "non-integer class labels": ({"y": lambda y: with_label(y.double(), 3, 0.5)}, DataError,
                                  "cross_entropy needs integer class labels"),
+    "a non-differentiable loss": ({"loss": lambda o, t: (o.argmax(1) != t).float()}, Error,
+                                  r"the loss is not differentiable in the model's outputs .*"
+                                  "use a differentiable loss"),
+    "a seed beyond 2**63": ({"seed": 2**64}, Error, r"seed must be in \[0, 2\*\*63\)"),
+    "a negative seed": ({"seed": -1}, Error, r"seed must be in \[0, 2\*\*63\)"),
+    "absurd epochs": ({"epochs": 99999999999999999999}, ConfigError,
+                      r"epochs=99999999999999999999 of 50 instances in batches of 5 is "
+                      r"999,999,999,999,999,999,990 steps of 10 parameters: the run would need "
+                      r".* GB of memory, .* GB here; train for fewer epochs$"),
+    "a trajectory beyond memory": ({"epochs": 5000, "model": mlp(4, hidden=(4096, 4096))},
+                                   ConfigError, r"50,000 steps of 16,809,986 parameters: the "
+                                   r"run would need 3.36e\+03 GB of memory, .* or keep the "
+                                   r"trajectory with store=sgi.DiskStore\(path\) or 'replay'"),
     "bce target beyond 1": ({"loss": "bce", "model": logistic_regression(4, 1),
                              "y": lambda y: with_label(y, 30, 2)}, DataError,
                             r"bce needs targets in \[0, 1\], but y holds \[2.0\]"),
@@ -93,8 +106,8 @@ INDICES = {  # bad value -> exception, message (for "indices"; the same for "exc
     "2-D": (np.array([[1, 2]]), Error, r"must be 1-D .* got shape \(1, 2\)"),
     "a scalar": (3, TypeError, "got int"),
     "a 0-d array": (np.array(3), Error, "must be 1-D .*wrap a single index in a list"),
-    "out of range": ([3, 50], IndexError, r"outside \[0, 50\): \[50\]"),
-    "negative": (torch.tensor([-1]), IndexError, r"outside \[0, 50\): \[-1\]"),
+    "out of range": ([3, 50], IndexOutOfRange, r"outside \[0, 50\): \[50\]"),
+    "negative": (torch.tensor([-1]), IndexOutOfRange, r"outside \[0, 50\): \[-1\]"),
 }
 
 
@@ -201,6 +214,10 @@ OTHERS = {  # (run, data) -> a refused call; exception, message
     "a negative chunk": (lambda run, d: sgi.influence(run, d, method="loo", chunk=-1,
                                                       indices=[0]), Error, "chunk must be"),
     "an empty query list": (lambda run, d: sgi.influence(run, []), Error, "empty list"),
+    "leave_out with no sets": (lambda run, d: sgi.leave_out(run, d, []), Error,
+                               r"removed holds no index sets; pass .* e.g. \[\[3\], \[5, 7\]\]"),
+    "leave_out out of range": (lambda run, d: sgi.leave_out(run, d, [[3], [50]]),
+                               IndexOutOfRange, r"removed holds indices outside \[0, 50\)"),
     "query data of another width": (lambda run, d: sgi.influence(run, (d[0][:, :3], d[1])),
                                     DataError, r"query X has instances of shape \(3,\)"),
 }

@@ -185,3 +185,33 @@ def test_a_step_that_fails_is_not_recorded_and_the_block_is_trimmed():
     assert run.num_steps == 7 and len(run.store) == 7 and len(run.lrs) == len(run.seeds) == 7
     assert run.store.state()["thetas"].untyped_storage().nbytes() == \
         7 * run.store[0].numel() * 8  # the doubled block, trimmed to the steps taken
+
+
+EDITS = {  # a change between two recorded steps -> the refusal naming it
+    "a parameter": (lambda m, o: m[1].weight.data.mul_(0.5),
+                    "the model's parameters or the optimizer's buffers changed between "
+                    r"Recorder.step calls, outside the recorded step .*only through rec.step"),
+    "the momentum buffer": (lambda m, o: o.state[m[1].weight]["momentum_buffer"].zero_(),
+                            "the optimizer's buffers changed between Recorder.step calls"),
+    "a manual update": (lambda m, o: m[1].weight.data.sub_(0.1 * m[1].weight.grad),
+                        "changed between Recorder.step calls"),
+    "the momentum option": (lambda m, o: o.param_groups[0].update(momentum=0.5),
+                            "the optimizer's momentum of group 0 changed from 0.9 to 0.5 during "
+                            "the run .*cycle_momentum.*keep the other options fixed"),
+}
+
+
+@pytest.mark.parametrize("edit", EDITS)
+@pytest.mark.parametrize("at", ["step", "finish"])
+def test_a_model_or_optimizer_changed_between_steps_is_refused(edit, at):
+    model, train, _ = problem()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    rec = sgi.Recorder(model, optimizer, "cross_entropy", train)
+    steps = batches(epochs=1)
+    for idx in steps[:3]:
+        rec.step(idx)
+    change, message = EDITS[edit]
+    with torch.no_grad():
+        change(model, optimizer)
+    with pytest.raises(Error, match=message):
+        rec.step(steps[3]) if at == "step" else rec.finish()

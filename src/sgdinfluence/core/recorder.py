@@ -75,6 +75,8 @@ class Recorder:
         store.begin(self.run, torch.cat([theta0] * (1 + opt.slots)))
         self._name, self._seeds = name, torch.Generator().manual_seed(seed)
         self._seen, self._done = 0, False
+        self._after: torch.Tensor | None = None  # the state the last step left
+        self._options = _options(optimizer)
         self._losses: list[float] = []
 
     def step(self, indices) -> float:
@@ -90,6 +92,7 @@ class Recorder:
         buffers = {k: b.clone() for k, b in self.model.named_buffers()} if new_epoch else {}
         theta = objective.flatten()
         state = torch.cat([theta, *self._slots()])
+        self._check_untouched(state)
         rates = [float(g["lr"]) for g in self.optimizer.param_groups]
         seed = int(torch.randint(0, 2**62, (), generator=self._seeds))
         part = distributed.shard(idx)  # all of it in one process
@@ -112,6 +115,7 @@ class Recorder:
         for p, gp in zip(objective.params, g.split(objective.sizes), strict=True):
             p.grad = gp.view_as(p).clone()
         self.optimizer.step()
+        self._after = torch.cat([objective.flatten(), *self._slots()])  # the next step's start
         self._seen += len(idx)
         self._losses.append(value)
         return value
@@ -121,13 +125,34 @@ class Recorder:
         run = self.run
         if not run.num_steps:
             raise Error("the recorder has recorded no step; call step(indices) in the loop")
+        self._check_untouched(torch.cat([self.objective.flatten(), *self._slots()]))
         self._done = True
         run.model = copy.deepcopy(self.model).eval()
         run.losses = np.asarray(self._losses)
         run.config = replace(run.config, epochs=run.epochs,
                              batch_size=max(len(b) for b in run.batches))
         run.store.end(run.payload())
+        run.seal()
         return run
+
+    def _check_untouched(self, state: torch.Tensor) -> None:
+        """Refuse a model or optimizer changed between steps, outside the recorded update
+        (the run would replay another training): its state must be where the last step left
+        it, and the optimizer's options but the rates as they were."""
+        if self._after is not None and not torch.equal(state, self._after):
+            raise Error("the model's parameters or the optimizer's buffers changed between "
+                        "Recorder.step calls, outside the recorded step (clipping, a manual "
+                        "update, a reset?); the run could not replay it: change them only "
+                        "through rec.step")
+        now = _options(self.optimizer)
+        for k, (before, after) in enumerate(zip(self._options, now, strict=True)):
+            changed = [o for o in before if repr(before[o]) != repr(after.get(o))]
+            if changed:
+                raise Error(f"the optimizer's {changed[0]} of group {k} changed from "
+                            f"{before[changed[0]]!r} to {after[changed[0]]!r} during the run "
+                            "(a scheduler that cycles it, such as OneCycleLR's "
+                            "cycle_momentum?); a run records each step's learning rate only: "
+                            "keep the other options fixed")
 
     def _slots(self) -> list[torch.Tensor]:
         """The optimizer's buffers now, flat in θ's order (zeros before the first step)."""
@@ -168,6 +193,12 @@ def _optimizer(optimizer) -> tuple[str, Optimizer]:
         return name, Optimizer("sgd", momentum=g["momentum"], dampening=g["dampening"],
                                nesterov=g["nesterov"])
     return name, Optimizer(name, betas=tuple(g["betas"]), eps=g["eps"])
+
+
+def _options(optimizer) -> list[dict]:
+    """Each group's options but its learning rate (and its parameters)."""
+    return [{k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
+            for g in optimizer.param_groups]
 
 
 def _groups(optimizer, params: list[nn.Parameter]) -> tuple[dict[int, int], list[float]]:

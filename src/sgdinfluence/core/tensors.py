@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import DataError, Error
+from ..errors import DataError, Error, IndexOutOfRange
 
 CHUNK = 1024  # instances per forward pass where a whole data set is evaluated
 
@@ -105,5 +105,5 @@ def as_indices(value, n: int, name: str, allow_empty: bool = True) -> torch.Tens
         raise Error(f"{name} selects no training instances; pass at least one index")
     bad = idx[(idx < 0) | (idx >= n)]
     if len(bad):
-        raise IndexError(f"{name} holds indices outside [0, {n}): {bad[:10].tolist()}")
+        raise IndexOutOfRange(f"{name} holds indices outside [0, {n}): {bad[:10].tolist()}")
     return idx

@@ -12,8 +12,10 @@ import copy
 import math
 import numbers
 import os
+import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,14 +23,16 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import DataError, Error, RunFileError, TrainingDiverged
-from . import distributed, losses
+from ..errors import ConfigError, DataError, Error, RunFileError, TrainingDiverged
+from . import distributed, losses, runfile
 from .data import Streamed, Tensors, TrainData
 from .losses import LossFn
-from .objective import Objective, deterministic, mode
+from .objective import Objective, deterministic, mode, replay_rng
 from .optimizers import LRSchedule, Optimizer
 from .tensors import as_indices, as_tensors
 from .trajectory import (
+    DiskStore,
+    ReplayStore,
     Store,
     make_store,
     read_run_file,
@@ -82,6 +86,7 @@ class Run:
     optimizer: Optimizer = field(default_factory=Optimizer)
     groups: torch.Tensor | None = None  # (P,) the parameter group of each entry of θ
     _entries: dict = field(default_factory=dict, repr=False, compare=False)
+    _sealed: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def num_steps(self) -> int:
@@ -143,6 +148,7 @@ class Run:
             raise TypeError(f"from_epoch must be an int, got {from_epoch!r}")
         if not 0 <= from_epoch < self.epochs:
             raise Error(f"from_epoch must be in [0, {self.epochs}), got {from_epoch}")
+        self.check()
         weights = self.weights(exclude)
         objective = self.objective()
         model = objective.model
@@ -170,45 +176,115 @@ class Run:
         return record
 
     def payload(self) -> dict:
-        """Everything a run file holds: model, schedule, trajectory store, training data."""
+        """Everything a run file holds, as tensors and plain data (:mod:`.runfile`): model,
+        schedule, trajectory store, training data."""
         return {
-            "model": self.model, "initial_state": self.initial_state,
+            "model": runfile.model_part(self.model), "initial_state": self.initial_state,
             "batches": self.batches, "lrs": self.lrs, "seeds": self.seeds,
             "epoch_starts": self.epoch_starts, "epoch_buffers": self.epoch_buffers,
-            "losses": self.losses, "config": asdict(self.config), "store": self.store.state(),
-            "train": self.train, "loss_fn": self.loss_fn, "augment": self.augment,
-            "optimizer": self.optimizer, "groups": self.groups,
+            "losses": torch.as_tensor(self.losses), "config": asdict(self.config),
+            "store": self.store.state(), "train": runfile.train_part(self.train),
+            "loss": runfile.loss_part(self.loss_fn),
+            "augment": runfile.augment_part(self.augment),
+            "optimizer": asdict(self.optimizer), "groups": self.groups,
         }
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the run to one file, atomically. (A DiskStore run is already saved in its
         directory; a file saved from it refers to that directory for the trajectory.)"""
+        self.check()
         write_run_file(path, self.payload())
 
+    def seal(self) -> None:
+        """Note θ[T] and the buffers as trained, for :meth:`check`."""
+        self._sealed = [t.detach().clone() for t in self.model.state_dict().values()]
 
-def load_run(path: str | os.PathLike, map_location=None) -> Run:
+    def check(self) -> None:
+        """Refuse a run whose model was changed since it was trained: its scores, retraining
+        and files would describe another model."""
+        if not self._sealed:  # a Run put together by hand
+            return
+        now = list(self.model.state_dict().values())
+        if len(now) != len(self._sealed) or not all(
+                a.shape == b.shape and torch.equal(a, b.to(a.device))
+                for a, b in zip(now, self._sealed, strict=False)):
+            raise Error("run.model was changed after training (its parameters or buffers are "
+                        "no longer θ[T]); the run describes the model as trained: experiment "
+                        "on copy.deepcopy(run.model), or record the new training")
+
+
+def load_run(path: str | os.PathLike, map_location=None, *, model: nn.Module | None = None,
+             loss: str | LossFn | None = None, train: Dataset | None = None,
+             augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Run:
     """Read a run written by :meth:`Run.save`, or a DiskStore run's directory.
 
-    Refuses (:class:`RunFileError`) missing, truncated or foreign files, unknown format
-    versions, interrupted disk runs, and runs whose model, loss or augmentation is defined in
-    a module that cannot be imported here."""
+    A run file holds tensors and plain data only; reading it runs no code from it
+    (:mod:`sgdinfluence.core.runfile`). A model made of torch.nn's layers and sgdinfluence's
+    is rebuilt from the file; any other ``model`` is given again, built as for ``fit`` (the
+    file's state is loaded into a copy of it), and so are a ``loss`` or ``augment`` callable
+    and a Dataset as ``train``. What is given is checked against the run: step 0's loss
+    must come out as recorded.
+
+    Refuses (:class:`RunFileError`) missing, truncated, foreign or corrupt files, files that
+    hold objects, unknown format versions and interrupted disk runs."""
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if train is not None and not isinstance(train, Dataset):
+        raise TypeError(f"train must be the run's torch Dataset, got {type(train).__name__}")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"augment must be callable, got {type(augment).__name__}")
+    if loss is not None:
+        losses.resolve(loss)
     p = read_run_file(path, map_location)
     try:
+        trained = runfile.rebuild_model(p["model"], model, map_location, path)
+        loss_fn = runfile.rebuild_loss(p["loss"], loss, path)
+        params = [v for v in trained.parameters() if v.requires_grad]
+        data = runfile.rebuild_train(p["train"], train, loss_fn, params[0].dtype, path)
+        runfile.check_schedule(p, len(data), path)
         run = Run(
-            model=p["model"], initial_state=p["initial_state"], batches=p["batches"],
+            model=trained.eval(), initial_state=p["initial_state"], batches=p["batches"],
             lrs=p["lrs"], seeds=p["seeds"], epoch_starts=p["epoch_starts"],
-            epoch_buffers=p["epoch_buffers"], losses=p["losses"],
+            epoch_buffers=p["epoch_buffers"], losses=p["losses"].numpy(),
             config=FitConfig(**p["config"]), store=store_from_state(p["store"]),
-            train=p["train"], loss_fn=p["loss_fn"], augment=p.get("augment"),
-            optimizer=p["optimizer"], groups=p.get("groups"),
+            train=data, loss_fn=loss_fn,
+            augment=runfile.rebuild_augment(p["augment"], augment, path),
+            optimizer=Optimizer(**p["optimizer"]), groups=p["groups"],
         )
-    except (KeyError, TypeError) as e:
-        raise RunFileError(f"{path} lacks part of a run ({type(e).__name__}: {e}): it is corrupt "
-                           "or was written by another version of sgdinfluence; re-record it "
-                           "with sgi.fit") from e
-    run.store.bind(run)
-    run.train.to(next(run.model.parameters()).device)  # where map_location put the model
+        if len(run.store) != run.num_steps or len(run.losses) != run.num_steps:
+            raise RunFileError(f"the run {path} is corrupt: {len(run.store)} states and "
+                               f"{len(run.losses)} losses for {run.num_steps} steps")
+        run.store.bind(run)
+        run.train.to(params[0].device)  # where map_location put the model
+        if isinstance(run.train, Streamed):
+            _check_forward(run.objective(), run.unpack(run.store[0])[0], run.train)
+        _check_step0(run, path)
+    except (RunFileError, DataError):
+        raise
+    except Exception as e:  # a hand-edited file: keys, types or values that do not fit
+        raise RunFileError(f"{path} is corrupt or lacks part of a run ({type(e).__name__}: "
+                           f"{e}); re-record it with sgi.fit").with_traceback(None) from e
+    run.seal()
     return run
+
+
+def _check_step0(run: Run, path) -> None:
+    """Recompute step 0's loss with the run's parts; it must be the recorded one (a model,
+    loss, augmentation or Dataset given to load_run that is not the run's fails here)."""
+    objective = run.objective()
+    theta = run.unpack(run.store[0])[0]
+    objective.model.load_state_dict(run.epoch_buffers[0], strict=False)
+    x, y = run.train.batch(run.batches[0])
+    values = []
+    for term in (objective.terms, objective.per_instance):  # fit's record, a recorder's
+        with torch.no_grad(), mode(objective.model, train=True), \
+                replay_rng(distributed.seed(run.seeds[0], 0), theta.device):
+            values.append(term(theta, x, y).mean().item())
+    recorded = float(run.losses[0])
+    if not any(math.isclose(v, recorded, rel_tol=1e-4, abs_tol=1e-6) for v in values):
+        raise RunFileError(f"step 0 of the run {path} recorded the loss {recorded:.6g}, but "
+                           f"its model, loss, augmentation and data as loaded give "
+                           f"{values[0]:.6g}: pass load_run the parts the run was trained with")
 
 
 # --- Algorithm 1 -------------------------------------------------------------------------
@@ -323,6 +399,8 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
             raise TypeError(f"{name} must be an int, got {v!r}")
     if epochs < 1:
         raise Error(f"epochs must be >= 1, got {epochs}")
+    if not 0 <= seed < 2**63:
+        raise Error(f"seed must be in [0, 2**63), got {seed}")
     if not callable(lr) and not isinstance(lr, LRSchedule):
         _check_real("lr", lr, "a number, a callable step -> learning rate or an LRSchedule")
         if not (math.isfinite(lr) and lr >= 0):
@@ -344,6 +422,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
         raise Error(f"batch_size must be in [1, {len(data)}] (the training set size), "
                     f"got {batch_size}")
 
+    _check_size(len(data), epochs, batch_size, theta0, opt.slots, store)
     batches, lrs, seeds, epoch_starts = schedule(len(data), epochs, batch_size, lr, seed)
     config = FitConfig(loss=loss_name(loss),
                        epochs=int(epochs), batch_size=int(batch_size),
@@ -373,7 +452,41 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     run.losses = np.concatenate(step_losses)
     model.eval()
     run.store.end(run.payload())
+    run.seal()
     return run
+
+
+def _check_size(n: int, epochs: int, batch_size: int, theta0: torch.Tensor, slots: int,
+                store: Store) -> None:
+    """Refuse, before training, a run whose schedule and trajectory cannot fit: the
+    schedule (~100 bytes a step and 8 an index) and a memory store's T states in memory, a
+    disk store's on its disk."""
+    steps = epochs * -(-n // batch_size)
+    state = theta0.numel() * theta0.element_size() * (1 + slots)
+    memory = schedule_bytes = steps * 100 + epochs * n * 8
+    disk = free = 0
+    if isinstance(store, DiskStore):
+        disk, free = steps * state, shutil.disk_usage(_existing(store.path)).free
+    elif isinstance(store, ReplayStore):
+        memory += math.isqrt(steps) * 2 * state
+    else:
+        memory += steps * state
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if memory > total or disk > free:
+        where = (f"{disk / 1e9:.3g} GB on disk, {free / 1e9:.3g} GB free" if disk > free else
+                 f"{memory / 1e9:.3g} GB of memory, {total / 1e9:.3g} GB here")
+        other = store.kind == "memory" and schedule_bytes < total
+        raise ConfigError(f"epochs={epochs} of {n} instances in batches of {batch_size} is "
+                          f"{steps:,} steps of {theta0.numel():,} parameters: the run would "
+                          f"need {where}; train for fewer epochs" +
+                          (", or keep the trajectory with store=sgi.DiskStore(path) or "
+                           "'replay'" if other else ""))
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
 
 
 def training_data(train, loss_fn: LossFn, theta0: torch.Tensor, workers: int = 0
@@ -384,8 +497,10 @@ def training_data(train, loss_fn: LossFn, theta0: torch.Tensor, workers: int = 0
     if isinstance(train, Dataset):
         return Streamed(train, loss_fn, theta0.dtype, theta0.device, workers)
     X, y = as_tensors(train, "train")
-    X = X.to(theta0.device, theta0.dtype if X.is_floating_point() else X.dtype)
-    return Tensors(X, losses.prepare_targets(loss_fn, y, theta0.dtype, "train").to(theta0.device))
+    # copies, never the caller's arrays: editing those after fit must not change the run
+    X = X.to(theta0.device, theta0.dtype if X.is_floating_point() else X.dtype, copy=True)
+    y = losses.prepare_targets(loss_fn, y.clone(), theta0.dtype, "train").to(theta0.device)
+    return Tensors(X, y)
 
 
 def _check_forward(objective: Objective, theta, data: TrainData) -> None:
@@ -393,8 +508,9 @@ def _check_forward(objective: Objective, theta, data: TrainData) -> None:
     forward pass on 2 instances gives the output width against which the labels are checked
     (all at once in memory; batch by batch as a streamed dataset is read)."""
     x, y2 = data.batch(torch.arange(min(2, len(data))))
+    theta = theta.detach().requires_grad_()
     try:
-        with torch.no_grad(), mode(objective.model, train=False):
+        with mode(objective.model, train=False):
             out = objective.outputs(theta, x)
             if isinstance(data, Tensors):
                 losses.check_targets(objective.loss_fn, data.y, out, "train")
@@ -410,6 +526,10 @@ def _check_forward(objective: Objective, theta, data: TrainData) -> None:
     if per.shape != (len(x),):
         raise Error(f"the loss must return one value per instance, shape ({len(x)},); "
                     f"got {tuple(per.shape)}")
+    if not per.requires_grad:
+        raise Error("the loss is not differentiable in the model's outputs (no gradient flows "
+                    "through it: argmax, a comparison or .detach() inside?); SGD and the sweep "
+                    "need its gradient: use a differentiable loss such as 'cross_entropy'")
 
 
 def _check_real(name: str, value, expected: str) -> None:

@@ -25,7 +25,6 @@ import math
 import os
 import pickle
 import tempfile
-import types
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,7 +38,7 @@ if TYPE_CHECKING:  # the stores read a run's schedule; train imports this module
     from .train import Run
 
 FORMAT = "sgdinfluence.run"
-VERSION = 2  # 2: training data read by index, state rows with the optimizer's slots
+VERSION = 3  # 3: tensors and plain data only, read with weights_only (2 pickled objects)
 MANIFEST = "run.pt"  # a disk run's manifest, beside its trajectory file
 THETAS = "thetas.npy"
 HEADER = 256  # bytes of the .npy header, the dimensions written at the end included
@@ -127,7 +126,7 @@ class MemoryStore(Store):
 
     @classmethod
     def from_state(cls, state: dict) -> MemoryStore:
-        return cls(state["thetas"])
+        return cls(_finite(state["thetas"], "its trajectory"))
 
 
 class DiskStore(Store):
@@ -233,7 +232,11 @@ class DiskStore(Store):
             self._fd = os.open(self.path / THETAS, os.O_RDONLY)
         size = self.shape[1] * self.dtype.itemsize
         raw = os.pread(self._fd, size, self._offset + t * size)
-        return torch.from_numpy(np.frombuffer(raw, self.dtype).copy()).to(self.device)
+        state = torch.from_numpy(np.frombuffer(raw, self.dtype).copy())
+        if not torch.isfinite(state).all():  # a finished run's states are all finite
+            raise RunFileError(f"θ[{t}] in {self.path / THETAS} holds NaN or infinite values: "
+                               "the trajectory file is corrupt; re-record the run with sgi.fit")
+        return state.to(self.device)
 
     def __len__(self) -> int:
         return self._count
@@ -331,8 +334,21 @@ class ReplayStore(Store):
     @classmethod
     def from_state(cls, state: dict) -> ReplayStore:
         store = cls(state["every"])
-        store._checkpoints, store._count = list(state["checkpoints"].unbind(0)), state["count"]
+        checkpoints = _finite(state["checkpoints"], "its trajectory's checkpoints")
+        store._checkpoints, store._count = list(checkpoints.unbind(0)), state["count"]
+        if len(store._checkpoints) != -(-store._count // store.every):
+            raise RunFileError(f"a run's replay store has {len(store._checkpoints)} checkpoints "
+                               f"for {store._count} steps every {store.every}; it is corrupt")
         return store
+
+
+def _finite(states, what: str) -> torch.Tensor:
+    """A loaded (T, ·) block of states, refused when it is not one or holds NaN or inf."""
+    if not (isinstance(states, torch.Tensor) and states.ndim == 2 and states.is_floating_point()
+            and torch.isfinite(states).all()):
+        raise RunFileError(f"a run's file is corrupt: {what} is not a finite (T, P) tensor of "
+                           "states; re-record the run with sgi.fit")
+    return states
 
 
 def _npy_header(dtype: np.dtype, shape: tuple[int, int]) -> bytes:
@@ -368,7 +384,8 @@ def store_from_state(state: dict) -> Store:
 
 
 def write_run_file(path: str | os.PathLike, payload: dict) -> None:
-    """Write atomically: a temporary file beside ``path``, renamed over it once complete."""
+    """Write atomically: a temporary file beside ``path``, renamed over it once complete.
+    ``payload`` holds tensors and plain data only (see :mod:`.runfile`)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot save run: directory {path.parent} does not exist")
@@ -379,17 +396,15 @@ def write_run_file(path: str | os.PathLike, payload: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except (pickle.PicklingError, AttributeError, TypeError) as e:
-        os.unlink(tmp)
-        raise Error(f"cannot save run: part of it cannot be pickled ({e}); "
-                    "a custom loss or model must be defined at module level") from e
     except BaseException:
         os.unlink(tmp)
         raise
 
 
 def read_run_file(path: str | os.PathLike, map_location=None) -> dict:
-    """Read a run file, or the manifest of a disk run given its directory.
+    """Read a run file, or the manifest of a disk run given its directory, with
+    ``torch.load(weights_only=True)``: tensors and plain data; a file holding anything else
+    (a pickled object, which loading would run as code) is refused unread.
 
     Raises :class:`RunFileNotFound` for a missing run and :class:`RunFileError` for one that
     cannot be read."""
@@ -401,19 +416,26 @@ def read_run_file(path: str | os.PathLike, map_location=None) -> dict:
                                    "interrupted before the manifest was written; train it again")
             raise RunFileNotFound(f"no run in {path}: neither {MANIFEST} nor {THETAS}")
         payload = read_run_file(path / MANIFEST, map_location)
+        if not isinstance(payload.get("store"), dict):
+            raise RunFileError(f"{path / MANIFEST} lacks its trajectory store; it is corrupt")
         payload["store"]["dir"] = str(path.resolve())  # the directory may have moved
         return payload
-    if not path.is_file():
+    if not path.exists():
         raise RunFileNotFound(f"no run file at {path}")
+    if not path.is_file():
+        raise RunFileError(f"{path} is not a regular file; give the path of a run file")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=False,
-                             pickle_module=_pickle)
-    except _Unimportable as e:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        try:
+            names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        except Exception:  # noqa: BLE001 (what it names is a courtesy)
+            names = []
+        held = f"pickled objects ({', '.join(names[:3])})" if names else "pickled objects"
         raise RunFileError(
-            f"cannot rebuild the model (or loss/augment) of the run {path}: class or function "
-            f"{e.name!r} of module {e.module!r} is not importable here ({e.reason}); define it "
-            "in an importable module (not in the script run as __main__) and import it before "
-            "load_run") from e
+            f"{path} holds {held}, which loading would run as code, or is corrupt: refused "
+            "unread. An sgdinfluence run file holds only tensors and plain data; re-record "
+            "the run (files saved before version 3 pickled the model)") from e
     except Exception as e:  # torch raises several kinds for a cut or foreign file
         raise RunFileError(f"{path} is not a readable sgdinfluence run "
                            f"(truncated or corrupt?): {type(e).__name__}: {e}") from e
@@ -423,29 +445,3 @@ def read_run_file(path: str | os.PathLike, map_location=None) -> dict:
         raise RunFileError(f"{path} has run file format version {payload.get('version')!r}; "
                            f"this sgdinfluence reads version {VERSION}")
     return payload
-
-
-class _Unimportable(Exception):
-    """A class or function named in a pickle that cannot be found where it was defined."""
-
-    def __init__(self, module: str, name: str, reason: str):
-        super().__init__(f"{module}.{name}: {reason}")
-        self.module, self.name, self.reason = module, name, reason
-
-
-class _Unpickler(pickle.Unpickler):
-    """Names the class that cannot be imported, which pickle's own errors do not always do
-    (a missing module reports only the module)."""
-
-    def find_class(self, module: str, name: str):
-        try:
-            return super().find_class(module, name)
-        except (ImportError, AttributeError) as e:
-            raise _Unimportable(module, name, f"{type(e).__name__}: {e}") from e
-
-
-# pickle, with the unpickler above, as a module for torch.load(pickle_module=...)
-_pickle = types.ModuleType("_sgdinfluence_pickle")
-_pickle.__dict__.update({k: getattr(pickle, k) for k in ("load", "loads", "dump", "dumps",
-                                                         "Pickler", "UnpicklingError")})
-_pickle.Unpickler = _Unpickler  # type: ignore[attr-defined]

@@ -57,6 +57,7 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
     """
     if not isinstance(run, Run):
         raise TypeError(f"run must be a Run from sgi.fit or sgi.load_run, got {type(run).__name__}")
+    run.check()
     if method not in OPTIONS:
         raise Error(f"unknown method {method!r}; use one of {list(METHODS)}")
     unknown = set(options) - OPTIONS[method]
@@ -117,7 +118,11 @@ def leave_out(run: Run, query, removed, *, chunk: int | None = None,
     (:func:`sgdinfluence.metrics.lds`)."""
     if not isinstance(run, Run):
         raise TypeError(f"run must be a Run from sgi.fit or sgi.load_run, got {type(run).__name__}")
+    run.check()
     sets = [as_indices(r, run.num_train, "removed") for r in removed]
+    if not sets:
+        raise Error("removed holds no index sets; pass a sequence of the sets of training "
+                    "indices to leave out, e.g. [[3], [5, 7]]")
     q = Query(run, query)
     out = _leave_out(run, q, sets, chunk, progress).detach().cpu().numpy()
     return out[0] if q.single else out
