@@ -14,6 +14,7 @@ from torch.utils.data import TensorDataset
 
 import sgdinfluence as sgi
 from sgdinfluence.app.models import mlp
+from sgdinfluence.core.trajectory import _digest
 from sgdinfluence.errors import Error, RunFileError
 
 
@@ -61,6 +62,13 @@ def payload(path):
     return torch.load(path, weights_only=True)
 
 
+def signed(p, path):
+    """Save a hand-edited payload with its digest recomputed, as a deliberate editor (or a
+    program writing run files) would: the checks of its values must then refuse it."""
+    body = {k: v for k, v in p.items() if k != "digest"}
+    torch.save({**body, "digest": _digest(body)}, path)
+
+
 def test_the_check_below_would_catch_code_run_by_unpickling(tmp_path):
     pickle.loads(pickle.dumps(Evil(tmp_path / "ran")))
     assert (tmp_path / "ran").exists()  # the payload works: the refusals below are real
@@ -91,7 +99,7 @@ def test_a_run_file_carrying_code_is_refused_without_running_it(run, data, tmp_p
         blob = io.BytesIO()
         torch.save(Evil(marker), blob)
         p["model"]["architecture"] = blob.getvalue()
-        torch.save(p, path)
+        signed(p, path)
     with pytest.raises(RunFileError, match=r"(holds pickled objects( \(io.open\))?, which "
                        r"loading would run as code, or is corrupt: refused unread|made of "
                        r"classes a run file does not rebuild \(io.open)"):
@@ -172,6 +180,8 @@ def corrupt(p, what):
         p["store"]["thetas"] = p["store"]["thetas"][:-1]
     elif what == "a model that is a string":
         p["model"] = "model"
+    elif what == "no batches":
+        del p["batches"]
     elif what == "an unknown optimizer":
         p["optimizer"]["name"] = "lion"
     return p
@@ -184,8 +194,10 @@ CORRUPT = {
     "index beyond the data": r"batch 1 holds indices outside \[0, 40\)",
     "epochs out of order": r"its epochs start at steps \[0, 99\]",
     "NaN parameters": "its model's parameters hold NaN or infinite values",
-    "fewer states": "9 states and 10 losses for 10 steps",
-    "a model that is a string": "corrupt or lacks part of a run .*TypeError",
+    "fewer states": "9 states of 74 numbers for 10 steps of a model of 37 parameters",
+    "a model that is a string": r"corrupt or lacks part of a run \(model missing or of the "
+                                r"wrong kind\)",
+    "no batches": r"corrupt or lacks part of a run \(batches missing or of the wrong kind\)",
     "an unknown optimizer": "corrupt or lacks part of a run .*unknown optimizer 'lion'",
 }
 
@@ -193,7 +205,7 @@ CORRUPT = {
 @pytest.mark.parametrize("what", CORRUPT)
 def test_corrupt_values_in_a_run_file_are_refused_on_load(run, tmp_path, what):
     run.save(tmp_path / "r.run")
-    torch.save(corrupt(payload(tmp_path / "r.run"), what), tmp_path / "bad.run")
+    signed(corrupt(payload(tmp_path / "r.run"), what), tmp_path / "bad.run")
     with pytest.raises(RunFileError, match=CORRUPT[what]):
         sgi.load_run(tmp_path / "bad.run")
 
@@ -236,3 +248,69 @@ def test_editing_the_callers_data_after_fit_changes_nothing(data, kind):
     X[:] = 0
     y[:] = 1
     np.testing.assert_array_equal(sgi.influence(run, data), before)
+
+
+HOSTILE = [None, "x", -1, 2**70, float("nan"), [], {}, (1, 2), torch.tensor([]),
+           torch.full((3,), float("nan")), torch.zeros(2, 2, dtype=torch.long), b"\x80\x04."]
+
+
+def leaves(value, path=()):
+    """Every (path, value) inside a payload of dicts, lists and tuples."""
+    yield path, value
+    items = (value.items() if isinstance(value, dict) else
+             enumerate(value) if isinstance(value, (list, tuple)) else ())
+    for k, v in items:
+        yield from leaves(v, (*path, k))
+
+
+def replaced(value, path, new):
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(value, dict):
+        return {**value, head: replaced(value[head], rest, new)}
+    out = list(value)
+    out[head] = replaced(value[head], rest, new)
+    return type(value)(out) if isinstance(value, tuple) else out
+
+
+def test_hand_edited_run_files_load_or_are_refused_as_run_file_errors(run, data, tmp_path):
+    """A few hundred payloads with one part replaced by a hostile value: each loads into a
+    run that works, or is refused as a RunFileError; nothing else escapes."""
+    run.save(tmp_path / "r.run")
+    p = payload(tmp_path / "r.run")
+    paths = [path for path, _ in leaves(p) if path and path[0] != "digest"]
+    rng = np.random.default_rng(0)
+    outcomes = {"loaded": 0, "refused": 0}
+    for k in range(300):
+        path = paths[rng.integers(len(paths))]
+        signed(replaced(p, path, HOSTILE[k % len(HOSTILE)]), tmp_path / "bad.run")
+        try:
+            loaded = sgi.load_run(tmp_path / "bad.run")
+            sgi.influence(loaded, data, indices=[0, 1])
+            outcomes["loaded"] += 1
+        except RunFileError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 200 and outcomes["loaded"] > 0, outcomes
+
+
+def test_an_edited_run_file_is_refused_by_its_digest(run, tmp_path):
+    run.save(tmp_path / "r.run")
+    p = payload(tmp_path / "r.run")
+    p["store"]["thetas"][2, 3] += 1e-3  # finite garbage no value check can see
+    torch.save(p, tmp_path / "bad.run")
+    with pytest.raises(RunFileError, match="its contents do not match the digest"):
+        sgi.load_run(tmp_path / "bad.run")
+
+
+def test_a_cut_or_flipped_run_file_is_a_run_file_error(run, tmp_path):
+    run.save(tmp_path / "r.run")
+    blob = (tmp_path / "r.run").read_bytes()
+    rng = np.random.default_rng(1)
+    for k in range(40):
+        bad = bytearray(blob[: rng.integers(len(blob))] if k % 2 else blob)
+        for i in rng.integers(len(bad), size=3):
+            bad[i] ^= 0xFF
+        (tmp_path / "bad.run").write_bytes(bytes(bad))
+        with pytest.raises(RunFileError):
+            sgi.load_run(tmp_path / "bad.run")

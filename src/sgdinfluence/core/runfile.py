@@ -173,9 +173,30 @@ def rebuild_train(part: dict, given, loss_fn, dtype: torch.dtype, path) -> Train
 
 # --- checks of what a file says ---------------------------------------------------------
 
+PARTS: dict[str, type | tuple[type, ...]] = {
+    "model": dict, "initial_state": dict, "batches": list, "lrs": list, "seeds": list,
+    "epoch_starts": list, "epoch_buffers": list, "losses": torch.Tensor, "config": dict,
+    "store": dict, "train": dict, "loss": (str, dict), "augment": (dict, type(None)),
+    "optimizer": dict, "groups": (torch.Tensor, type(None))}
+MODEL: dict[str, type | tuple[type, ...]] = {"class": str, "state": dict,
+                                            "architecture": (bytes, type(None))}
+
+
+def check_parts(p: dict, path) -> None:
+    """Refuse a file whose parts are not of their kinds, before any is used."""
+    wrong = [k for k, kind in PARTS.items() if not isinstance(p.get(k), kind)]
+    model = p.get("model")
+    if isinstance(model, dict):
+        wrong += [f"model's {k}" for k, kind in MODEL.items()
+                  if not isinstance(model.get(k), kind)]
+    if wrong:
+        raise RunFileError(f"{path} is corrupt or lacks part of a run ({', '.join(wrong)} "
+                           "missing or of the wrong kind); re-record it with sgi.fit")
+
+
 def check_schedule(p: dict, num_train: int, path) -> None:
-    """Refuse a schedule no run can have: indices outside the data, rates that are not
-    finite, epochs that do not partition the steps."""
+    """Refuse a schedule no run can have: indices outside the data, rates or seeds that are
+    not numbers, epochs that do not partition the steps, states that are not finite."""
     T = len(p["batches"])
 
     def bad(what: str):
@@ -188,14 +209,30 @@ def check_schedule(p: dict, num_train: int, path) -> None:
             bad(f"batch {t} is not a non-empty 1-D tensor of indices")
         if b.min() < 0 or b.max() >= num_train:
             bad(f"batch {t} holds indices outside [0, {num_train})")
-    for t, r in enumerate(p["lrs"]):
-        rates = r if isinstance(r, (tuple, list)) else (r,)
-        if not all(isinstance(v, float | int) and math.isfinite(v) and v >= 0 for v in rates):
+    for t, r in enumerate(p["lrs"]):  # a float, or one per parameter group
+        rates = r if isinstance(r, tuple) and p["groups"] is not None else (r,)
+        if not all(type(v) is float and math.isfinite(v) and v >= 0 for v in rates):
             bad(f"the learning rate of step {t} is {r!r}")
+    if not all(type(v) is int and 0 <= v < 2**63 for v in p["seeds"]):
+        bad("its seeds are not all ints in [0, 2**63)")
     starts = p["epoch_starts"]
-    if (not starts or starts[0] != 0 or sorted(set(starts)) != list(starts)
-            or starts[-1] >= T or len(p["epoch_buffers"]) != len(starts)):
-        bad(f"its epochs start at steps {starts[:5]}... of {T}")
-    tensors = [*p["initial_state"].values(), *p["model"]["state"].values()]
-    if any(v.is_floating_point() and not torch.isfinite(v).all() for v in tensors):
+    if (not isinstance(starts, list) or not all(type(v) is int for v in starts) or not starts
+            or starts[0] != 0 or sorted(set(starts)) != starts or starts[-1] >= T
+            or not isinstance(p["epoch_buffers"], list)
+            or len(p["epoch_buffers"]) != len(starts)):
+        bad(f"its epochs start at steps {str(starts)[:40]} of {T}")
+    states = [p["initial_state"], p["model"]["state"], *p["epoch_buffers"]]
+    if not all(isinstance(d, dict) and all(isinstance(v, torch.Tensor) for v in d.values())
+               for d in states):
+        bad("its model states are not dicts of tensors")
+    if any(v.is_floating_point() and not torch.isfinite(v).all()
+           for d in states for v in d.values()):
         bad("its model's parameters hold NaN or infinite values")
+    losses_ = p["losses"]
+    if not (isinstance(losses_, torch.Tensor) and losses_.shape == (T,)
+            and torch.isfinite(losses_).all()):
+        bad(f"its step losses are not {T} finite numbers")
+    groups = p["groups"]
+    if groups is not None and not (isinstance(groups, torch.Tensor) and groups.ndim == 1
+                                   and groups.dtype == torch.long):
+        bad("its parameter groups are not a 1-D tensor of group indices")

@@ -236,6 +236,7 @@ def load_run(path: str | os.PathLike, map_location=None, *, model: nn.Module | N
     if loss is not None:
         losses.resolve(loss)
     p = read_run_file(path, map_location)
+    runfile.check_parts(p, path)
     try:
         trained = runfile.rebuild_model(p["model"], model, map_location, path)
         loss_fn = runfile.rebuild_loss(p["loss"], loss, path)
@@ -251,9 +252,16 @@ def load_run(path: str | os.PathLike, map_location=None, *, model: nn.Module | N
             augment=runfile.rebuild_augment(p["augment"], augment, path),
             optimizer=Optimizer(**p["optimizer"]), groups=p["groups"],
         )
-        if len(run.store) != run.num_steps or len(run.losses) != run.num_steps:
-            raise RunFileError(f"the run {path} is corrupt: {len(run.store)} states and "
-                               f"{len(run.losses)} losses for {run.num_steps} steps")
+        P = sum(v.numel() for v in params)
+        width = run.store[0].numel() if len(run.store) else 0
+        if len(run.store) != run.num_steps or width != P * (1 + run.optimizer.slots):
+            raise RunFileError(f"the run {path} is corrupt: {len(run.store)} states of "
+                               f"{width} numbers for {run.num_steps} steps of a model of {P} "
+                               f"parameters ({run.optimizer.slots} optimizer slots)")
+        if run.groups is not None and (len(run.groups) != P or run.groups.min() < 0 or any(
+                len(r) != int(run.groups.max()) + 1 for r in run.lrs)):
+            raise RunFileError(f"the run {path} is corrupt: its parameter groups do not match "
+                               "its model or its rates")
         run.store.bind(run)
         run.train.to(params[0].device)  # where map_location put the model
         if isinstance(run.train, Streamed):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import errno
+import hashlib
 import math
 import os
 import pickle
@@ -392,7 +393,8 @@ def write_run_file(path: str | os.PathLike, payload: dict) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **payload}, f)
+            body = {"format": FORMAT, "version": VERSION, **payload}
+            torch.save({**body, "digest": _digest(body)}, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -444,4 +446,35 @@ def read_run_file(path: str | os.PathLike, map_location=None) -> dict:
     if payload.get("version") != VERSION:
         raise RunFileError(f"{path} has run file format version {payload.get('version')!r}; "
                            f"this sgdinfluence reads version {VERSION}")
+    if payload.pop("digest", None) != _digest(payload):
+        raise RunFileError(f"{path} is corrupt: its contents do not match the digest written "
+                           "with them (changed on disk or in transit?); re-record the run")
     return payload
+
+
+def _digest(value) -> str:
+    """A digest of a run file's contents (tensors, their dtypes and shapes, and plain data),
+    written with them so that a file changed since is recognised."""
+    h = hashlib.blake2b(digest_size=16)
+
+    def feed(v) -> None:
+        if isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous().reshape(-1)
+            h.update(f"tensor {t.dtype} {tuple(v.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(v, dict):
+            h.update(b"{")
+            for k, x in v.items():
+                feed(k)
+                feed(x)
+            h.update(b"}")
+        elif isinstance(v, (list, tuple)):
+            h.update(b"[" if isinstance(v, list) else b"(")
+            for x in v:
+                feed(x)
+            h.update(b"]")
+        else:
+            h.update(v if isinstance(v, bytes) else repr(v).encode())
+
+    feed(value)
+    return h.hexdigest()
