@@ -131,7 +131,7 @@ class Recorder:
         run.losses = np.asarray(self._losses)
         run.config = replace(run.config, epochs=run.epochs,
                              batch_size=max(len(b) for b in run.batches))
-        run.store.end(run.payload())
+        run.store.end(run)
         run.seal()
         return run
 

@@ -459,7 +459,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     objective.load(run.unpack(state)[0])
     run.losses = np.concatenate(step_losses)
     model.eval()
-    run.store.end(run.payload())
+    run.store.end(run)
     run.seal()
     return run
 

@@ -2,7 +2,7 @@
 
 A store is a small interface (:class:`Store`). ``fit`` (or a recorder) calls
 ``begin(run, state0)`` before training, ``append(state)`` before each step and
-``end(payload)`` after the last; the backward sweep and retraining read ``store[t]``, the
+``end(run)`` after the last; the backward sweep and retraining read ``store[t]``, the
 state before step t: a flat row of θ[t] (P,) followed by the optimizer's slots, if any.
 ``state()`` is what a run file keeps of it, and ``bind(run)`` reattaches a loaded store to
 its run. A recorder does not know its number of steps in advance: the stores then grow.
@@ -58,8 +58,8 @@ class Store(abc.ABC):
     def append(self, theta: torch.Tensor) -> None:
         """Keep θ[t] (P,), the parameters before step t = len(self)."""
 
-    def end(self, payload: dict) -> None:  # noqa: B027 (optional hook)
-        """Called by ``fit`` after training with the whole run's payload."""
+    def end(self, run: Run) -> None:  # noqa: B027 (optional hook)
+        """Called by ``fit`` after training with the finished run."""
 
     @abc.abstractmethod
     def __getitem__(self, t: int) -> torch.Tensor:
@@ -105,7 +105,7 @@ class MemoryStore(Store):
         self._thetas[self._count] = theta.detach()
         self._count += 1
 
-    def end(self, payload: dict) -> None:
+    def end(self, run) -> None:
         if self._count < len(self._thetas):  # a recorder's block grew past its steps
             self._thetas = self._thetas[: self._count].clone()
 
@@ -192,7 +192,7 @@ class DiskStore(Store):
                           f"({e.strerror}); the run in {self.path} is incomplete") from e
         self._count += 1
 
-    def end(self, payload: dict) -> None:
+    def end(self, run) -> None:
         resized = self._count != self.shape[0]  # steps not known in advance
         self.shape = (self._count, self.shape[1])
         if self._writer:
@@ -201,9 +201,8 @@ class DiskStore(Store):
                 os.pwrite(self._fd, _npy_header(self.dtype, self.shape), 0)
                 os.ftruncate(self._fd, self._offset + math.prod(self.shape) *
                              self.dtype.itemsize)
-                payload = {**payload, "store": self.state()}
             os.fsync(self._fd)
-            write_run_file(self.path / MANIFEST, payload)
+            write_run_file(self.path / MANIFEST, run.payload())
         distributed.barrier()  # the other ranks read the file once it is complete
 
     def _check_target(self) -> None:
