@@ -256,7 +256,7 @@ def parser() -> Parser:
         if out is not None:
             p.add_argument("--out", default=None, help=f"output directory (default {out})")
         if replace_own:
-            p.set_defaults(overwrite=True)
+            p.set_defaults(overwrite=name)  # a previous result of this command, no other
         elif out is not None:
             p.add_argument("--overwrite", action="store_true",
                            help="replace the output directory if it holds a previous result "
