@@ -158,3 +158,43 @@ def test_the_cifar_network_is_the_authors():
     torch.testing.assert_close(model[0](x)[0, :, 0, 0],
                                (0.5 - torch.tensor([0.4914, 0.4822, 0.4465]))
                                / torch.tensor([0.2023, 0.1994, 0.2010]))
+
+
+@pytest.mark.parametrize("shape, model", [
+    ((1, 12, 12), "mlp"), ((1, 15, 15), "mlp"), ((1, 16, 16), "mnist-cnn"),
+    ((1, 28, 28), "mnist-cnn"), ((3, 32, 32), "cifar-cnn"), ((3, 12, 12), "mlp"),
+    ((1, 20, 16), "mlp"), ((64,), "mlp"),
+])
+def test_the_automatic_model_is_one_that_takes_the_data(shape, model):
+    from sgdinfluence.app.cleanse import choose_model
+    from sgdinfluence.app.models import build
+
+    name, _ = choose_model(CleanseConfig(), shape)
+    assert name == model
+    assert build(name, shape, 10)(torch.zeros(2, *shape)).shape == (2, 10)
+
+
+def test_the_mnist_cnn_names_its_true_minimum_size():
+    from sgdinfluence.app.models import build
+
+    build("mnist-cnn", (1, 16, 16), 10)
+    with pytest.raises(ValueError, match="needs images of at least 16x16 pixels, got 15x15"):
+        build("mnist-cnn", (1, 15, 15), 10)
+
+
+def test_a_cnn_on_a_table_says_it_needs_images():
+    from sgdinfluence.app.cleanse import choose_model
+
+    for model in ("mnist-cnn", "cifar-cnn"):
+        with pytest.raises(ValueError, match=f"model '{model}' needs images, and the data is a "
+                                             "table \\(instances of 30 features\\)"):
+            choose_model(CleanseConfig(model=model), (30,))
+
+
+def test_every_seed_numpy_takes_splits_the_data():
+    """The validation split is seeded with seed + 1: at the top of the range it wraps."""
+    top = 2**32 - 1
+    splits = split(load("digits"), CleanseConfig(seed=top, subset=200))
+    assert len(splits.train.y) == 200
+    with pytest.raises(ValueError, match=f"seed must be in \\[0, {top}\\], got {top + 1}"):
+        CleanseConfig(seed=top + 1)

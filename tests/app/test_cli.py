@@ -424,3 +424,161 @@ def test_a_device_torch_does_not_see_is_refused_in_one_line(tmp_path, capsys):
     assert main(["experiment", "cleansing", "--dataset", "mnist", "--device", "tpu",
                  "--out", str(tmp_path / "p")]) == 1
     assert "device must be" in capsys.readouterr().err
+
+
+# --- hostile command lines: one line each, found before any work -----------------------------
+
+def previous_result(path, command="cleanse"):
+    from sgdinfluence.app.output import output_dir
+
+    with output_dir(path, overwrite=True, command=command) as tmp:
+        (tmp / "scores.csv").write_text("index,score\n0,1.5\n")
+    return path
+
+
+def _with(path, change):
+    change(previous_result(path))
+    return path
+
+
+def _read_only(path):
+    previous_result(path).chmod(0o555)
+    return path
+
+
+HOSTILE_OUTPUTS = {  # what {name} in an argv stands for, made in tmp_path
+    "cleansed": previous_result,
+    "empty-dir-inside": lambda p: _with(p, lambda r: (r / "mine").mkdir()),
+    "link-inside": lambda p: _with(p, lambda r: (r / "link").symlink_to(r.parent)),
+    "edited": lambda p: _with(p, lambda r: (r / "scores.csv").write_text("0,mine\n")),
+    "dangling": lambda p: p.symlink_to(p.parent / "gone") or p,
+    "read-only": _read_only,
+}
+BIG_SEED = "4294967296"  # 2**32: numpy's seeds end at 2**32 - 1
+
+
+@pytest.mark.parametrize("argv, code, message", [
+    (["demo", "--out", "{cleansed}"], 1,
+     "holds a result of cleanse, which demo does not replace"),
+    (["cleanse", "digits", "--overwrite", "--out", "{empty-dir-inside}"], 1,
+     "holds files sgdinfluence did not write (mine/)"),
+    (["cleanse", "digits", "--overwrite", "--out", "{link-inside}"], 1,
+     "holds files sgdinfluence did not write (link)"),
+    (["cleanse", "digits", "--overwrite", "--out", "{edited}"], 1,
+     "holds files sgdinfluence did not write (scores.csv (changed))"),
+    (["cleanse", "digits", "--out", "{dangling}/r"], 1, "which does not exist; create that"),
+    (["cleanse", "digits", "--overwrite", "--out", "{read-only}"], 1,
+     "is read-only; make it writable"),
+    (["cleanse", "{csv}", "--label-column", "diagnosis", "--model", "mnist-cnn", "--out",
+      "{tmp}/o"], 1, "model 'mnist-cnn' needs images, and the data is a table"),
+    (["cleanse", "digits", "--out", ""], 2, "argument --out: must name a directory"),
+    (["demo", "--out", " "], 2, "argument --out: must name a directory"),
+    (["cleanse", "digits", "--val", "1.0"], 2,
+     "argument --val: 1.0 is a fraction of all the data, not allowed; use a count or a "
+     "fraction below 1"),
+    (["cleanse", "digits", "--test", "1.0"], 2,
+     "argument --test: 1.0 is a fraction of all the data, not allowed"),
+    (["cleanse", "digits", "--val", "2.5"], 2, "2.5 is a fraction of all the data or more"),
+    (["cleanse", "digits", "--seed", BIG_SEED], 2,
+     "argument --seed: must be at most 4294967295 (2**32 - 1), got 4294967296"),
+    (["demo", "--seed", BIG_SEED], 2, "argument --seed: must be at most 4294967295"),
+    (["experiment", "noisy-labels", "--seed", BIG_SEED], 2, "must be at most 4294967295"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
+def test_a_hostile_command_line_is_one_line_before_any_work(argv, code, message, cancer_csv,
+                                                           tmp_path, capsys, monkeypatch):
+    import sgdinfluence.app.cleanse
+
+    def fit(*args, **kwargs):
+        raise AssertionError("trained before refusing")
+    monkeypatch.setattr(sgdinfluence.app.cleanse, "fit", fit)
+    names = {"tmp": tmp_path, "csv": cancer_csv[0]}
+    for arg in argv:
+        for name in re.findall(r"\{([\w-]+)\}", arg):
+            if name not in names:
+                names[name] = HOSTILE_OUTPUTS[name](tmp_path / name)
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    assert message in fails([a.format_map(names) for a in argv], capsys, code=code)
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing touched
+
+
+def test_a_warning_is_one_line(cancer_csv, tmp_path, capsys, monkeypatch):
+    import warnings
+
+    import sgdinfluence.app.cleanse
+    from sgdinfluence.errors import ConfigError
+
+    path, frame = cancer_csv
+    frame.loc[3, "mean radius"] = np.nan  # dropped with a warning
+    frame.to_csv(path, index=False)
+
+    def fit(*args, **kwargs):
+        raise ConfigError("stop here")
+    monkeypatch.setattr(sgdinfluence.app.cleanse, "fit", fit)
+
+    def show(message, category, filename, lineno, file=None, line=None):  # as Python does,
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+    monkeypatch.setattr(warnings, "showwarning", show)  # where pytest would record them
+    formatted = warnings.formatwarning
+    assert main(["cleanse", str(path), *CSV_ARGS, "--missing", "drop", "--out",
+                 str(tmp_path / "o")]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"sgdinfluence: warning: {path}: dropped 1 row ([3]) with missing values (in columns "
+        "['mean radius'])", "sgdinfluence: error: stop here"]
+    assert warnings.formatwarning is formatted  # restored
+
+
+def test_a_full_disk_is_one_line_naming_the_output(cancer_csv, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from sgdinfluence.app import report
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    monkeypatch.setattr(report, "render", full)
+    out = tmp_path / "out"
+    line = fails(["cleanse", str(cancer_csv[0]), *CSV_ARGS, "--out", str(out)], capsys)
+    assert line == (f"sgdinfluence: error: no space left on the device while writing {out}; "
+                    "free some space on it, or choose an output directory on another device")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cancer.csv"]
+
+
+def test_absurd_epochs_reach_fit_at_once_and_its_refusal_is_one_line(capsys, tmp_path,
+                                                                    monkeypatch):
+    """Nothing in the app allocates per epoch or per step before training: fit (here a
+    stand-in refusing as the core's check does) is reached at once, with the epochs given."""
+    import tracemalloc
+
+    import sgdinfluence.app.cleanse
+    from sgdinfluence.errors import ConfigError
+
+    def fit(model, data, *, epochs, batch_size, **kwargs):
+        peak.append(tracemalloc.get_traced_memory()[1])
+        raise ConfigError(f"epochs={epochs} would take {epochs * 2} steps")
+    peak = []
+    monkeypatch.setattr(sgdinfluence.app.cleanse, "fit", fit)
+    epochs = "99999999999999999999"
+    tracemalloc.start()
+    try:
+        line = fails(["cleanse", "digits", "--subset", "100", "--epochs", epochs, "--out",
+                      str(tmp_path / "o")], capsys)
+    finally:
+        tracemalloc.stop()
+    assert line == f"sgdinfluence: error: epochs={epochs} would take {int(epochs) * 2} steps"
+    assert peak[0] < 50e6  # bytes: the digits, not a schedule
+
+
+# Passes once the core's check of projected steps lands in sgi.fit (issue 20, the core
+# owner's part); until then training starts and this fails at its memory or time limit.
+@pytest.mark.xfail(reason="needs the core check of absurd epoch counts in fit", strict=False)
+def test_absurd_epochs_fail_at_once(tmp_path):
+    import resource
+
+    def limit():  # a check that did not land fails here, not by eating the machine's memory
+        resource.setrlimit(resource.RLIMIT_DATA, (1 << 30, 1 << 30))
+    done = subprocess.run([sys.executable, "-m", "sgdinfluence", "cleanse", "digits",
+                           "--subset", "100", "--epochs", "99999999999999999999", "--quiet",
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                          timeout=10, preexec_fn=limit)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("sgdinfluence: error: ") and "steps" in line

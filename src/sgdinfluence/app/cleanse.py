@@ -8,6 +8,7 @@ retrain on the identical schedule, and measure test error for each k and method.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import warnings
@@ -26,11 +27,12 @@ from ..core.train import Run, fit
 from ..errors import ConfigError, DataError
 from . import methods
 from .data.files import ImageFiles, Table, TableDataset
-from .models import MODELS, build
+from .models import MNIST_CNN_MIN_SIZE, MODELS, build
 
 PAPER_KS = (1, 3, 6, 10, 30, 60, 100, 300, 600, 1000, 3000, 6000, 10000)
 AUGMENTS = ("auto", "none", "crop", "crop+flip")
 DEFAULT_METHODS = ("sgd", "sgd-last", "random")
+SEEDS = 2**32  # numpy's and scikit-learn's seeds lie in [0, 2**32 - 1]
 TARGET_METHODS = ("sgd-epochs", "sgd", "training-loss", "random")  # with a target query
 
 
@@ -77,6 +79,8 @@ class CleanseConfig:
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"device {self.device!r} asked for, but torch sees no CUDA device "
                               "here; use cpu (or auto)")
+        if not 0 <= self.seed < SEEDS:
+            raise ConfigError(f"seed must be in [0, {SEEDS - 1}], got {self.seed}")
         if self.fresh_seeds < 0:
             raise ConfigError(f"fresh_seeds must be >= 0, got {self.fresh_seeds}")
         for name in ("epochs", "batch_size"):
@@ -182,7 +186,7 @@ def split(tables: dict[str, Table], cfg: CleanseConfig, val: Table | None = None
         rest, held = _split(data, cfg.test, cfg.seed, "test")
         pool, test = data.take(rest), data.take(held)
     if val is None:
-        rest, held = _split(pool, cfg.val, cfg.seed + 1, "val")
+        rest, held = _split(pool, cfg.val, (cfg.seed + 1) % SEEDS, "val")
     else:
         rest, held = np.arange(len(pool.y)), np.empty(0, dtype=np.int64)
     if cfg.subset is not None:
@@ -194,7 +198,7 @@ def split(tables: dict[str, Table], cfg: CleanseConfig, val: Table | None = None
         if len(test.y) > cfg.subset:  # validation and test of at most the subset's size
             test = test.take(np.sort(rng.permutation(len(test.y))[:cfg.subset]))
     train, val = pool.take(rest), pool.take(held) if val is None else val
-    halves = _halves(target, cfg.seed + 2) if target is not None else ()
+    halves = _halves(target, (cfg.seed + 2) % SEEDS) if target is not None else ()
     for t in (val, test, *halves):  # evaluated again and again; only training streams images
         if isinstance(t.X, ImageFiles):
             t.X = np.asarray(t.X)
@@ -248,11 +252,14 @@ def device(cfg: CleanseConfig) -> torch.device:
 
 def choose_model(cfg: CleanseConfig, shape: tuple[int, ...]) -> tuple[str, RandomCrop | None]:
     """The model name, and the augmentation (crops for a CNN on images, flips for colour)."""
-    name = cfg.model
+    name, image = cfg.model, len(shape) == 3
     if name == "auto":
-        square = len(shape) == 3 and shape[1] == shape[2]
+        square = image and shape[1] == shape[2]
         name = ("cifar-cnn" if square and shape[0] == 3 and shape[1] % 8 == 0 else
-                "mnist-cnn" if square and shape[1] >= 12 else "mlp")
+                "mnist-cnn" if square and shape[1] >= MNIST_CNN_MIN_SIZE else "mlp")
+    if name.endswith("cnn") and not image:
+        raise ConfigError(f"model {name!r} needs images, and the data is a table (instances of "
+                          f"{math.prod(shape)} features); use 'mlp' or 'logreg'")
     augment = cfg.augment
     if augment == "auto":
         augment = ("none" if not name.endswith("cnn") else
@@ -375,7 +382,7 @@ def fresh_check(result: Result, name: str, crop, progress: bool) -> dict:
     for s in tqdm(range(1, cfg.fresh_seeds + 1), desc="fresh training", disable=not progress,
                   leave=False):
         for case, rows in (("all", np.arange(len(train.y))), ("cleaned", keep))[:2 if k else 1]:
-            seed = cfg.seed + 1000 * s
+            seed = (cfg.seed + 1000 * s) % SEEDS
             torch.manual_seed(seed)
             model = build(name, train.X.shape[1:], len(train.classes)).to(device(cfg))
             part = train.take(rows)

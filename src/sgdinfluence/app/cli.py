@@ -15,6 +15,7 @@ import re
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from .. import __version__
@@ -28,7 +29,7 @@ def cleanse_command(args: argparse.Namespace) -> None:
     from .cleanse import DEFAULT_METHODS, TARGET_METHODS, CleanseConfig, cleanse, split
     from .data import cleaned_name, load_data, read_like
 
-    out = Path(args.out or f"out/cleanse-{Path(args.data).stem}")
+    out = Path(args.out if args.out is not None else f"out/cleanse-{Path(args.data).stem}")
     files = {role: Path(f) for role, f in (("validation file", args.val), ("target file",
                                                                           args.target))
              if isinstance(f, str)}
@@ -70,7 +71,7 @@ def experiment_command(name: str, config_from_args):
     def command(args: argparse.Namespace) -> None:
         module = importlib.import_module(f".experiments.{name}", __package__)
         cfg = config_from_args(args)
-        out = Path(args.out or module.default_out(cfg))
+        out = Path(args.out if args.out is not None else module.default_out(cfg))
         data_dir = getattr(args, "data_dir", None)  # the demo reads none
         check_output(out, args.overwrite, _inputs(None, data_dir) if hasattr(args, "data_dir")
                      else ())
@@ -144,7 +145,13 @@ def optimizer_options(args: argparse.Namespace) -> dict:
 
 def _warn(warning: str | None) -> None:
     if warning:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(_one_line_warning(warning), end="", file=sys.stderr)
+
+
+def _one_line_warning(message, *args, **kwargs) -> str:
+    """A warning as the command line shows it (``warnings.formatwarning``'s signature): one
+    line, without the source line and its location."""
+    return f"sgdinfluence: warning: {' '.join(str(message).split())}\n"
 
 
 def _inputs(data: str | None, root: str | None) -> list[Path]:
@@ -155,6 +162,9 @@ def _inputs(data: str | None, root: str | None) -> list[Path]:
     if data is None or data in DATASETS:
         return [data_dir(root)] if data is None or DATASETS[data].download else []
     return [Path(data)]
+
+
+SEED_MAX = 2**32 - 1  # numpy's seeds end here
 
 
 def positive_int(text: str) -> int:
@@ -191,6 +201,20 @@ def natural(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """A random seed: numpy's range, [0, 2**32 - 1]."""
+    value = natural(text)
+    if value > SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be at most {SEED_MAX} (2**32 - 1), got {value}")
+    return value
+
+
+def out_path(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a directory, got an empty path")
+    return text
+
+
 def positive_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value > 0):
@@ -207,9 +231,16 @@ def fraction_count_or_file(text: str) -> float | str:
     return fraction_or_count(text)
 
 
-def fraction_or_count(text: str) -> float:
+def fraction_or_count(text: str) -> float | int:
+    """A fraction in (0, 1), or a count written as an integer: 1.0 is no count of 1."""
+    if re.fullmatch(r"\s*\+?\d+\s*", text) and int(text) >= 1:
+        return int(text)
     value = float(text)
-    if not (0 < value < 1 or (value >= 1 and value.is_integer())):
+    if value >= 1:
+        raise argparse.ArgumentTypeError(
+            f"{text} is a fraction of all the data{' or more' if value > 1 else ''}, not "
+            "allowed; use a count or a fraction below 1")
+    if not 0 < value < 1:
         raise argparse.ArgumentTypeError(f"must be a fraction in (0, 1) or a count, got {text}")
     return value
 
@@ -254,9 +285,10 @@ def parser() -> Parser:
                        help="show the traceback of a failure, not only its message")
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         if out is not None:
-            p.add_argument("--out", default=None, help=f"output directory (default {out})")
+            p.add_argument("--out", type=out_path, default=None,
+                           help=f"output directory (default {out})")
         if replace_own:
-            p.set_defaults(overwrite=True)
+            p.set_defaults(overwrite=name)  # a previous result of this command, no other
         elif out is not None:
             p.add_argument("--overwrite", action="store_true",
                            help="replace the output directory if it holds a previous result "
@@ -281,13 +313,13 @@ def parser() -> Parser:
                         "category '(missing)'); a missing label is never imputed (default "
                         "refuse)")
     p.add_argument("--model", choices=["auto", *MODELS], default="auto",
-                   help="auto: the MNIST CNN for grey images, the CIFAR-10 CNN for colour "
-                        "images of side 8n, else an MLP")
+                   help="auto: the CIFAR-10 CNN for colour images of side 8n, the MNIST CNN "
+                        "for other square images of side 16 or more, else an MLP")
     p.add_argument("--epochs", type=positive_int, default=20)
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--lr", type=positive_float, default=0.05)
     p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--seed", type=natural, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--val", type=fraction_count_or_file, default=0.1,
                    help="validation share of the training data: fraction or count (0.1); or "
                    "a file of validation data in DATA's format")
@@ -317,7 +349,7 @@ def parser() -> Parser:
                 "Digits with 10% of the training labels flipped: does SGD-influence find them?",
                 out="out/demo; a previous demo's is replaced", replace_own=True)
     p.add_argument("--epochs", type=positive_int, default=20)
-    p.add_argument("--seed", type=natural, default=0)
+    p.add_argument("--seed", type=seed, default=0)
 
     exps = sub.add_parser("experiment", help="reproduce the paper's experiments, and benchmarks")
     exps = exps.add_subparsers(dest="experiment", required=True, parser_class=Parser)
@@ -382,7 +414,7 @@ def parser() -> Parser:
     p.add_argument("--lr", type=float, default=None, help="default 0.2 for digits, 0.05 otherwise")
     p.add_argument("--folds", type=int, default=None, help="cleanlab's k (default 5)")
     optimizer_arguments(p)
-    p.add_argument("--seed", type=natural, default=None)
+    p.add_argument("--seed", type=seed, default=None)
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: on a shared machine more threads spin "
                         "against other jobs)")
@@ -394,9 +426,13 @@ def parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status. An expected failure (bad data or
     options, diverging training, an output that must not or cannot be written, Ctrl-C) is one
-    line on stderr and a non-zero status; ``--debug`` shows its traceback instead."""
+    line on stderr and a non-zero status; ``--debug`` shows its traceback instead. A warning
+    is one line too (``--debug``: Python's, with its source line)."""
     args = parser().parse_args(argv)
     signal.signal(signal.SIGTERM, _interrupt)  # killed: clean up as for Ctrl-C
+    formatted = warnings.formatwarning
+    if not args.debug:
+        warnings.formatwarning = _one_line_warning
     try:
         args.func(args)
     except KeyboardInterrupt:
@@ -409,6 +445,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"sgdinfluence: error: {_for_the_command_line(e)}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = formatted
     return 0
 
 

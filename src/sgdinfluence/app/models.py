@@ -48,15 +48,20 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+MNIST_CNN_MIN_SIZE = 16  # the smallest side leaving one pixel: ((16 - 4) // 2 - 4) // 2 = 1
+
+
 def mnist_cnn(num_classes: int = 10, channels: int = 1, size: int = 28) -> nn.Module:
     """The paper's MNIST CNN: conv 20@5x5 - pool - conv 20@5x5 - pool - linear, with inputs
     in [0, 1] mapped to [-1, 1] as the authors' code does ((x - 0.5) / 0.5).
 
-    13,750 parameters for 10 classes on 28x28 images.
+    13,750 parameters for 10 classes on 28x28 images; images of side at least
+    ``MNIST_CNN_MIN_SIZE`` (each 5x5 convolution takes 4 pixels, each pooling halves).
     """
     side = ((size - 4) // 2 - 4) // 2
     if side < 1:
-        raise ConfigError(f"mnist-cnn needs images of at least 12x12 pixels, got {size}x{size}")
+        raise ConfigError(f"mnist-cnn needs images of at least {MNIST_CNN_MIN_SIZE}x"
+                          f"{MNIST_CNN_MIN_SIZE} pixels, got {size}x{size}")
     return nn.Sequential(
         Normalize((0.5,) * channels, (0.5,) * channels),
         nn.Conv2d(channels, 20, 5), nn.ReLU(), nn.MaxPool2d(2),

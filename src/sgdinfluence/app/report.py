@@ -248,15 +248,16 @@ Score = estimated change of {queried} if the instance is left out.</p>
 
 
 def write(result: Result, out: str | Path, title: str = "sgdinfluence cleansing report",
-          notes: list[str] = (), overwrite: bool = False, extra: dict | None = None,
-          inputs=(), source: Schema | None = None) -> Path:
+          notes: list[str] = (), overwrite: bool | str = False, extra: dict | None = None,
+          inputs=(), source: Schema | None = None, command: str = "cleanse") -> Path:
     """Write scores.csv, results.json, curve.png and report.html into ``out`` atomically
     (``overwrite`` and ``inputs`` as for :func:`sgdinfluence.app.output.check_output`), and
     with ``source``, the schema of the data read, the input without the rows scores.csv
-    marks ``removed`` (:func:`~sgdinfluence.app.data.write_cleaned`)."""
+    marks ``removed`` (:func:`~sgdinfluence.app.data.write_cleaned`). The output's marker
+    records ``command`` as the writer."""
     frame = scores_frame(result)
     curve_png = plot_curves(result)
-    with output_dir(out, overwrite, inputs) as tmp:
+    with output_dir(out, overwrite, inputs, command) as tmp:
         frame.sort_values("rank").to_csv(tmp / "scores.csv", index=False)
         write_cleaned(source, frame.loc[frame["removed"], "index"].to_numpy(), tmp)
         info = {**result.to_json(), "summary": summary(result), "notes": list(notes),

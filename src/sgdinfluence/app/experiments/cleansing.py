@@ -76,7 +76,7 @@ def run(cfg: CleansingConfig, out: str | Path, *, data_dir=None, overwrite: bool
     tables = load_data(cfg.dataset, root=data_dir)
     curves: dict[str, dict[int, list[float]]] = {}
     runs = []
-    with output_dir(out, overwrite) as tmp:
+    with output_dir(out, overwrite, command="experiment cleansing") as tmp:
         for seed in range(cfg.seeds):
             seed_cfg = cfg.cleanse_config(seed)
             if seed_cfg.ks is None:

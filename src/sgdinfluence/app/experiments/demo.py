@@ -32,10 +32,11 @@ def default_out(cfg: DemoConfig) -> str:
     return "out/demo"
 
 
-def run(cfg: DemoConfig, out: str | Path, *, data_dir=None, overwrite: bool = True,
+def run(cfg: DemoConfig, out: str | Path, *, data_dir=None, overwrite: bool | str = "demo",
         progress: bool = True) -> dict:
     """Train an MLP on the noisy digits, score, remove, retrain, and write the report to
-    ``out`` (replacing a previous demo's). Returns {"text": what to print, "summary"}."""
+    ``out`` (replacing a previous demo's, and no other result unless ``overwrite`` is True).
+    Returns {"text": what to print, "summary"}."""
     cleanse_cfg = CleanseConfig(model="mlp", epochs=cfg.epochs, batch_size=32, lr=0.1,
                                 weight_decay=1e-4, seed=cfg.seed, val=0.15, test=0.2,
                                 methods=("sgd", "sgd-last", "training-loss", "random"),
@@ -75,7 +76,7 @@ def run(cfg: DemoConfig, out: str | Path, *, data_dir=None, overwrite: bool = Tr
               "120 most harmful and retraining on the same schedule",
               report.summary(result)]
     report.write(result, out, title="sgdinfluence demo: digits with flipped labels",
-                 notes=notes, overwrite=overwrite)
+                 notes=notes, overwrite=overwrite, command="demo")
     return {"config": asdict(cfg), "text": "\n".join(lines), "summary": report.summary(result),
             "warning": report.training_warning(result), "found": int(found.sum()),
             "flipped": m}

@@ -180,7 +180,7 @@ def run(cfg: EstimationConfig, out: str | Path, *, data_dir=None, overwrite: boo
     start = time.perf_counter()
     train = load(cfg.dataset, data_dir)["train"]
     X, y = train.X, train.y
-    with output_dir(out, overwrite) as tmp:
+    with output_dir(out, overwrite, command="experiment estimation") as tmp:
         rows, first = [], None
         for seed in tqdm(range(cfg.seeds), desc=f"{cfg.dataset} {cfg.model}", disable=not progress):
             r = one_seed(cfg, (X, y), seed)

@@ -317,7 +317,7 @@ def run(cfg: NoisyLabelsConfig, out: str | Path, *, data_dir=None, overwrite: bo
                 for m in cfg.models_for(d)]
     rows: list[dict] = []
     threads = torch.get_num_threads()
-    with output_dir(out, overwrite) as tmp:
+    with output_dir(out, overwrite, command="experiment noisy-labels") as tmp:
         try:
             torch.set_num_threads(cfg.threads or threads)
             warm_up(cfg.methods)

@@ -211,7 +211,7 @@ def run(cfg: ScenariosConfig, out: str | Path, *, data_dir=None, overwrite: bool
                 rows += one(cfg, dataset, scenario, seed, tables, data_dir, progress)
     summary = {"experiment": asdict(cfg), "rows": rows, "means": means(rows),
                "seconds": time.perf_counter() - start}
-    with output_dir(out, overwrite) as tmp:
+    with output_dir(out, overwrite, command="experiment scenarios") as tmp:
         with open(tmp / "results.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
             writer.writeheader()
