@@ -569,7 +569,6 @@ def test_absurd_epochs_reach_fit_at_once_and_its_refusal_is_one_line(capsys, tmp
 
 # Passes once the core's check of projected steps lands in sgi.fit (issue 20, the core
 # owner's part); until then training starts and this fails at its memory or time limit.
-@pytest.mark.xfail(reason="needs the core check of absurd epoch counts in fit", strict=False)
 def test_absurd_epochs_fail_at_once(tmp_path):
     import resource
 
