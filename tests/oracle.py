@@ -31,7 +31,8 @@ def unrolled(model, X, y, loss, batches, lrs, weight_decay, query, from_step=0,
 
 def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd",
                        momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999),
-                       eps=1e-8, weight_decay=0.0, seeds=None, from_step=0, inputs=None):
+                       eps=1e-8, weight_decay=0.0, seeds=None, from_step=0, inputs=None,
+                       max_grad_norm=None, clip_grad_value=None):
     """Scores (N,) = -dQ(θ[T](w))/dw at w = 1, and the final parameters, of training
     ``model`` (from its current parameters) as ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` do.
 
@@ -85,13 +86,20 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
     which returns the scalar Q given ``forward: x -> outputs`` at θ[T]. Steps before
     ``from_step`` use fixed weights 1 (no gradient to w), as in the last-epoch approximation;
     the optimizer state they build enters the later steps as a constant.
+
+    ``clip_grad_value`` c_v and ``max_grad_norm`` c_n clip g before the update, as
+    ``torch.nn.utils.clip_grad_value_`` then ``clip_grad_norm_`` do on the parameter tensors:
+    each entry clamped to [−c_v, c_v]; then every tensor multiplied by
+    min(1, c_n / (‖(‖g_p‖)_p‖ + 1e-6)), the norm of the tensors' norms (torch's arithmetic).
+    Only without coupled decay, whose gradient torch adds after clipping.
     """
     w = torch.ones(len(X), dtype=next(model.parameters()).dtype, device=X.device,
                    requires_grad=True)
     params, _, forward = unroll(model, X, y, loss, batches, lrs, w, optimizer=optimizer,
                                 momentum=momentum, dampening=dampening, nesterov=nesterov,
                                 betas=betas, eps=eps, weight_decay=weight_decay, seeds=seeds,
-                                from_step=from_step, inputs=inputs)
+                                from_step=from_step, inputs=inputs, max_grad_norm=max_grad_norm,
+                                clip_grad_value=clip_grad_value)
     (dw,) = torch.autograd.grad(query(forward), w)
     return -dw, [p.detach() for p in params]
 
@@ -105,7 +113,8 @@ def sqrt0(v):
 
 def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
            dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-           seeds=None, from_step=0, inputs=None, create_graph=True):
+           seeds=None, from_step=0, inputs=None, create_graph=True, max_grad_norm=None,
+           clip_grad_value=None):
     """The training of ``unrolled_optimizer`` with instance weights ``w`` (N,).
 
     Returns the final parameters, the final optimizer state (per parameter: the momentum
@@ -118,6 +127,8 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
         raise ValueError("Nesterov momentum requires a momentum and zero dampening (as torch)")
     if optimizer != "sgd" and (momentum or dampening or nesterov):
         raise ValueError("momentum, dampening and nesterov are options of optimizer='sgd'")
+    if (max_grad_norm or clip_grad_value) and weight_decay and optimizer != "adamw":
+        raise ValueError("torch clips before adding a coupled decay: not written out here")
     names = [n for n, _ in model.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in model.parameters()]
     decay = _per_tensor(weight_decay, len(params), "weight_decay")
@@ -148,6 +159,13 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
                                       for a, p in zip(decay, params, strict=True) if a != 0)
             grads = torch.autograd.grad((wt * per).sum() / len(idx), params,
                                         create_graph=create_graph)
+            if clip_grad_value is not None:
+                grads = [g.clamp(-clip_grad_value, clip_grad_value) for g in grads]
+            if max_grad_norm is not None:
+                total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                              for g in grads]))
+                coef = torch.clamp(max_grad_norm / (total + 1e-6), max=1.0)
+                grads = [g * coef for g in grads]
             if optimizer == "sgd":
                 params, state = _sgd(params, grads, state, lr, momentum, dampening, nesterov)
             else:

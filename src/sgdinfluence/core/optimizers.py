@@ -32,7 +32,12 @@ NAMES = ("sgd", "adam", "adamw")
 @dataclass(frozen=True)
 class Optimizer:
     """An optimizer's update rule and hyper-parameters (torch's defaults); the learning rate
-    and weight decay belong to the run (they may differ per step and per parameter group)."""
+    and weight decay belong to the run (they may differ per step and per parameter group).
+
+    ``clip_grad_value`` and ``max_grad_norm`` clip the step's gradient first, as
+    ``torch.nn.utils.clip_grad_value_`` then ``clip_grad_norm_`` (over all of θ) would
+    before ``optimizer.step()``: part of the update, so the sweep reverses it exactly.
+    """
 
     name: str = "sgd"
     momentum: float = 0.0
@@ -40,6 +45,8 @@ class Optimizer:
     nesterov: bool = False
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
+    max_grad_norm: float | None = None
+    clip_grad_value: float | None = None
 
     def __post_init__(self) -> None:
         if self.name not in NAMES:
@@ -54,6 +61,13 @@ class Optimizer:
             if not ok or not all(math.isfinite(v) for v in values[what]):
                 raise ConfigError(f"{what} is out of range for {self.name}: "
                                   f"{getattr(self, what)!r}")
+        for what in ("max_grad_norm", "clip_grad_value"):
+            value = getattr(self, what)
+            if value is not None and (isinstance(value, bool) or not isinstance(
+                    value, (int, float)) or not (math.isfinite(value) and value > 0)):
+                raise ConfigError(f"{what} must be None or a finite number > 0, got {value!r}")
+            if value is not None:
+                object.__setattr__(self, what, float(value))
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ConfigError("nesterov needs momentum > 0 and dampening 0 (as torch.optim.SGD)")
         if self.name != "sgd" and (self.momentum or self.dampening or self.nesterov):
@@ -65,11 +79,27 @@ class Optimizer:
         """State vectors kept besides θ: 0 for plain SGD, 1 with momentum, 2 for Adam(W)."""
         return 2 if self.name != "sgd" else int(self.momentum > 0)
 
+    @property
+    def clips(self) -> bool:
+        return self.max_grad_norm is not None or self.clip_grad_value is not None
+
+    def clip(self, g: torch.Tensor) -> torch.Tensor:
+        """g (..., P) clipped as torch.nn.utils does: each entry to ±clip_grad_value, then
+        the whole by max_grad_norm / (‖g‖ + 1e-6) where that is below 1 (torch's formula)."""
+        if self.clip_grad_value is not None:
+            g = g.clamp(-self.clip_grad_value, self.clip_grad_value)
+        if self.max_grad_norm is not None:
+            norm = torch.linalg.vector_norm(g, dim=-1, keepdim=True)
+            g = g * torch.clamp(self.max_grad_norm / (norm + 1e-6), max=1.0)
+        return g
+
     def step(self, theta: torch.Tensor, slots: tuple[torch.Tensor, ...], g: torch.Tensor,
              lr: float | torch.Tensor, t: int, decay: float | torch.Tensor = 0.0
              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """One update of θ (P,) and the slots from the gradient g (P,) at step t (from 0);
         ``decay`` is AdamW's decoupled weight decay."""
+        if self.clips:
+            g = self.clip(g)
         if self.name == "sgd":                              # torch.optim.SGD, op for op
             if not self.momentum:
                 return theta - lr * g, ()

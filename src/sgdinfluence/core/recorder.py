@@ -29,7 +29,15 @@ from . import distributed, losses
 from .objective import Objective, deterministic, mode
 from .optimizers import Optimizer
 from .tensors import as_indices
-from .train import FitConfig, Run, _check_forward, check_finite, loss_name, training_data
+from .train import (
+    FitConfig,
+    Run,
+    _check_forward,
+    check_clip,
+    check_finite,
+    loss_name,
+    training_data,
+)
 from .trajectory import make_store
 
 UNSUPPORTED = ("amsgrad", "maximize", "capturable", "differentiable", "fused")
@@ -41,14 +49,19 @@ class Recorder:
     """Record a run from the user's loop; see the module's docstring. ``loss`` is a name
     (``"cross_entropy"``, ``"bce"``, ``"mse"``) or a callable ``(outputs, targets) ->
     per-instance losses``; ``train`` a pair (X, y) or a map-style Dataset (read by index);
-    ``store`` as for :func:`fit`; ``seed`` seeds the steps' seeds."""
+    ``store`` as for :func:`fit`; ``seed`` seeds the steps' seeds. ``max_grad_norm`` and
+    ``clip_grad_value`` clip each step's gradient with ``torch.nn.utils.clip_grad_norm_`` /
+    ``clip_grad_value_`` before the optimizer's step, recorded as part of the update; a
+    gradient clipped any other way (in an optimizer hook, say) is refused at that step."""
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  loss: str | losses.LossFn = "cross_entropy", train=None, *, store="memory",
-                 augment=None, workers: int = 0, seed: int = 0):
+                 augment=None, workers: int = 0, seed: int = 0,
+                 max_grad_norm: float | None = None, clip_grad_value: float | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         name, opt = _optimizer(optimizer)
+        opt = replace(opt, max_grad_norm=max_grad_norm, clip_grad_value=clip_grad_value)
         loss_fn = losses.resolve(loss)
         self.model, self.optimizer = model, optimizer
         # torch adds a group's coupled decay to the gradient itself; the run's objective
@@ -56,6 +69,7 @@ class Recorder:
         self.objective = Objective(model, loss_fn, 0.0, augment)
         theta0 = self.objective.flatten()
         group_of, decays = _groups(optimizer, self.objective.params)
+        check_clip(opt, any(decays) and name != "adamw")
         self.data = training_data(train, loss_fn, theta0, workers)
         _check_forward(self.objective, theta0, self.data)
         several = len(optimizer.param_groups) > 1
@@ -114,8 +128,13 @@ class Recorder:
         run.batches.append(idx)
         for p, gp in zip(objective.params, g.split(objective.sizes), strict=True):
             p.grad = gp.view_as(p).clone()
+        if run.optimizer.clip_grad_value is not None:
+            torch.nn.utils.clip_grad_value_(objective.params, run.optimizer.clip_grad_value)
+        if run.optimizer.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(objective.params, run.optimizer.max_grad_norm)
         self.optimizer.step()
-        self._after = torch.cat([objective.flatten(), *self._slots()])  # the next step's start
+        self._after = after = torch.cat([objective.flatten(), *self._slots()])  # next start
+        self._check_update(state, after, g, t)
         self._seen += len(idx)
         self._losses.append(value)
         return value
@@ -153,6 +172,23 @@ class Recorder:
                             "(a scheduler that cycles it, such as OneCycleLR's "
                             "cycle_momentum?); a run records each step's learning rate only: "
                             "keep the other options fixed")
+
+    def _check_update(self, state: torch.Tensor, after: torch.Tensor, g: torch.Tensor,
+                      t: int) -> None:
+        """Refuse a step torch's optimizer took other than the recorded update of the recorded
+        gradient: a gradient clipped in an optimizer hook, say, which no replay would see."""
+        run = self.run
+        theta, slots = run.unpack(state)
+        coupled = 0.0 if run.optimizer.name == "adamw" else run.decay  # torch adds it to g
+        theta, slots = run.optimizer.step(theta, slots, g + coupled * theta, run.rate(t), t,
+                                          run.decoupled())
+        expected = torch.cat([theta, *slots])
+        if (after - expected).norm() > 1e-3 * (after - state).norm() + 1e-30:
+            self._done = True
+            raise Error(f"at step {t} the optimizer moved the parameters (or its buffers) "
+                        "other than the recorded gradient's update does (a gradient clipped "
+                        "or changed in an optimizer hook?); the run could not replay it: pass "
+                        "max_grad_norm= or clip_grad_value= to the Recorder instead")
 
     def _slots(self) -> list[torch.Tensor]:
         """The optimizer's buffers now, flat in θ's order (zeros before the first step)."""

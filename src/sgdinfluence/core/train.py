@@ -331,6 +331,17 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
     return state, step_losses.numpy()
 
 
+def check_clip(optimizer: Optimizer, coupled_decay: bool) -> None:
+    """Clipping is exact with decoupled or no weight decay; torch clips before it adds a
+    coupled decay to the gradient, which the run's objective (the decay in each instance's
+    loss) cannot separate: refused."""
+    if optimizer.clips and coupled_decay:
+        raise ConfigError("gradient clipping with a coupled weight decay (sgd or adam with "
+                          "weight_decay > 0) is not supported: torch clips the gradient "
+                          "before it adds the decay; use adamw (decoupled decay) or "
+                          "weight_decay=0")
+
+
 def check_finite(value: float, step: int, epoch: int, lr) -> None:
     """Refuse a step whose training loss is NaN or infinite, naming where it happened."""
     if not math.isfinite(value):
@@ -381,6 +392,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         optimizer: str = "sgd", momentum: float = 0.0, dampening: float = 0.0,
         nesterov: bool = False, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        max_grad_norm: float | None = None, clip_grad_value: float | None = None,
         workers: int = 0, progress: bool = False) -> Run:
     """Algorithm 1: train a copy of ``model`` by mini-batch SGD (or momentum SGD, Adam, AdamW)
     and record the trajectory.
@@ -397,8 +409,10 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     instance is present), and torch's decoupled decay for ``"adamw"``. ``augment`` maps a batch
     of inputs to an augmented batch using torch's default generator (e.g.
     :class:`RandomCrop`); it is seeded per step, so retraining and the sweep replay it.
-    ``model`` itself is left untouched (it is θ[0]); the trained copy is ``run.model``.
-    Training runs in the model's dtype and on its device.
+    ``clip_grad_value`` and ``max_grad_norm`` clip each step's gradient as
+    ``torch.nn.utils.clip_grad_value_`` and ``clip_grad_norm_`` do (in that order), as part
+    of the update the sweep reverses. ``model`` itself is left untouched (it is θ[0]); the
+    trained copy is ``run.model``. Training runs in the model's dtype and on its device.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -418,7 +432,9 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
         raise Error(f"weight_decay must be finite and >= 0, got {weight_decay}")
     loss_fn = losses.resolve(loss)
     opt = Optimizer(optimizer, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                    betas=betas, eps=eps)
+                    betas=betas, eps=eps, max_grad_norm=max_grad_norm,
+                    clip_grad_value=clip_grad_value)
+    check_clip(opt, bool(weight_decay) and opt.name != "adamw")
     store = make_store(store)
     model = copy.deepcopy(model)
     if augment is not None and not callable(augment):

@@ -48,7 +48,7 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
                 U = U + checkpoints[t + 1]()
             lr = run.rate(t)
             theta, slots = run.unpack(run.store[t])
-            if not slots:                                      # θ[t+1] = θ[t] - η_t g_t:
+            if not slots and not optimizer.clips:              # θ[t+1] = θ[t] - η_t g_t:
                 G = -lr * U                                    # the cotangent of g_t
             else:                                              # (θ, slots) = step(θ, slots, g_t)
                 U, rest, G = _reverse_update(adjoint.objective, run, theta, slots, t, part, x,
@@ -79,9 +79,10 @@ def _reverse_update(objective: Objective, run: Run, theta, slots, t: int, part, 
                     U: torch.Tensor, rest: tuple[torch.Tensor, ...]):
     """The cotangents of θ[t], the slots and g_t, from U and ``rest`` (those of θ[t+1] and
     the slots after step t), by the vjp of the update (elementwise, so cheap). Adam's update
-    is nonlinear in g_t, which is recomputed here; SGD's is linear, so any g will do."""
+    is nonlinear in g_t (and so is a clip), which is recomputed here; SGD's is linear, so any
+    g will do."""
     optimizer, lr, decay = run.optimizer, run.rate(t), run.decoupled()
-    if optimizer.name == "sgd":
+    if optimizer.name == "sgd" and not optimizer.clips:
         g = torch.zeros_like(theta)
     else:
         w = torch.ones(len(part), dtype=theta.dtype, device=theta.device)
