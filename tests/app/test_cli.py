@@ -483,6 +483,11 @@ BIG_SEED = "4294967296"  # 2**32: numpy's seeds end at 2**32 - 1
      "argument --seed: must be at most 4294967295 (2**32 - 1), got 4294967296"),
     (["demo", "--seed", BIG_SEED], 2, "argument --seed: must be at most 4294967295"),
     (["experiment", "noisy-labels", "--seed", BIG_SEED], 2, "must be at most 4294967295"),
+    (["cleanse", "digits", "--max-grad-norm", "1", "--weight-decay", "0.01", "--out",
+      "{tmp}/o"], 1, "clipping with a coupled weight decay (sgd or adam with weight_decay > 0) "
+     "is not supported"),
+    (["cleanse", "digits", "--max-grad-norm", "0", "--out", "{tmp}/o"], 1,
+     "max_grad_norm must be None or a finite number > 0, got 0.0"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 def test_a_hostile_command_line_is_one_line_before_any_work(argv, code, message, cancer_csv,
                                                            tmp_path, capsys, monkeypatch):
@@ -581,3 +586,13 @@ def test_absurd_epochs_fail_at_once(tmp_path):
     assert done.returncode == 1 and "Traceback" not in done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert line.startswith("sgdinfluence: error: ") and "steps" in line
+
+
+def test_a_clipped_training_is_recorded_and_reported(cancer_csv, tmp_path):
+    path, _ = cancer_csv
+    out = tmp_path / "out"
+    assert main(["cleanse", str(path), *CSV_ARGS, "--optimizer", "adamw", "--lr", "0.01",
+                 "--weight-decay", "0.01", "--max-grad-norm", "0.5", "--clip-grad-value", "0.1",
+                 "--out", str(out)]) == 0
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["max_grad_norm"] == 0.5 and config["clip_grad_value"] == 0.1

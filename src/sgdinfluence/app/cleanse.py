@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..core.augment import RandomCrop
 from ..core.objective import mode
 from ..core.optimizers import Optimizer
-from ..core.train import Run, fit
+from ..core.train import Run, check_clip, fit
 from ..errors import ConfigError, DataError
 from . import methods
 from .data.files import ImageFiles, Table, TableDataset
@@ -57,6 +57,8 @@ class CleanseConfig:
     optimizer: str = "sgd"  # or "adam", "adamw": torch.optim's update rules
     momentum: float = 0.0
     nesterov: bool = False
+    max_grad_norm: float | None = None  # clip each step's gradient (torch.nn.utils' clips)
+    clip_grad_value: float | None = None
     fresh_seeds: int = 0  # also train afresh with this many new seeds, with and without the k
     # removed, to tell a gain of this run from a gain of the data
     device: str = "auto"  # where to train and sweep: "cpu", "cuda" (or "cuda:1"), or auto:
@@ -69,7 +71,10 @@ class CleanseConfig:
         if self.model != "auto" and self.model not in MODELS:
             raise ConfigError(f"unknown model {self.model!r}; use auto or one of {list(MODELS)}")
         methods.check(self.methods)
-        Optimizer(self.optimizer, momentum=self.momentum, nesterov=self.nesterov)  # checks them
+        check_clip(Optimizer(self.optimizer, momentum=self.momentum, nesterov=self.nesterov,
+                             max_grad_norm=self.max_grad_norm,
+                             clip_grad_value=self.clip_grad_value),  # checks them
+                   self.weight_decay > 0 and self.optimizer != "adamw")
         if self.retrain not in ("last", "all"):
             raise ConfigError(f"retrain must be 'last' or 'all', got {self.retrain!r}")
         if self.augment not in AUGMENTS:
@@ -306,6 +311,7 @@ def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool
     run = fit(model, data, epochs=cfg.epochs, batch_size=min(cfg.batch_size, n),
               lr=cfg.lr, weight_decay=cfg.weight_decay, seed=cfg.seed, augment=crop,
               optimizer=cfg.optimizer, momentum=cfg.momentum, nesterov=cfg.nesterov,
+              max_grad_norm=cfg.max_grad_norm, clip_grad_value=cfg.clip_grad_value,
               progress=progress)
     seconds["training"] = time.perf_counter() - start
     scores = {}
@@ -390,6 +396,7 @@ def fresh_check(result: Result, name: str, crop, progress: bool) -> dict:
             run = fit(model, data, epochs=cfg.epochs, batch_size=min(cfg.batch_size, len(rows)),
                       lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed, augment=crop,
                       optimizer=cfg.optimizer, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                      max_grad_norm=cfg.max_grad_norm, clip_grad_value=cfg.clip_grad_value,
                       store="replay")
             errors[case].append(error(run.model, test))
     if not k:  # nothing removed: the same trainings

@@ -43,6 +43,7 @@ def cleanse_command(args: argparse.Namespace) -> None:
                         retrain=args.retrain or ("all" if args.target else "last"),
                         augment=args.augment,
                         fresh_seeds=args.fresh_seeds, device=args.device,
+                        max_grad_norm=args.max_grad_norm, clip_grad_value=args.clip_grad_value,
                         **optimizer_options(args))
     start = time.perf_counter()
     tables = load_data(args.data, args.label_column, args.data_dir,
@@ -343,6 +344,12 @@ def parser() -> Parser:
                    help="also train afresh with this many new seeds, with all the data and "
                         "without the removed instances: does the gain carry over? (default 0)")
     optimizer_arguments(p)
+    p.add_argument("--max-grad-norm", type=float, default=None,
+                   help="clip each step's gradient to this norm, as torch.nn.utils."
+                   "clip_grad_norm_ (default: no clipping; not with sgd/adam weight decay)")
+    p.add_argument("--clip-grad-value", type=float, default=None,
+                   help="clip each entry of each step's gradient to ± this, as torch.nn.utils."
+                   "clip_grad_value_ (default: no clipping)")
     device_argument(p)
 
     p = command(sub, "demo", experiment_command("demo", demo_config),
