@@ -32,7 +32,7 @@ def unrolled(model, X, y, loss, batches, lrs, weight_decay, query, from_step=0,
 def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd",
                        momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999),
                        eps=1e-8, weight_decay=0.0, seeds=None, from_step=0, inputs=None,
-                       max_grad_norm=None, clip_grad_value=None):
+                       max_grad_norm=None, clip_grad_value=None, eval_modules=None):
     """Scores (N,) = -dQ(θ[T](w))/dw at w = 1, and the final parameters, of training
     ``model`` (from its current parameters) as ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` do.
 
@@ -92,6 +92,9 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
     each entry clamped to [−c_v, c_v]; then every tensor multiplied by
     min(1, c_n / (‖(‖g_p‖)_p‖ + 1e-6)), the norm of the tensors' norms (torch's arithmetic).
     Only without coupled decay, whose gradient torch adds after clipping.
+
+    ``eval_modules(t)``, if given, names the modules (as ``named_modules`` does) that are in
+    eval mode at step t, the others in train mode.
     """
     w = torch.ones(len(X), dtype=next(model.parameters()).dtype, device=X.device,
                    requires_grad=True)
@@ -99,7 +102,7 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
                                 momentum=momentum, dampening=dampening, nesterov=nesterov,
                                 betas=betas, eps=eps, weight_decay=weight_decay, seeds=seeds,
                                 from_step=from_step, inputs=inputs, max_grad_norm=max_grad_norm,
-                                clip_grad_value=clip_grad_value)
+                                clip_grad_value=clip_grad_value, eval_modules=eval_modules)
     (dw,) = torch.autograd.grad(query(forward), w)
     return -dw, [p.detach() for p in params]
 
@@ -114,7 +117,7 @@ def sqrt0(v):
 def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
            dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
            seeds=None, from_step=0, inputs=None, create_graph=True, max_grad_norm=None,
-           clip_grad_value=None):
+           clip_grad_value=None, eval_modules=None):
     """The training of ``unrolled_optimizer`` with instance weights ``w`` (N,).
 
     Returns the final parameters, the final optimizer state (per parameter: the momentum
@@ -146,6 +149,9 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
     try:
         for t, (idx, lr) in enumerate(zip(batches, lrs, strict=True)):
             lr = _per_tensor(lr, len(params), f"lrs[{t}]")
+            if eval_modules is not None:
+                for name, m in model.named_modules():
+                    m.training = name not in eval_modules(t)
             wt = w[idx] if t >= from_step else torch.ones(len(idx), dtype=w.dtype,
                                                            device=w.device)
             if seeds is not None:

@@ -119,9 +119,18 @@ def deterministic(device: torch.device):
 
 @contextlib.contextmanager
 def mode(model: nn.Module, train: bool):
-    was = model.training
+    """``model.train(train)`` for the block, then every module's own flag as it was (a part
+    the user had put in eval mode stays there)."""
+    was = [(m, m.training) for m in model.modules()]
     model.train(train)
     try:
         yield
     finally:
-        model.train(was)
+        for m, flag in was:
+            m.training = flag
+
+
+def set_modes(model: nn.Module, in_eval: frozenset[str]) -> None:
+    """Every module of ``model`` in train mode but those named in ``in_eval``."""
+    for name, m in model.named_modules():
+        m.training = name not in in_eval

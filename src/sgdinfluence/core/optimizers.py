@@ -52,6 +52,8 @@ class Optimizer:
         if self.name not in NAMES:
             raise ConfigError(f"unknown optimizer {self.name!r}; use one of {list(NAMES)}")
         object.__setattr__(self, "betas", tuple(float(b) for b in self.betas))
+        for what in ("momentum", "dampening", "eps"):
+            object.__setattr__(self, what, float(getattr(self, what)))
         values = {"momentum": [self.momentum], "dampening": [self.dampening],
                   "betas": list(self.betas), "eps": [self.eps]}
         ranges = {"momentum": self.momentum >= 0, "dampening": 0 <= self.dampening <= 1,

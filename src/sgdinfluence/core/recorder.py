@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import Error
 from . import distributed, losses
-from .objective import Objective, deterministic, mode
+from .objective import Objective, deterministic
 from .optimizers import Optimizer
 from .tensors import as_indices
 from .train import (
@@ -112,7 +112,9 @@ class Recorder:
         part = distributed.shard(idx)  # all of it in one process
         x, y = self.data.batch(part)
         theta.requires_grad_()
-        with mode(self.model, train=True), deterministic(theta.device):
+        # the step runs in the modes the user's loop set (a backbone in eval mode stays so)
+        in_eval = sorted(n for n, m in self.model.named_modules() if not m.training)
+        with deterministic(theta.device):
             g, loss = distributed.gradient(objective, theta, torch.ones(
                 len(part), dtype=theta.dtype, device=theta.device), x, y, len(idx), seed)
         value = loss.item()
@@ -122,6 +124,8 @@ class Recorder:
         if new_epoch:  # an epoch's first step: retraining can start here
             run.epoch_starts.append(t)
             run.epoch_buffers.append(buffers)
+        if in_eval != (run.eval_modules[-1][1] if run.eval_modules else []):
+            run.eval_modules.append([t, in_eval])  # the modes change from this step on
         run.store.append(state)
         run.lrs.append(tuple(rates) if run.groups is not None else rates[0])
         run.seeds.append(seed)

@@ -177,7 +177,7 @@ PARTS: dict[str, type | tuple[type, ...]] = {
     "model": dict, "initial_state": dict, "batches": list, "lrs": list, "seeds": list,
     "epoch_starts": list, "epoch_buffers": list, "losses": torch.Tensor, "config": dict,
     "store": dict, "train": dict, "loss": (str, dict), "augment": (dict, type(None)),
-    "optimizer": dict, "groups": (torch.Tensor, type(None))}
+    "optimizer": dict, "groups": (torch.Tensor, type(None)), "eval_modules": list}
 MODEL: dict[str, type | tuple[type, ...]] = {"class": str, "state": dict,
                                             "architecture": (bytes, type(None))}
 
@@ -232,6 +232,11 @@ def check_schedule(p: dict, num_train: int, path) -> None:
     if not (isinstance(losses_, torch.Tensor) and losses_.shape == (T,)
             and torch.isfinite(losses_).all()):
         bad(f"its step losses are not {T} finite numbers")
+    changes = p["eval_modules"]
+    if not all(isinstance(c, list) and len(c) == 2 and type(c[0]) is int and 0 <= c[0] < T
+               and isinstance(c[1], list) and all(isinstance(n, str) for n in c[1])
+               for c in changes) or [c[0] for c in changes] != sorted({c[0] for c in changes}):
+        bad("its modules' train/eval modes are not [step, [names]] in the order of steps")
     groups = p["groups"]
     if groups is not None and not (isinstance(groups, torch.Tensor) and groups.ndim == 1
                                    and groups.dtype == torch.long):

@@ -8,6 +8,7 @@ that they agree bit for bit.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import math
 import numbers
@@ -27,7 +28,7 @@ from ..errors import ConfigError, DataError, Error, RunFileError, TrainingDiverg
 from . import distributed, losses, runfile
 from .data import Streamed, Tensors, TrainData
 from .losses import LossFn
-from .objective import Objective, deterministic, mode, replay_rng
+from .objective import Objective, deterministic, mode, replay_rng, set_modes
 from .optimizers import LRSchedule, Optimizer
 from .tensors import as_indices, as_tensors
 from .trajectory import (
@@ -85,8 +86,17 @@ class Run:
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None
     optimizer: Optimizer = field(default_factory=Optimizer)
     groups: torch.Tensor | None = None  # (P,) the parameter group of each entry of θ
+    eval_modules: list = field(default_factory=list)  # [first step, [names]] where it changes
     _entries: dict = field(default_factory=dict, repr=False, compare=False)
     _sealed: list = field(default_factory=list, init=False, repr=False, compare=False)
+
+    def step_modes(self, model: nn.Module, t: int) -> None:
+        """Put ``model``'s modules in the modes of step t: train mode, but for the modules
+        the run had in eval mode then (``eval_modules``: from each listed step on, the
+        modules named). Nothing to do for a run with none."""
+        if self.eval_modules:
+            starts = [s for s, _ in self.eval_modules]
+            set_modes(model, frozenset(self.eval_modules[bisect.bisect_right(starts, t) - 1][1]))
 
     @property
     def num_steps(self) -> int:
@@ -187,6 +197,7 @@ class Run:
             "loss": runfile.loss_part(self.loss_fn),
             "augment": runfile.augment_part(self.augment),
             "optimizer": asdict(self.optimizer), "groups": self.groups,
+            "eval_modules": self.eval_modules,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -251,6 +262,7 @@ def load_run(path: str | os.PathLike, map_location=None, *, model: nn.Module | N
             train=data, loss_fn=loss_fn,
             augment=runfile.rebuild_augment(p["augment"], augment, path),
             optimizer=Optimizer(**p["optimizer"]), groups=p["groups"],
+            eval_modules=p["eval_modules"],
         )
         P = sum(v.numel() for v in params)
         width = run.store[0].numel() if len(run.store) else 0
@@ -287,6 +299,7 @@ def _check_step0(run: Run, path) -> None:
     for term in (objective.terms, objective.per_instance):  # fit's record, a recorder's
         with torch.no_grad(), mode(objective.model, train=True), \
                 replay_rng(distributed.seed(run.seeds[0], 0), theta.device):
+            run.step_modes(objective.model, 0)
             values.append(term(theta, x, y).mean().item())
     recorded = float(run.losses[0])
     if not any(math.isclose(v, recorded, rel_tol=1e-4, abs_tol=1e-6) for v in values):
@@ -318,6 +331,7 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
                 record.append(state)
             theta, slots = run.unpack(state.detach())
             theta.requires_grad_()
+            run.step_modes(objective.model, t)
             g, loss = distributed.gradient(objective, theta, weights[part], x, y,
                                            len(run.batches[t]), run.seeds[t])
             value = loss.item()
@@ -412,7 +426,9 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     ``clip_grad_value`` and ``max_grad_norm`` clip each step's gradient as
     ``torch.nn.utils.clip_grad_value_`` and ``clip_grad_norm_`` do (in that order), as part
     of the update the sweep reverses. ``model`` itself is left untouched (it is θ[0]); the
-    trained copy is ``run.model``. Training runs in the model's dtype and on its device.
+    trained copy is ``run.model``. Training runs in the model's dtype and on its device, in
+    train mode, but for the parts of a model in train mode that the user put in eval mode (a
+    frozen backbone's batch norm, say), which stay so (recorded, and replayed).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -457,7 +473,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     run = Run(model=model, initial_state=copy.deepcopy(model.state_dict()), batches=batches,
               lrs=lrs, seeds=seeds, epoch_starts=epoch_starts, epoch_buffers=[],
               losses=np.empty(0), config=config, store=store, train=data,
-              loss_fn=loss_fn, augment=augment, optimizer=opt)
+              loss_fn=loss_fn, augment=augment, optimizer=opt, eval_modules=_in_eval(model))
     objective = run.objective(model)  # with the weight decay the run assigns to instances
     _check_forward(objective, theta0, data)
     state = torch.cat([theta0] + [torch.zeros_like(theta0)] * opt.slots)
@@ -511,6 +527,14 @@ def _existing(path: Path) -> Path:
     while not path.exists():
         path = path.parent
     return path
+
+
+def _in_eval(model: nn.Module) -> list:
+    """The modes fit trains in: all in train mode, but the parts the user put in eval mode in
+    a model otherwise in train mode (a frozen backbone). A model wholly in eval mode trains
+    wholly in train mode."""
+    in_eval = sorted(n for n, m in model.named_modules() if not m.training)
+    return [[0, in_eval]] if in_eval and model.training else []
 
 
 def training_data(train, loss_fn: LossFn, theta0: torch.Tensor, workers: int = 0

@@ -52,6 +52,7 @@ def leave_out(run: Run, query: Query, removed: list[torch.Tensor], chunk: int | 
         with mode(objective.model, train=True), deterministic(state0.device):
             data = run.train.batches(run.batches)
             for t, (x, y) in enumerate(data):
+                run.step_modes(objective.model, t)
                 G = _step_gradient(step_grad, run, t, Theta, W, x, y)
                 Theta, slots = run.optimizer.step(Theta, slots, G, run.rate(t), t,
                                                   run.decoupled())

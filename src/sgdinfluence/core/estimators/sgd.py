@@ -47,6 +47,7 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
             if checkpoints and t + 1 in checkpoints:         # a query term at θ[t+1] too
                 U = U + checkpoints[t + 1]()
             lr = run.rate(t)
+            run.step_modes(adjoint.objective.model, t)
             theta, slots = run.unpack(run.store[t])
             if not slots and not optimizer.clips:              # θ[t+1] = θ[t] - η_t g_t:
                 G = -lr * U                                    # the cotangent of g_t
