@@ -32,7 +32,8 @@ def unrolled(model, X, y, loss, batches, lrs, weight_decay, query, from_step=0,
 def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd",
                        momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999),
                        eps=1e-8, weight_decay=0.0, seeds=None, from_step=0, inputs=None,
-                       max_grad_norm=None, clip_grad_value=None, eval_modules=None):
+                       max_grad_norm=None, clip_grad_value=None, eval_modules=None,
+                       hypers=None):
     """Scores (N,) = -dQ(θ[T](w))/dw at w = 1, and the final parameters, of training
     ``model`` (from its current parameters) as ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` do.
 
@@ -94,7 +95,8 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
     Only without coupled decay, whose gradient torch adds after clipping.
 
     ``eval_modules(t)``, if given, names the modules (as ``named_modules`` does) that are in
-    eval mode at step t, the others in train mode.
+    eval mode at step t, the others in train mode. ``hypers(t)``, if given, is a dict whose
+    ``momentum`` or ``betas`` replace the fixed ones at step t (a scheduler that cycles them).
     """
     w = torch.ones(len(X), dtype=next(model.parameters()).dtype, device=X.device,
                    requires_grad=True)
@@ -102,7 +104,8 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
                                 momentum=momentum, dampening=dampening, nesterov=nesterov,
                                 betas=betas, eps=eps, weight_decay=weight_decay, seeds=seeds,
                                 from_step=from_step, inputs=inputs, max_grad_norm=max_grad_norm,
-                                clip_grad_value=clip_grad_value, eval_modules=eval_modules)
+                                clip_grad_value=clip_grad_value, eval_modules=eval_modules,
+                                hypers=hypers)
     (dw,) = torch.autograd.grad(query(forward), w)
     return -dw, [p.detach() for p in params]
 
@@ -117,7 +120,7 @@ def sqrt0(v):
 def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
            dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
            seeds=None, from_step=0, inputs=None, create_graph=True, max_grad_norm=None,
-           clip_grad_value=None, eval_modules=None):
+           clip_grad_value=None, eval_modules=None, hypers=None):
     """The training of ``unrolled_optimizer`` with instance weights ``w`` (N,).
 
     Returns the final parameters, the final optimizer state (per parameter: the momentum
@@ -172,10 +175,12 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
                                                               for g in grads]))
                 coef = torch.clamp(max_grad_norm / (total + 1e-6), max=1.0)
                 grads = [g * coef for g in grads]
+            h = hypers(t) if hypers is not None else {}
             if optimizer == "sgd":
-                params, state = _sgd(params, grads, state, lr, momentum, dampening, nesterov)
+                params, state = _sgd(params, grads, state, lr, h.get("momentum", momentum),
+                                     dampening, nesterov)
             else:
-                params, state = _adam(params, grads, state, lr, t + 1, betas, eps,
+                params, state = _adam(params, grads, state, lr, t + 1, h.get("betas", betas), eps,
                                       decay if optimizer == "adamw" else [0.0] * len(params))
             if not create_graph:
                 params = [p.detach().requires_grad_() for p in params]

@@ -195,9 +195,13 @@ EDITS = {  # a change between two recorded steps -> the refusal naming it
                             "the optimizer's buffers changed between Recorder.step calls"),
     "a manual update": (lambda m, o: m[1].weight.data.sub_(0.1 * m[1].weight.grad),
                         "changed between Recorder.step calls"),
-    "the momentum option": (lambda m, o: o.param_groups[0].update(momentum=0.5),
-                            "the optimizer's momentum of group 0 changed from 0.9 to 0.5 during "
-                            "the run .*cycle_momentum.*keep the other options fixed"),
+    "the weight decay": (lambda m, o: o.param_groups[0].update(weight_decay=0.1),
+                         "the optimizer's weight_decay of group 0 changed from 0 to 0.1 during "
+                         "the run; a run records each step's learning rate, momentum and betas "
+                         "only: keep the other options fixed"),
+    "momentum to 0": (lambda m, o: o.param_groups[0].update(momentum=0.0),
+                      "the optimizer's momentum changed from 0.9 to 0.0; a run keeps a "
+                      "momentum buffer or none throughout"),
 }
 
 
@@ -213,5 +217,54 @@ def test_a_model_or_optimizer_changed_between_steps_is_refused(edit, at):
     change, message = EDITS[edit]
     with torch.no_grad():
         change(model, optimizer)
+    if at == "finish" and edit == "momentum to 0":  # after the last step: no step uses it
+        assert rec.finish().num_steps == 3
+        return
     with pytest.raises(Error, match=message):
         rec.step(steps[3]) if at == "step" else rec.finish()
+
+
+@pytest.mark.parametrize("name", ["momentum", "adam"])
+def test_a_scheduler_that_cycles_momentum_is_recorded_per_step(name):
+    """OneCycleLR cycles SGD's momentum or Adam's beta1 with the rate: each step's values are
+    recorded and replayed (the plain loop's, read step by step, drive the oracle)."""
+    model, train, val = problem()
+    steps = batches()
+
+    def make(m):
+        opt = (torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9) if name == "momentum"
+               else torch.optim.Adam(m.parameters(), lr=0.01))
+        return opt, torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1 if name == "momentum"
+                                                        else 0.02, total_steps=len(steps))
+
+    plain = copy.deepcopy(model)
+    opt, scheduler = make(plain)
+    lrs, hypers = [], []
+    for idx in steps:
+        lrs.append(opt.param_groups[0]["lr"])
+        hypers.append({k: opt.param_groups[0][k] for k in ("momentum", "betas")
+                       if k in opt.param_groups[0]})
+        opt.zero_grad()
+        F.cross_entropy(plain(train[0][idx]), train[1][idx]).backward()
+        opt.step()
+        scheduler.step()
+    assert len({repr(h) for h in hypers}) > 10  # it cycles
+    mine = copy.deepcopy(model)
+    opt, scheduler = make(mine)
+    rec = sgi.Recorder(mine, opt, "cross_entropy", train)
+    for idx in steps:
+        rec.step(idx)
+        scheduler.step()
+    run = rec.finish()
+    for p, q in zip(mine.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    for p, q in zip(run.retrain([]).parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    query = lambda forward: F.cross_entropy(forward(val[0]), val[1])  # noqa: E731
+    options = dict(momentum=0.9) if name == "momentum" else dict(optimizer="adam")
+    expected, _ = unrolled_optimizer(copy.deepcopy(model), *train,
+                                     lambda o, t: F.cross_entropy(o, t, reduction="none"),
+                                     steps, lrs, query, hypers=lambda t: hypers[t], **options)
+    scores = sgi.influence(run, val)
+    assert np.abs(expected.numpy()).max() > 1e-4
+    assert np.abs(scores - expected.numpy()).max() / np.abs(expected.numpy()).max() < 1e-9

@@ -108,6 +108,7 @@ class Recorder:
         state = torch.cat([theta, *self._slots()])
         self._check_untouched(state)
         rates = [float(g["lr"]) for g in self.optimizer.param_groups]
+        hypers = self._hypers()
         seed = int(torch.randint(0, 2**62, (), generator=self._seeds))
         part = distributed.shard(idx)  # all of it in one process
         x, y = self.data.batch(part)
@@ -126,6 +127,8 @@ class Recorder:
             run.epoch_buffers.append(buffers)
         if in_eval != (run.eval_modules[-1][1] if run.eval_modules else []):
             run.eval_modules.append([t, in_eval])  # the modes change from this step on
+        if hypers != {k: getattr(run.optimizer_at(t), k) for k in hypers}:
+            run.hypers.append([t, hypers])  # a scheduler changed the momentum or betas
         run.store.append(state)
         run.lrs.append(tuple(rates) if run.groups is not None else rates[0])
         run.seeds.append(seed)
@@ -172,10 +175,24 @@ class Recorder:
             changed = [o for o in before if repr(before[o]) != repr(after.get(o))]
             if changed:
                 raise Error(f"the optimizer's {changed[0]} of group {k} changed from "
-                            f"{before[changed[0]]!r} to {after[changed[0]]!r} during the run "
-                            "(a scheduler that cycles it, such as OneCycleLR's "
-                            "cycle_momentum?); a run records each step's learning rate only: "
-                            "keep the other options fixed")
+                            f"{before[changed[0]]!r} to {after[changed[0]]!r} during the run; "
+                            "a run records each step's learning rate, momentum and betas "
+                            "only: keep the other options fixed")
+
+    def _hypers(self) -> dict:
+        """The momentum (SGD) or betas (Adam) the groups have now, which a scheduler may cycle
+        (OneCycleLR): one value for all groups, and SGD's momentum never to or from 0."""
+        key = "momentum" if self._name == "sgd" else "betas"
+        values = {repr(g[key]) for g in self.optimizer.param_groups}
+        value = self.optimizer.param_groups[0][key]
+        if len(values) > 1:
+            raise Error(f"the parameter groups' {key} differ ({', '.join(sorted(values))}); "
+                        "the recorder supports groups with their own lr and weight_decay only")
+        if key == "momentum" and (value > 0) != (self.run.optimizer.momentum > 0):
+            raise Error(f"the optimizer's momentum changed from "
+                        f"{self.run.optimizer.momentum} to {value}; a run keeps a momentum "
+                        "buffer or none throughout: start with a momentum > 0")
+        return {key: float(value) if key == "momentum" else tuple(float(b) for b in value)}
 
     def _check_update(self, state: torch.Tensor, after: torch.Tensor, g: torch.Tensor,
                       t: int) -> None:
@@ -184,8 +201,8 @@ class Recorder:
         run = self.run
         theta, slots = run.unpack(state)
         coupled = 0.0 if run.optimizer.name == "adamw" else run.decay  # torch adds it to g
-        theta, slots = run.optimizer.step(theta, slots, g + coupled * theta, run.rate(t), t,
-                                          run.decoupled())
+        theta, slots = run.optimizer_at(t).step(theta, slots, g + coupled * theta, run.rate(t),
+                                                t, run.decoupled())
         expected = torch.cat([theta, *slots])
         if (after - expected).norm() > 1e-3 * (after - state).norm() + 1e-30:
             self._done = True
@@ -236,8 +253,10 @@ def _optimizer(optimizer) -> tuple[str, Optimizer]:
 
 
 def _options(optimizer) -> list[dict]:
-    """Each group's options but its learning rate (and its parameters)."""
-    return [{k: v for k, v in g.items() if k not in ("params", "lr", "initial_lr")}
+    """Each group's options but those recorded per step (its learning rate, momentum and
+    betas) and its parameters."""
+    return [{k: v for k, v in g.items()
+             if k not in ("params", "lr", "initial_lr", "momentum", "betas")}
             for g in optimizer.param_groups]
 
 

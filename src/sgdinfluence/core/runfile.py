@@ -177,7 +177,8 @@ PARTS: dict[str, type | tuple[type, ...]] = {
     "model": dict, "initial_state": dict, "batches": list, "lrs": list, "seeds": list,
     "epoch_starts": list, "epoch_buffers": list, "losses": torch.Tensor, "config": dict,
     "store": dict, "train": dict, "loss": (str, dict), "augment": (dict, type(None)),
-    "optimizer": dict, "groups": (torch.Tensor, type(None)), "eval_modules": list}
+    "optimizer": dict, "groups": (torch.Tensor, type(None)), "eval_modules": list,
+    "hypers": list}
 MODEL: dict[str, type | tuple[type, ...]] = {"class": str, "state": dict,
                                             "architecture": (bytes, type(None))}
 
@@ -237,6 +238,11 @@ def check_schedule(p: dict, num_train: int, path) -> None:
                and isinstance(c[1], list) and all(isinstance(n, str) for n in c[1])
                for c in changes) or [c[0] for c in changes] != sorted({c[0] for c in changes}):
         bad("its modules' train/eval modes are not [step, [names]] in the order of steps")
+    hypers = p["hypers"]
+    if not all(isinstance(c, list) and len(c) == 2 and type(c[0]) is int and 0 <= c[0] < T
+               and isinstance(c[1], dict) and set(c[1]) <= {"momentum", "betas"}
+               for c in hypers) or [c[0] for c in hypers] != sorted({c[0] for c in hypers}):
+        bad("its optimizer's momentum or betas per step are not [step, {...}] in order")
     groups = p["groups"]
     if groups is not None and not (isinstance(groups, torch.Tensor) and groups.ndim == 1
                                    and groups.dtype == torch.long):

@@ -15,7 +15,7 @@ import numbers
 import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +87,7 @@ class Run:
     optimizer: Optimizer = field(default_factory=Optimizer)
     groups: torch.Tensor | None = None  # (P,) the parameter group of each entry of θ
     eval_modules: list = field(default_factory=list)  # [first step, [names]] where it changes
+    hypers: list = field(default_factory=list)  # [first step, {momentum or betas}] likewise
     _entries: dict = field(default_factory=dict, repr=False, compare=False)
     _sealed: list = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -97,6 +98,16 @@ class Run:
         if self.eval_modules:
             starts = [s for s, _ in self.eval_modules]
             set_modes(model, frozenset(self.eval_modules[bisect.bisect_right(starts, t) - 1][1]))
+
+    def optimizer_at(self, t: int) -> Optimizer:
+        """The update rule of step t: ``optimizer`` with the momentum or betas a scheduler
+        (OneCycleLR's cycle_momentum) had set for it (``hypers``: from each listed step on)."""
+        k = bisect.bisect_right([s for s, _ in self.hypers], t) - 1
+        if k < 0:
+            return self.optimizer
+        if ("hypers", k) not in self._entries:
+            self._entries["hypers", k] = replace(self.optimizer, **self.hypers[k][1])
+        return self._entries["hypers", k]
 
     @property
     def num_steps(self) -> int:
@@ -197,7 +208,7 @@ class Run:
             "loss": runfile.loss_part(self.loss_fn),
             "augment": runfile.augment_part(self.augment),
             "optimizer": asdict(self.optimizer), "groups": self.groups,
-            "eval_modules": self.eval_modules,
+            "eval_modules": self.eval_modules, "hypers": self.hypers,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -262,8 +273,10 @@ def load_run(path: str | os.PathLike, map_location=None, *, model: nn.Module | N
             train=data, loss_fn=loss_fn,
             augment=runfile.rebuild_augment(p["augment"], augment, path),
             optimizer=Optimizer(**p["optimizer"]), groups=p["groups"],
-            eval_modules=p["eval_modules"],
+            eval_modules=p["eval_modules"], hypers=p["hypers"],
         )
+        for k in range(len(run.hypers)):  # each step's update rule is one
+            run.optimizer_at(run.hypers[k][0])
         P = sum(v.numel() for v in params)
         width = run.store[0].numel() if len(run.store) else 0
         if len(run.store) != run.num_steps or width != P * (1 + run.optimizer.slots):
@@ -321,7 +334,7 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
     the optimizer. Records each step's state before the step in ``record``. Returns the state
     at the end and the step losses.
     """
-    optimizer, decay = run.optimizer, run.decoupled()
+    decay = run.decoupled()
     step_losses = torch.empty(len(steps), dtype=torch.float64)
     local = [distributed.shard(run.batches[t]) for t in steps]  # all of S_t in one process
     data = run.train.batches(local)
@@ -338,7 +351,8 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
             check_finite(value, t, int(np.searchsorted(run.epoch_starts, t, side="right")) - 1,
                          run.lrs[t])
             step_losses[k] = value
-            theta, slots = optimizer.step(theta.detach(), slots, g, run.rate(t), t, decay)
+            theta, slots = run.optimizer_at(t).step(theta.detach(), slots, g, run.rate(t), t,
+                                                    decay)
             state = torch.cat([theta, *slots]) if slots else theta
             if bar is not None:
                 bar.update()

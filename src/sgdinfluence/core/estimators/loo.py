@@ -54,7 +54,7 @@ def leave_out(run: Run, query: Query, removed: list[torch.Tensor], chunk: int | 
             for t, (x, y) in enumerate(data):
                 run.step_modes(objective.model, t)
                 G = _step_gradient(step_grad, run, t, Theta, W, x, y)
-                Theta, slots = run.optimizer.step(Theta, slots, G, run.rate(t), t,
+                Theta, slots = run.optimizer_at(t).step(Theta, slots, G, run.rate(t), t,
                                                   run.decoupled())
         values = _values(query, Theta)
         out.append((values - base).T)

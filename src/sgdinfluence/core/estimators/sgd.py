@@ -82,7 +82,7 @@ def _reverse_update(objective: Objective, run: Run, theta, slots, t: int, part, 
     the slots after step t), by the vjp of the update (elementwise, so cheap). Adam's update
     is nonlinear in g_t (and so is a clip), which is recomputed here; SGD's is linear, so any
     g will do."""
-    optimizer, lr, decay = run.optimizer, run.rate(t), run.decoupled()
+    optimizer, lr, decay = run.optimizer_at(t), run.rate(t), run.decoupled()
     if optimizer.name == "sgd" and not optimizer.clips:
         g = torch.zeros_like(theta)
     else:
