@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ConfigError, DataError
+from .guards import check_regular
 from .table import Schema, Table, _labels, _map_labels, _rows_text, _stamp
 
 MAX_CATEGORIES = 100  # a text column with more distinct values is refused, not one-hot encoded
@@ -284,6 +285,7 @@ def _check_file(path: Path) -> None:
         raise FileNotFoundError(f"no file at {path}")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a CSV file; give the path of a CSV file")
+    check_regular(path, str(path))
 
 
 def _read_text(path: Path) -> tuple[str, bytes, str]:

@@ -33,6 +33,7 @@ from .csvfile import (
     _csv_suffix,
     read_csv,
 )
+from .guards import check_regular
 from .images import TableDataset, _read_images, read_image_folder
 from .table import ImageFiles, Schema, Table, _labels, _map_labels, _stamp
 
@@ -49,6 +50,7 @@ def read_path(path: Path, label_column: str | None = None, drop_columns=(),
     directory or a tar archive). Returns {split: Table} with split "train"/"test" where the
     source has them, else one split "all". ``missing``: see :func:`read_csv` (CSV only)."""
     _check_missing(missing)
+    check_regular(path, str(path), folder=True)
     if _csv_suffix(path):
         _check_file(path)
         if label_column is None:
@@ -71,6 +73,7 @@ def read_npz(path: str | os.PathLike) -> Table:
     """An ``.npz`` file holding ``X`` (N, ...) numbers and ``y`` (N,) labels (N, H, W: grey
     images, read as (N, 1, H, W)). NaN or infinite features are refused."""
     path = Path(path)
+    check_regular(path, str(path))
     X, labels = _npz_arrays(path, str(path))
     y, classes = _labels(labels, str(path))
     return Table(X, y, classes, np.arange(len(X)),
@@ -164,6 +167,7 @@ def read_like(path: str | os.PathLike, reference: Table, role: str = "second fil
     if not path.exists():
         raise FileNotFoundError(f"{role}: no file or folder at {path} (looked at "
                                 f"{path.resolve()})")
+    check_regular(path, where, folder=True)
     kind = _kind(path)
     allowed = ("npz", "images") if schema.kind == "builtin" else (schema.kind,)
     if kind not in allowed:

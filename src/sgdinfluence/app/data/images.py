@@ -16,6 +16,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ...errors import DataError
+from .guards import check_regular
 from .table import ImageFiles, Schema, Table, _labels, _pixels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
@@ -28,6 +29,7 @@ def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
     (:class:`ImageFiles`), so training streams them; a tar archive, which cannot be read out of
     order cheaply, is read whole."""
     path = Path(path)
+    check_regular(path, str(path), folder=True)
     X, names, split, label = _read_images(path, str(path))
     y, classes = _labels(label, str(path))
     schema = Schema("images", str(path), tuple(X.shape[1:]), len(names),
@@ -41,7 +43,7 @@ def _read_images(path: Path, where: str
                  ) -> tuple[np.ndarray | ImageFiles, np.ndarray, np.ndarray, np.ndarray]:
     """Every image of a folder or tar archive, sorted by path: pixels (N, C, H, W) (read
     later for a directory), names (relative paths), splits and class folder names (N,)."""
-    files = _image_files(path)
+    files = _image_files(path, where)
     if not files:
         raise DataError(f"{where}: no images found (expected <split>/<class>/<file> with one of "
                         f"{sorted(IMAGE_SUFFIXES)})")
@@ -75,10 +77,21 @@ def _read_images(path: Path, where: str
     return X, names, split, label
 
 
-def _image_files(path: Path) -> list[tuple[tuple[str, ...], object]]:
-    """(path parts below the root, a function returning the bytes) of each image, sorted."""
+def _image_files(path: Path, where: str) -> list[tuple[tuple[str, ...], object]]:
+    """(path parts below the root, a function returning the bytes) of each image, sorted. A
+    named pipe or a device named like an image is refused."""
     if path.is_dir():
-        found = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+        found = []
+        for p in path.rglob("*"):
+            if p.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                if check_regular(p, f"{where}: {p.relative_to(path).as_posix()}", folder=True,
+                                 fix="remove it from the folder"):
+                    continue  # a folder named like an image
+            except FileNotFoundError:
+                continue  # a dangling link
+            found.append(p)
         return sorted(((p.relative_to(path).parts, p.read_bytes) for p in found),
                       key=lambda f: f[0])
     if path.is_file() and tarfile.is_tarfile(path):
@@ -87,7 +100,8 @@ def _image_files(path: Path) -> list[tuple[tuple[str, ...], object]]:
                    if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES]
         return sorted(((Path(m.name).parts, lambda m=m: tar.extractfile(m).read())
                        for m in members), key=lambda f: f[0])
-    raise FileNotFoundError(f"no image folder or tar archive at {path}")
+    raise DataError(f"{where}: is neither a folder nor a tar archive; give an image folder "
+                    "(<split>/<class>/<file>) or a tar archive of one")
 
 
 def _rows(X: np.ndarray | ImageFiles, mask: np.ndarray) -> np.ndarray | ImageFiles:

@@ -18,6 +18,7 @@ import pandas as pd
 from PIL import Image
 
 from ...errors import DataError
+from .guards import check_regular
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class ImageFiles:
         return a if dtype is None else a.astype(dtype)
 
     def _read(self, path) -> np.ndarray:
+        check_regular(path, str(path), fix="remove it from the folder")  # swapped for a pipe?
         try:
             with Image.open(path) as im:
                 a = _pixels(im)
