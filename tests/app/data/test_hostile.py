@@ -1,13 +1,20 @@
 """Hostile inputs (issue 20, "safe to open, safe to run"): files that would hang a reader,
 exhaust its memory, write outside the output folder, or give silently wrong numbers. Each is
-refused at the public entry point in one line naming the file and the fix, or read right."""
+refused at the public entry point in one line naming the file and the fix, or read right.
+Bombs are built cheaply (a header that claims a huge size, zeros compressed as they are
+streamed) and read under a small ``max_bytes``, so the module takes about a second."""
 
+import bz2
 import contextlib
+import gzip
 import io
+import lzma
 import os
 import signal
 import socket
 import tarfile
+import zipfile
+from functools import partial
 
 import numpy as np
 import pytest
@@ -133,3 +140,104 @@ def test_a_pipe_or_device_inside_an_image_folder_is_refused(tmp_path):
         make(root / "train" / "a" / "zz.png")
         refused(lambda r=root: read_image_folder(r),
                 f"{root}: train/a/zz.png: is a", "not a regular file; remove it from the folder")
+
+
+# --- decompression bombs: bounded by max_bytes, sizes read from headers -----------------------
+
+def csv_bomb(path, opener, size=2 * LIMIT):
+    """A CSV file of ``size`` bytes compressed as it is written: a header, then rows."""
+    with opener(path) as f:
+        f.write(b"x,label\n")
+        for _ in range(size // (1 << 14)):
+            f.write(b"0,a\n1,b\n" * (1 << 11))
+    return path
+
+
+@contextlib.contextmanager
+def zipped(path):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive, \
+            archive.open("d.csv", "w") as f:
+        yield f
+
+
+OPENERS = [("gz", partial(gzip.open, mode="wb", compresslevel=1)),
+           ("bz2", partial(bz2.open, mode="wb", compresslevel=1)),
+           ("xz", partial(lzma.open, mode="wb", preset=0)), ("zip", zipped),
+           ("", partial(open, mode="wb"))]
+
+
+@pytest.mark.parametrize("suffix, opener", OPENERS, ids=[s or "plain" for s, _ in OPENERS])
+def test_a_csv_file_that_expands_past_max_bytes_is_refused(tmp_path, reference, suffix,
+                                                           opener):
+    path = csv_bomb(tmp_path / f"bomb.csv{'.' + suffix if suffix else ''}", opener)
+    what = "decompresses to more than" if suffix else "holds more than"
+    for read in (lambda: load_data(str(path), "label", max_bytes=LIMIT),
+                 lambda: read_like(path, reference, "target file", max_bytes=LIMIT)):
+        refused(read, f"{path}: {what} the max_bytes limit of 65,536 bytes (6.1e-05 GiB); "
+                      "raise max_bytes if you trust the file")
+    assert len(load_data(str(path), "label", max_bytes=4 * LIMIT)["all"].y) == LIMIT // 2
+
+
+def npy(shape, body=b"", dtype="<f4") -> bytes:
+    """An .npy file whose header declares ``shape`` and whose data is ``body``."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": dtype, "fortran_order": False,
+                                                  "shape": shape})
+    return buffer.getvalue() + body
+
+
+def npz_of(path, members, compression=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compression) as z:
+        for name, data in members.items():
+            z.writestr(f"{name}.npy", data)
+    return path
+
+
+def test_npz_arrays_are_checked_from_their_headers_before_they_are_read(tmp_path):
+    y = npy((4,), bytes(32), "<i8")
+    liar = npz_of(tmp_path / "liar.npz", {"X": npy((10**6, 10**4), bytes(100)), "y": y})
+    refused(lambda: read_npz(liar), f"{liar}: the array 'X' of shape (1000000, 10000) and "
+            "dtype float32 takes 40,000,000,000 bytes, more than the max_bytes limit of "
+            "4,294,967,296 bytes (4 GiB)")  # the default
+    truncated = npz_of(tmp_path / "short.npz", {"X": npy((4, 1000), bytes(100)), "y": y})
+    refused(lambda: read_npz(truncated), f"{truncated}: the array 'X' is truncated: its header "
+            "declares 16,000 bytes, the file holds 100")
+    bomb = npz_of(tmp_path / "bomb.npz", {"X": npy((4, LIMIT), bytes(16 * LIMIT)), "y": y},
+                  zipfile.ZIP_DEFLATED)
+    assert bomb.stat().st_size < LIMIT
+    refused(lambda: read_npz(bomb, max_bytes=LIMIT), "the array 'X' of shape (4, 65536)",
+            "takes 1,048,576 bytes, more than the max_bytes limit of 65,536 bytes")
+    extra = npz_of(tmp_path / "extra.npz", {"X": npy((4, 2), bytes(32)), "y": y,
+                                            "junk": npy((LIMIT,), bytes(4 * LIMIT))},
+                   zipfile.ZIP_DEFLATED)  # never trained on, but write_cleaned copies it
+    refused(lambda: load_data(str(extra), max_bytes=LIMIT), "the array 'junk' of shape "
+            "(65536,) and dtype float32 takes 262,144 bytes, more than the max_bytes limit")
+
+
+def test_tar_members_are_checked_from_their_headers_before_they_are_read(tmp_path):
+    header = tarfile.TarInfo("train/a/x.png")
+    header.size = 3 << 30  # 3 GiB declared, nothing behind it
+    liar = tmp_path / "liar.tar"
+    liar.write_bytes(header.tobuf(tarfile.GNU_FORMAT) + bytes(2048))
+    refused(lambda: read_image_folder(liar, max_bytes=LIMIT),
+            f"{liar}: its members hold 3,221,225,472 bytes (up to 'train/a/x.png'), more than "
+            "the max_bytes limit of 65,536 bytes")
+    refused(lambda: read_image_folder(liar), f"{liar}: cannot be read as a tar archive")
+    bomb = tar_of(tmp_path / "bomb.tar.gz", {"train/a/0.png": png(), "train/a/1.png": 4 * LIMIT},
+                  "w:gz")
+    refused(lambda: load_data(str(bomb), max_bytes=LIMIT),
+            "its members hold 262,", "(up to 'train/a/1.png'), more than the max_bytes limit")
+
+
+def test_the_command_line_names_the_flag_that_raises_max_bytes(tmp_path, capsys):
+    from sgdinfluence.app.cli import main
+
+    path = csv_bomb(tmp_path / "bomb.csv.gz", OPENERS[0][1])
+    assert main(["cleanse", str(path), "--label-column", "label", "--max-bytes", str(LIMIT),
+                 "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert "more than the --max-bytes limit of 65,536 bytes" in err and \
+        "raise --max-bytes if you trust" in err
+    with pytest.raises(SystemExit):
+        main(["cleanse", "--help"])
+    assert "(default 4294967296: 4 GiB)" in " ".join(capsys.readouterr().out.split())

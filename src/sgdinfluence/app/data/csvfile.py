@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ConfigError, DataError
-from .guards import check_regular
+from .guards import MAX_BYTES, check_max_bytes, check_regular, read_bounded
 from .table import Schema, Table, _labels, _map_labels, _rows_text, _stamp
 
 MAX_CATEGORIES = 100  # a text column with more distinct values is refused, not one-hot encoded
@@ -50,7 +50,7 @@ MISSING_CATEGORY = "(missing)"  # the category an empty text cell gets under mis
 
 
 def read_csv(path: str | os.PathLike, label_column: str, drop_columns=(),
-             missing: str = "refuse") -> Table:
+             missing: str = "refuse", max_bytes: int = MAX_BYTES) -> Table:
     """A CSV file with a header; ``label_column`` holds the labels, ``drop_columns`` are not
     features (identifiers, say). Numeric columns are used as they are, text columns with at
     most ``MAX_CATEGORIES`` values are one-hot encoded.
@@ -67,14 +67,17 @@ def read_csv(path: str | os.PathLike, label_column: str, drop_columns=(),
     tab-separated, and an Excel ``sep=;`` first line is obeyed); UTF-8 with or without a BOM,
     UTF-16 or UTF-32 with a BOM, and any other bytes as Windows-1252 (Latin-1 where
     Windows-1252 has no character), so a file that is not UTF-8 is read as Western European
-    text; CRLF, LF or CR line ends; decimal commas where the delimiter is not a comma.
+    text; CRLF, LF or CR line ends; decimal commas where the delimiter is not a comma. A file
+    that holds, or decompresses to, more than ``max_bytes`` bytes is refused (see
+    :mod:`~sgdinfluence.app.data.guards`), having read no more than that.
     Everything else (a file that is not text, duplicate column names, rows with more fields
     than the header, no data rows, a label column that is not a set of classes) raises a
     :class:`DataError` whose message names the file.
     """
     path = Path(path)
     _check_missing(missing)
-    frame, sep, skip = _csv_frame(path)
+    check_max_bytes(max_bytes)
+    frame, sep, skip = _csv_frame(path, max_bytes)
     where = str(path)
     _check_label_column(frame, label_column, where)
     unknown = [c for c in drop_columns if c not in frame.columns]
@@ -115,9 +118,10 @@ def read_csv(path: str | os.PathLike, label_column: str, drop_columns=(),
                  schema=schema)
 
 
-def _csv_like(path: Path, reference: Table, schema: Schema, missing: str, where: str) -> Table:
+def _csv_like(path: Path, reference: Table, schema: Schema, missing: str, where: str,
+              max_bytes: int) -> Table:
     """:func:`read_like` for a CSV file: the reference's columns, encoded as they were."""
-    frame, sep, skip = _csv_frame(path, dtype={c: str for c in schema.categories})
+    frame, sep, skip = _csv_frame(path, max_bytes, dtype={c: str for c in schema.categories})
     absent = [c for c in schema.columns if c not in frame.columns]
     extra = [c for c in frame.columns if c not in schema.columns]
     if absent or extra:
@@ -155,10 +159,11 @@ def _check_missing(missing: str) -> None:
         raise ConfigError(f"missing must be one of {list(MISSING)}, got {missing!r}")
 
 
-def _csv_frame(path: Path, **options) -> tuple[pd.DataFrame, str, int]:
-    """(the table, its delimiter, the lines skipped before the header) of a CSV file;
-    ``options`` go to pandas' reading of the data rows."""
-    text, data, encoding = _read_text(path)
+def _csv_frame(path: Path, max_bytes: int | None, **options) -> tuple[pd.DataFrame, str, int]:
+    """(the table, its delimiter, the lines skipped before the header) of a CSV file of at
+    most ``max_bytes`` bytes once decompressed (None: no limit); ``options`` go to pandas'
+    reading of the data rows."""
+    text, data, encoding = _read_text(path, max_bytes)
     skip, sep = _excel_sep_line(text)
     sample = _sample(text)
     if sep is None:
@@ -288,15 +293,15 @@ def _check_file(path: Path) -> None:
     check_regular(path, str(path))
 
 
-def _read_text(path: Path) -> tuple[str, bytes, str]:
+def _read_text(path: Path, max_bytes: int | None) -> tuple[str, bytes, str]:
     """The file decompressed and decoded: (text, the same text as UTF-8 bytes, the
     encoding it was read with)."""
     _check_file(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = _decompress(f, path, max_bytes)
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
-    raw = _decompress(raw, path)
     for magic, kind in NOT_CSV_MAGIC:
         if raw.startswith(magic):
             raise DataError(f"{path}: is {kind}, not a CSV file")
@@ -322,19 +327,20 @@ def _read_text(path: Path) -> tuple[str, bytes, str]:
     return text, data, encoding
 
 
-def _decompress(raw: bytes, path: Path) -> bytes:
-    """``raw`` decompressed where its first bytes say gzip, bzip2, xz or zip, else itself."""
-    kind = next((k for magic, k in COMPRESSION_MAGIC if raw.startswith(magic)), None)
-    if kind is None or kind == "bzip2" and not re.match(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)", raw):
-        return raw  # "BZh" alone may begin a header
+def _decompress(f, path: Path, max_bytes: int | None) -> bytes:
+    """The bytes of the file ``f``, decompressed where its first bytes say gzip, bzip2, xz or
+    zip, read as a stream that stops past ``max_bytes``."""
+    head = f.read(16)
+    f.seek(0)
+    kind = next((k for magic, k in COMPRESSION_MAGIC if head.startswith(magic)), None)
+    if kind is None or kind == "bzip2" and not re.match(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)", head):
+        return read_bounded(f, max_bytes, str(path), "holds more than")  # "BZh" may begin a header
     try:
-        if kind == "gzip":
-            return gzip.decompress(raw)
-        if kind == "bzip2":
-            return bz2.decompress(raw)
-        if kind == "xz":
-            return lzma.decompress(raw)
-        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        if kind != "zip":
+            opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}[kind]
+            with opener(f, "rb") as stream:
+                return read_bounded(stream, max_bytes, str(path), "decompresses to more than")
+        with zipfile.ZipFile(f) as archive:
             names = [i.filename for i in archive.infolist()
                      if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
             if "[Content_Types].xml" in names and any(n.startswith("xl/") for n in names):
@@ -343,7 +349,8 @@ def _decompress(raw: bytes, path: Path) -> bytes:
             if len(names) != 1:
                 raise DataError(f"{path}: is a zip archive of {len(names)} files "
                                 f"{names[:5]}; expected exactly one CSV file inside")
-            return archive.read(names[0])
+            with archive.open(names[0]) as stream:
+                return read_bounded(stream, max_bytes, str(path), "decompresses to more than")
     except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zlib.error,
             lzma.LZMAError, zipfile.BadZipFile) as e:
         if isinstance(e, DataError):

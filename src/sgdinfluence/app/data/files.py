@@ -12,6 +12,7 @@ The names other modules import from here (``Table``, ``Schema``, ``read_csv``, `
 
 from __future__ import annotations
 
+import math
 import os
 import tarfile
 import warnings
@@ -33,7 +34,7 @@ from .csvfile import (
     _csv_suffix,
     read_csv,
 )
-from .guards import check_regular
+from .guards import MAX_BYTES, check_max_bytes, check_regular, too_big
 from .images import TableDataset, _read_images, read_image_folder
 from .table import ImageFiles, Schema, Table, _labels, _map_labels, _stamp
 
@@ -43,46 +44,54 @@ __all__ = ["MISSING", "ImageFiles", "Schema", "Table", "TableDataset", "cleaned_
 
 
 def read_path(path: Path, label_column: str | None = None, drop_columns=(),
-              missing: str = "refuse") -> dict[str, Table]:
+              missing: str = "refuse", max_bytes: int = MAX_BYTES) -> dict[str, Table]:
     """A path to a CSV file (``.csv``, ``.tsv`` or ``.txt``, also
     compressed: ``.csv.gz``, ``.csv.bz2``, ``.csv.zip``, ``.csv.xz``; a file of another name
     is read as CSV when ``label_column`` is given), an ``.npz`` file or an image folder (a
     directory or a tar archive). Returns {split: Table} with split "train"/"test" where the
-    source has them, else one split "all". ``missing``: see :func:`read_csv` (CSV only)."""
+    source has them, else one split "all". ``missing``: see :func:`read_csv` (CSV only);
+    ``max_bytes``: the most bytes the file may expand to once decompressed (see
+    :mod:`~sgdinfluence.app.data.guards`)."""
     _check_missing(missing)
+    check_max_bytes(max_bytes)
     check_regular(path, str(path), folder=True)
     if _csv_suffix(path):
         _check_file(path)
         if label_column is None:
             raise DataError(f"{path}: a CSV file needs a label column: set label_column to "
                             "the name of the column that holds the labels")
-        return {"all": read_csv(path, label_column, drop_columns, missing)}
+        return {"all": read_csv(path, label_column, drop_columns, missing, max_bytes)}
     if path.suffix.lower() == ".npz":
-        return {"all": read_npz(path)}
+        return {"all": read_npz(path, max_bytes)}
     if path.is_dir() or tarfile.is_tarfile(path):
-        return read_image_folder(path)
+        return read_image_folder(path, max_bytes)
     if label_column is not None:
-        return {"all": read_csv(path, label_column, drop_columns, missing)}
+        return {"all": read_csv(path, label_column, drop_columns, missing, max_bytes)}
     raise DataError(f"{path}: is not a CSV file ({', '.join(CSV_SUFFIXES)}, also compressed "
                     f"as {', '.join(COMPRESSION_SUFFIXES)}), an .npz file, an image folder or "
                     "a tar archive of one; a CSV file of another name is read when "
                     "label_column is given")
 
 
-def read_npz(path: str | os.PathLike) -> Table:
+def read_npz(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> Table:
     """An ``.npz`` file holding ``X`` (N, ...) numbers and ``y`` (N,) labels (N, H, W: grey
-    images, read as (N, 1, H, W)). NaN or infinite features are refused."""
+    images, read as (N, 1, H, W)). NaN or infinite features are refused, and so is a file
+    whose arrays (all of them: :func:`write_cleaned` copies them) take more than
+    ``max_bytes``, as their headers declare before any is read."""
     path = Path(path)
+    check_max_bytes(max_bytes)
     check_regular(path, str(path))
-    X, labels = _npz_arrays(path, str(path))
+    X, labels = _npz_arrays(path, str(path), max_bytes)
     y, classes = _labels(labels, str(path))
     return Table(X, y, classes, np.arange(len(X)),
                  schema=Schema("npz", str(path), X.shape[1:], len(X), stamp=_stamp(path)))
 
 
-def _npz_arrays(path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
+def _npz_arrays(path: Path, where: str, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
     """X (N, ...) float32, finite, and the labels (N,) of an .npz file."""
     try:
+        with zipfile.ZipFile(path) as z:
+            _check_sizes(z, where, max_bytes)
         with np.load(path, allow_pickle=False) as f:
             missing = {"X", "y"} - set(f.files)
             if missing:
@@ -103,6 +112,33 @@ def _npz_arrays(path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
         X = X[:, None]
     _check_finite(X, where)
     return X, labels
+
+
+def _check_sizes(z: zipfile.ZipFile, where: str, max_bytes: int) -> None:
+    """Refuse an .npz whose arrays would take more than ``max_bytes`` together, or one whose
+    header declares more data than its member holds, from the headers alone: numpy
+    allocates the declared array before it reads a byte of it."""
+    total = 0
+    for info in z.infolist():
+        size = info.file_size  # what zipfile unpacks at most
+        if info.filename.endswith(".npy"):
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                          np.lib.format.read_array_header_2_0)  # 3.0 differs in encoding only
+                shape, _, dtype = header(f)
+                size, held = math.prod(shape) * dtype.itemsize, info.file_size - f.tell()
+            name = info.filename.removesuffix(".npy")
+            if size > max_bytes:
+                raise too_big(where, f"the array {name!r} of shape {shape} and dtype {dtype} "
+                              f"takes {size:,} bytes, more than", max_bytes)
+            if size > held:
+                raise DataError(f"{where}: the array {name!r} is truncated: its header declares "
+                                f"{size:,} bytes, the file holds {held:,}; save it again")
+        total += size
+        if total > max_bytes:
+            raise too_big(where, f"its arrays take {total:,} bytes together, more than",
+                          max_bytes)
 
 
 def _check_finite(X: np.ndarray, source: str, columns: list[str] | None = None) -> None:
@@ -132,11 +168,12 @@ def _kind(path: Path) -> str:
 
 
 def read_like(path: str | os.PathLike, reference: Table, role: str = "second file",
-              missing: str | None = None) -> Table:
+              missing: str | None = None, max_bytes: int = MAX_BYTES) -> Table:
     """The labelled instances of ``path`` (a target or validation file, say) read in the format
     of the data ``reference`` came from and encoded the same way, so that a model trained on
     ``reference`` can be evaluated on them. ``role`` names the file in messages
-    ("target file"); ``missing`` defaults to the policy the reference was read with.
+    ("target file"); ``missing`` defaults to the policy the reference was read with;
+    ``max_bytes`` bounds what the file may expand to, as for :func:`read_path`.
 
     - A CSV file must have the reference's columns (in any order; another delimiter,
       encoding or compression is fine): the same label column, dropped columns and feature
@@ -161,6 +198,7 @@ def read_like(path: str | os.PathLike, reference: Table, role: str = "second fil
                           "read it with load_data")
     if missing is not None:
         _check_missing(missing)
+    check_max_bytes(max_bytes)
     missing = missing or schema.missing
     path = Path(path).expanduser()
     where = f"{role} {path}"
@@ -178,16 +216,16 @@ def read_like(path: str | os.PathLike, reference: Table, role: str = "second fil
                         f"{schema.x_shape}" + (f" and the columns {list(schema.columns)}"
                                                 if schema.kind == "csv" else ""))
     if kind == "csv":
-        return _csv_like(path, reference, schema, missing, where)
+        return _csv_like(path, reference, schema, missing, where, max_bytes)
     if kind == "npz":
-        X, labels = _npz_arrays(path, where)
+        X, labels = _npz_arrays(path, where, max_bytes)
         _same_shape(X.shape[1:], schema.x_shape, where, "X of shape (N, {dims})")
         builtin = schema.kind == "builtin" and np.issubdtype(labels.dtype, np.integer)
         y = _map_labels(labels, reference.classes, where, indices=builtin)
         return Table(X, y, reference.classes, np.arange(len(X)),
                      schema=replace(schema, kind="npz", source=str(path), rows=len(X),
                                     stamp=_stamp(path)))
-    X, names, _, label = _read_images(path, where)
+    X, names, _, label = _read_images(path, where, max_bytes)
     _same_shape(tuple(X.shape[1:]), schema.x_shape, where,
                 "images of (channels, height, width) ({dims}); resize or convert them")
     y = _map_labels(label, reference.classes, where)
@@ -260,7 +298,8 @@ def write_cleaned(schema: Schema | None, removed, folder: str | os.PathLike) -> 
         raise DataError(f"{path}: changed since it was read, so the row numbers of the results "
                         "may not point at its rows; run again on the file as it is now")
     if schema.kind == "csv":
-        frame, _, _ = _csv_frame(path, dtype=str, keep_default_na=False)  # the text as it is
+        # the text as it is; no max_bytes: the file is the one read within it
+        frame, _, _ = _csv_frame(path, None, dtype=str, keep_default_na=False)
         with open(dest, "w", encoding="utf-8", newline="") as f:
             if schema.sep_line:
                 f.write(f"sep={schema.delimiter}\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +17,23 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ...errors import DataError
-from .guards import check_regular
+from .guards import MAX_BYTES, check_max_bytes, check_regular, too_big
 from .table import ImageFiles, Schema, Table, _labels, _pixels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
 
 
-def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
+def read_image_folder(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> dict[str, Table]:
     """Images in ``<split>/<class>/<file>`` (or ``<class>/<file>``: one split "all") from a
     directory or a tar archive. Returns {split: Table}, pixels scaled to [0, 1]. The images of
     a directory are checked now (readable, one size and colour) but read only when indexed
     (:class:`ImageFiles`), so training streams them; a tar archive, which cannot be read out of
-    order cheaply, is read whole."""
+    order cheaply, is read whole: refused if its members hold more than ``max_bytes``, as
+    its headers declare."""
     path = Path(path)
+    check_max_bytes(max_bytes)
     check_regular(path, str(path), folder=True)
-    X, names, split, label = _read_images(path, str(path))
+    X, names, split, label = _read_images(path, str(path), max_bytes)
     y, classes = _labels(label, str(path))
     schema = Schema("images", str(path), tuple(X.shape[1:]), len(names),
                     files=tuple(str(n) for n in names))
@@ -39,11 +42,11 @@ def read_image_folder(path: str | os.PathLike) -> dict[str, Table]:
             for s in dict.fromkeys(split)}
 
 
-def _read_images(path: Path, where: str
+def _read_images(path: Path, where: str, max_bytes: int
                  ) -> tuple[np.ndarray | ImageFiles, np.ndarray, np.ndarray, np.ndarray]:
     """Every image of a folder or tar archive, sorted by path: pixels (N, C, H, W) (read
     later for a directory), names (relative paths), splits and class folder names (N,)."""
-    files = _image_files(path, where)
+    files = _image_files(path, where, max_bytes)
     if not files:
         raise DataError(f"{where}: no images found (expected <split>/<class>/<file> with one of "
                         f"{sorted(IMAGE_SUFFIXES)})")
@@ -57,7 +60,7 @@ def _read_images(path: Path, where: str
         try:
             with Image.open(path.joinpath(*parts) if lazy else io.BytesIO(read())) as im:
                 images.append(_shape(im) if lazy else _pixels(im))
-        except (OSError, ValueError, Image.DecompressionBombError):
+        except (OSError, ValueError, Image.DecompressionBombError, tarfile.TarError):
             unreadable.append("/".join(parts))
     if unreadable:
         raise DataError(f"{where}: {len(unreadable)} files cannot be read as images: "
@@ -77,9 +80,12 @@ def _read_images(path: Path, where: str
     return X, names, split, label
 
 
-def _image_files(path: Path, where: str) -> list[tuple[tuple[str, ...], object]]:
+def _image_files(path: Path, where: str, max_bytes: int
+                 ) -> list[tuple[tuple[str, ...], object]]:
     """(path parts below the root, a function returning the bytes) of each image, sorted. A
-    named pipe or a device named like an image is refused."""
+    named pipe or a device named like an image is refused, and so is a tar archive whose
+    members' headers declare more than ``max_bytes`` in all (checked as they are listed, so
+    a compressed archive is unpacked no further)."""
     if path.is_dir():
         found = []
         for p in path.rglob("*"):
@@ -95,9 +101,19 @@ def _image_files(path: Path, where: str) -> list[tuple[tuple[str, ...], object]]
         return sorted(((p.relative_to(path).parts, p.read_bytes) for p in found),
                       key=lambda f: f[0])
     if path.is_file() and tarfile.is_tarfile(path):
-        tar = tarfile.open(path)
-        members = [m for m in tar.getmembers()
-                   if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES]
+        members, total = [], 0
+        try:
+            tar = tarfile.open(path)
+            for m in tar:
+                total += m.size
+                if total > max_bytes:
+                    raise too_big(where, f"its members hold {total:,} bytes (up to {m.name!r}), "
+                                  "more than", max_bytes)
+                if m.isfile() and Path(m.name).suffix.lower() in IMAGE_SUFFIXES:
+                    members.append(m)
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise DataError(f"{where}: cannot be read as a tar archive ({e}); the file may be "
+                            "truncated") from e
         return sorted(((Path(m.name).parts, lambda m=m: tar.extractfile(m).read())
                        for m in members), key=lambda f: f[0])
     raise DataError(f"{where}: is neither a folder nor a tar archive; give an image folder "
