@@ -229,6 +229,51 @@ def test_tar_members_are_checked_from_their_headers_before_they_are_read(tmp_pat
             "its members hold 262,", "(up to 'train/a/1.png'), more than the max_bytes limit")
 
 
+# --- images of 16 and 32 bits: scaled by their real range, or refused -------------------------
+
+def images(root, arrays, suffix):
+    for i, a in enumerate(arrays):
+        (root / "ab"[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(a).save(root / "ab"[i % 2] / f"{i}{suffix}")
+    return root
+
+
+@pytest.mark.parametrize("dtype, suffix, values, expected", [
+    (np.uint16, ".png", [1000, 65535, 0, 30000], [1000 / 65535, 1, 0, 30000 / 65535]),  # I;16
+    (np.uint16, ".tif", [1000, 65535, 0, 30000], [1000 / 65535, 1, 0, 30000 / 65535]),
+    (np.int32, ".tif", [1000, 65535, 0, 30000], [1000 / 65535, 1, 0, 30000 / 65535]),  # I
+    (np.float32, ".tif", [0.25, 1.0, 0.0, 0.75], [0.25, 1.0, 0.0, 0.75]),  # F
+])
+def test_16_and_32_bit_images_are_scaled_by_their_range(tmp_path, dtype, suffix, values,
+                                                        expected):
+    root = images(tmp_path / "imgs", [np.full((4, 4), v, dtype) for v in values], suffix)
+    with tarfile.open(tmp_path / "imgs.tar", "w") as tar:
+        tar.add(root, arcname=".")
+    for source in (root, tmp_path / "imgs.tar"):
+        t = read_image_folder(source)["all"]
+        X = np.asarray(t.X)
+        assert X.shape == (4, 1, 4, 4) and X.dtype == np.float32
+        order = [int(n.split("/")[-1].split(".")[0]) for n in t.names]
+        np.testing.assert_allclose(X[:, 0, 0, 0], np.array(expected)[order], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype, value, message", [
+    (np.int32, 70000, "an integer image (mode I) with values in [70000, 70000], outside 0 to "
+                      "65535; save it with 8 or 16 bits"),
+    (np.int32, -5, "an integer image (mode I) with values in [-5, -5]"),
+    (np.float32, 2.0, "a floating-point image (mode F) with values in [2, 2], outside [0, 1]; "
+                      "scale it to [0, 1] or save it with 8 or 16 bits"),
+    (np.float32, np.nan, "a floating-point image (mode F) with values in [nan, nan]"),
+])
+def test_32_bit_images_out_of_range_are_refused(tmp_path, dtype, value, message):
+    arrays = [np.zeros((4, 4), dtype)] * 3 + [np.full((4, 4), value, dtype)]
+    root = images(tmp_path / "imgs", arrays, ".tif")
+    with tarfile.open(tmp_path / "imgs.tar", "w") as tar:
+        tar.add(root, arcname=".")
+    for source in (root, tmp_path / "imgs.tar"):  # a folder too: checked now, not in training
+        refused(lambda s=source: read_image_folder(s), f"{source}: b/3.tif: {message}")
+
+
 def test_the_command_line_names_the_flag_that_raises_max_bytes(tmp_path, capsys):
     from sgdinfluence.app.cli import main
 

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from ...errors import DataError
 from .guards import MAX_BYTES, check_max_bytes, check_regular, too_big
-from .table import ImageFiles, Schema, Table, _labels, _pixels
+from .table import ImageFiles, Schema, Table, _grey, _labels, _pixels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
 
@@ -59,7 +59,11 @@ def _read_images(path: Path, where: str, max_bytes: int
     for parts, read in files:
         try:
             with Image.open(path.joinpath(*parts) if lazy else io.BytesIO(read())) as im:
+                if lazy and (im.mode in ("I", "F") or im.mode.startswith("I;16")):
+                    _pixels(im)  # values that may be out of range: checked now, not in training
                 images.append(_shape(im) if lazy else _pixels(im))
+        except DataError as e:
+            raise DataError(f"{where}: {'/'.join(parts)}: {e}") from None
         except (OSError, ValueError, Image.DecompressionBombError, tarfile.TarError):
             unreadable.append("/".join(parts))
     if unreadable:
@@ -126,7 +130,7 @@ def _rows(X: np.ndarray | ImageFiles, mask: np.ndarray) -> np.ndarray | ImageFil
 
 def _shape(im: Image.Image) -> tuple[int, int, int]:
     """(C, H, W) of an image once read, from its header alone."""
-    return (1 if im.mode in ("L", "1", "I;16") else 3, im.height, im.width)
+    return (1 if _grey(im.mode) else 3, im.height, im.width)
 
 
 class TableDataset(Dataset):

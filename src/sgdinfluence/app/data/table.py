@@ -121,6 +121,8 @@ class ImageFiles:
         try:
             with Image.open(path) as im:
                 a = _pixels(im)
+        except DataError as e:  # a value out of range
+            raise DataError(f"{path}: {e}") from None
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             raise DataError(f"{path}: cannot be read as an image ({e})") from e
         if a.shape != self.image_shape:
@@ -128,9 +130,32 @@ class ImageFiles:
         return a
 
 
+def _grey(mode: str) -> bool:
+    """Whether images of PIL's ``mode`` are read as one channel."""
+    return mode in ("1", "L", "I", "F") or mode.startswith("I;16")
+
+
 def _pixels(im: Image.Image) -> np.ndarray:
-    """An image as (C, H, W) float32 in [0, 1]: grey stays one channel, else RGB."""
-    a = np.asarray(im.convert("L" if im.mode in ("L", "1", "I;16") else "RGB"), np.float32)
+    """An image as (C, H, W) float32 in [0, 1], scaled by the range of its mode: 8 bits by
+    255; 16-bit grey (``I;16``) by 65535, and so 32-bit integers (``I``, what older Pillow
+    opens 16-bit PNGs as) where they lie in 0..65535; floating point (``F``) as it is where
+    it lies in [0, 1]. Grey stays one channel, any other mode becomes RGB. A 32-bit image
+    outside those ranges has no range to scale by: a :class:`DataError` (without the path,
+    which the caller adds)."""
+    if im.mode == "I" or im.mode.startswith("I;16"):
+        a = np.asarray(im)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise DataError(f"an integer image (mode {im.mode}) with values in [{a.min()}, "
+                            f"{a.max()}], outside 0 to 65535; save it with 8 or 16 bits")
+        return a[None].astype(np.float32) / 65535
+    if im.mode == "F":
+        a = np.asarray(im, np.float32)
+        if a.size and not (a.min() >= 0 and a.max() <= 1):  # NaN is neither
+            raise DataError(f"a floating-point image (mode F) with values in [{a.min():g}, "
+                            f"{a.max():g}], outside [0, 1]; scale it to [0, 1] or save it with "
+                            "8 or 16 bits")
+        return a[None]
+    a = np.asarray(im.convert("L" if _grey(im.mode) else "RGB"), np.float32)
     return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)) / 255.0
 
 
