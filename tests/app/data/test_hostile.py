@@ -274,6 +274,47 @@ def test_32_bit_images_out_of_range_are_refused(tmp_path, dtype, value, message)
         refused(lambda s=source: read_image_folder(s), f"{source}: b/3.tif: {message}")
 
 
+# --- labels and features that would be read wrong ---------------------------------------------
+
+X40 = np.random.default_rng(0).random((40, 4)).astype(np.float32)
+Y40 = np.arange(40) % 2
+
+NPZ = [
+    ("nan-label", dict(X=X40, y=np.where(np.arange(40) == 3, np.nan, Y40)),
+     "y holds NaN or infinite values in 1 row ([3]); give every instance its class"),
+    ("complex-X", dict(X=X40 + 1j, y=Y40),
+     "X holds complex numbers; give real features (the real and imaginary parts as two)"),
+    ("regression-y", dict(X=X40, y=np.linspace(0, 1, 40)),
+     "y holds numbers that are not whole (e.g. 0.02564102564102564 in row 1): it looks like a "
+     "regression target, and sgdinfluence does classification; bin the values into classes"),
+]
+
+
+@pytest.mark.parametrize("arrays, message", [n[1:] for n in NPZ], ids=[n[0] for n in NPZ])
+def test_npz_files_that_would_be_read_wrong_are_refused(tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    refused(lambda: load_data(str(tmp_path / "d.npz")), f"{tmp_path / 'd.npz'}: {message}")
+
+
+def test_numbers_written_two_ways_are_one_class_in_training_and_in_read_like(tmp_path):
+    (tmp_path / "d.csv").write_text(csv_text(labels=("1", "1.0", "x", "01", "2.50", "2.5")))
+    ref = read_csv(tmp_path / "d.csv", "label")
+    assert ref.classes == ["1", "2.5", "x"] and np.bincount(ref.y).tolist() == [15, 10, 5]
+    for labels in (("1.0",), ("1", "x"), ("1.00", "2.5")):  # pandas reads numbers, or text
+        (tmp_path / "t.csv").write_text(csv_text(4, labels))
+        t = read_like(tmp_path / "t.csv", ref, "target file")
+        assert [ref.classes[i] for i in t.y] == [class_of(v) for v in (labels * 4)[:4]]
+    np.savez(tmp_path / "d.npz", X=X40, y=Y40 + 1.0)  # whole floats: the classes "1" and "2"
+    ref = read_npz(tmp_path / "d.npz")
+    assert ref.classes == ["1", "2"]
+    np.savez(tmp_path / "t.npz", X=X40[:3], y=np.array(["2", "1.0", "2.0"]))
+    assert read_like(tmp_path / "t.npz", ref, "target file").y.tolist() == [1, 0, 1]
+
+
+def class_of(label: str) -> str:
+    return {"1.0": "1", "1.00": "1", "01": "1", "2.50": "2.5"}.get(label, label)
+
+
 def test_the_command_line_names_the_flag_that_raises_max_bytes(tmp_path, capsys):
     from sgdinfluence.app.cli import main
 

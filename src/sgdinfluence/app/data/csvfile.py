@@ -30,7 +30,7 @@ import pandas as pd
 
 from ...errors import ConfigError, DataError
 from .guards import MAX_BYTES, check_max_bytes, check_regular, read_bounded
-from .table import Schema, Table, _labels, _map_labels, _rows_text, _stamp
+from .table import Schema, Table, _class_values, _labels, _map_labels, _rows_text, _stamp
 
 MAX_CATEGORIES = 100  # a text column with more distinct values is refused, not one-hot encoded
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -110,8 +110,11 @@ def read_csv(path: str | os.PathLike, label_column: str, drop_columns=(),
                     len(frame), label_column, tuple(drop_columns), tuple(map(str, frame.columns)),
                     tuple(features), categories, medians, missing, sep, skip > 0, _stamp(path))
     kept = frame.iloc[keep]
-    y, classes = _csv_classes(_label_values(kept[label_column], label_column, where),
-                              label_column, where)
+    labels = kept[label_column]
+    y, classes = _csv_classes(_class_values(labels.to_numpy(), where, f"the label column "
+                                            f"{label_column!r}", "bin the values into classes "
+                                            "or choose another label_column",
+                                            labels.index.to_numpy()), label_column, where)
     X = _encode({c: v[keep] for c, v in numbers.items()},
                 {c: v[keep] for c, v in texts.items()}, schema, missing, where)
     return Table(X.astype(np.float32), y, classes, np.flatnonzero(keep), rows=kept,
@@ -144,8 +147,8 @@ def _csv_like(path: Path, reference: Table, schema: Schema, missing: str, where:
     label = str(schema.label_column)
     keep = _missing_rows(frame[label], numbers, texts, missing, where, label)
     kept = frame.iloc[keep]
-    y = _map_labels(_label_values(kept[label], label, where), reference.classes, where,
-                    rows=kept.index.to_numpy())
+    y = _map_labels(kept[label].to_numpy(), reference.classes, where,
+                    rows=kept.index.to_numpy(), what=f"the label column {label!r}")
     X = _encode({c: v[keep] for c, v in numbers.items()},
                 {c: v[keep] for c, v in texts.items()}, schema, missing, where)
     return Table(X.astype(np.float32), y, reference.classes,
@@ -471,25 +474,6 @@ def _first_long_row(text: str, sep: str, skip: int) -> tuple[int, int] | None:
     except csv.Error:
         pass
     return None
-
-
-def _label_values(labels: pd.Series, label_column: str, where: str) -> np.ndarray:
-    """The label column's values as classes: text, integers, or floats with integer values
-    (as integers); fractional numbers (a regression target) are refused."""
-    if pd.api.types.is_float_dtype(labels):
-        values = labels.to_numpy(np.float64)
-        bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
-        if len(bad):
-            first = float(values[bad[0]])
-            raise DataError(f"{where}: the label column {label_column!r} holds numbers that "
-                            f"are not whole (e.g. {first!r} in row {labels.index[bad[0]]}): it "
-                            "looks like a regression target, and sgdinfluence does "
-                            "classification; bin the values into classes or choose another "
-                            "label_column")
-        labels = labels.astype(np.int64) if np.abs(values).max() < 2**62 else labels.astype(str)
-    elif not (pd.api.types.is_integer_dtype(labels) or pd.api.types.is_bool_dtype(labels)):
-        labels = labels.astype(str)
-    return labels.to_numpy()
 
 
 def _csv_classes(values: np.ndarray, label_column: str, where: str

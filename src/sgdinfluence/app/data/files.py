@@ -36,7 +36,7 @@ from .csvfile import (
 )
 from .guards import MAX_BYTES, check_max_bytes, check_regular, too_big
 from .images import TableDataset, _read_images, read_image_folder
-from .table import ImageFiles, Schema, Table, _labels, _map_labels, _stamp
+from .table import ImageFiles, Schema, Table, _class_values, _labels, _map_labels, _stamp
 
 __all__ = ["MISSING", "ImageFiles", "Schema", "Table", "TableDataset", "cleaned_name",
            "flip_labels", "read_csv", "read_image_folder", "read_like", "read_npz", "read_path",
@@ -82,7 +82,7 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> Table:
     check_max_bytes(max_bytes)
     check_regular(path, str(path))
     X, labels = _npz_arrays(path, str(path), max_bytes)
-    y, classes = _labels(labels, str(path))
+    y, classes = _labels(_class_values(labels, str(path), "y"), str(path))
     return Table(X, y, classes, np.arange(len(X)),
                  schema=Schema("npz", str(path), X.shape[1:], len(X), stamp=_stamp(path)))
 
@@ -104,6 +104,9 @@ def _npz_arrays(path: Path, where: str, max_bytes: int) -> tuple[np.ndarray, np.
                         "save it with numpy.savez(path, X=..., y=...)") from e
     if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
         raise DataError(f"{where}: X must hold numbers, got dtype {X.dtype}")
+    if X.dtype.kind == "c":
+        raise DataError(f"{where}: X holds complex numbers; give real features (the real and "
+                        "imaginary parts as two)")
     if labels.ndim != 1 or len(labels) != len(X):
         raise DataError(f"{where}: y must have shape ({len(X)},) to match X {X.shape}, got "
                         f"{labels.shape}")
@@ -221,7 +224,7 @@ def read_like(path: str | os.PathLike, reference: Table, role: str = "second fil
         X, labels = _npz_arrays(path, where, max_bytes)
         _same_shape(X.shape[1:], schema.x_shape, where, "X of shape (N, {dims})")
         builtin = schema.kind == "builtin" and np.issubdtype(labels.dtype, np.integer)
-        y = _map_labels(labels, reference.classes, where, indices=builtin)
+        y = _map_labels(labels, reference.classes, where, indices=builtin, what="y")
         return Table(X, y, reference.classes, np.arange(len(X)),
                      schema=replace(schema, kind="npz", source=str(path), rows=len(X),
                                     stamp=_stamp(path)))

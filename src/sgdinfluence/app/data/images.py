@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from ...errors import DataError
 from .guards import MAX_BYTES, check_max_bytes, check_regular, too_big
-from .table import ImageFiles, Schema, Table, _grey, _labels, _pixels
+from .table import ImageFiles, Schema, Table, _class_values, _grey, _labels, _pixels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
 
@@ -34,7 +34,7 @@ def read_image_folder(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> di
     check_max_bytes(max_bytes)
     check_regular(path, str(path), folder=True)
     X, names, split, label = _read_images(path, str(path), max_bytes)
-    y, classes = _labels(label, str(path))
+    y, classes = _labels(_class_values(label, str(path), "the class folders"), str(path))
     schema = Schema("images", str(path), tuple(X.shape[1:]), len(names),
                     files=tuple(str(n) for n in names))
     return {str(s): Table(_rows(X, split == s), y[split == s], classes,

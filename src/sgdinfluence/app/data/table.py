@@ -10,6 +10,8 @@ report can point a person back at the instance. The images of a folder arrive as
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -159,38 +161,84 @@ def _pixels(im: Image.Image) -> np.ndarray:
     return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)) / 255.0
 
 
+WHOLE = re.compile(r"[+-]?[0-9]{1,18}")
+NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+NOT_WHOLE = "bin the values into classes"  # the fix for a regression target
+
+
+def _class_values(values: np.ndarray, where: str, what: str = "the labels",
+                  fix: str = NOT_WHOLE, rows: np.ndarray | None = None,
+                  training: bool = True) -> np.ndarray:
+    """Labels (N,) as the values that name their classes, by one rule for every reader and for
+    :func:`read_like`: integers and booleans as they are, floats with whole values as
+    integers, and text as it is, except text that spells a number, which is named by its value
+    (``1``, ``1.0``, ``"1"``, ``"1.0"`` and ``"01"`` are the class "1"; ``"2.50"`` and
+    ``2.5`` the class "2.5"). Refused: NaN or infinite numbers, complex numbers, and in
+    training data floats that are not whole: a regression target (``what`` names the labels,
+    ``fix`` the way out; ``rows`` number them in messages)."""
+    values = np.asarray(values)
+    rows = np.arange(len(values)) if rows is None else np.asarray(rows)
+    if values.dtype.kind == "c":
+        raise DataError(f"{where}: {what} holds complex numbers; give every instance its class")
+    if values.dtype.kind in "biu":
+        return values
+    if values.dtype.kind == "f":
+        bad = ~np.isfinite(values)
+        if bad.any():
+            raise DataError(f"{where}: {what} holds NaN or infinite values in "
+                            f"{_rows_text(rows[bad])}; give every instance its class")
+        fractional = np.flatnonzero(values != np.round(values))
+        if training and len(fractional):
+            i = fractional[0]
+            raise DataError(f"{where}: {what} holds numbers that are not whole (e.g. "
+                            f"{float(values[i])!r} in row {rows[i]}): it looks like a regression "
+                            f"target, and sgdinfluence does classification; {fix}")
+        if not len(fractional) and (not len(values) or np.abs(values).max() < 2**53):
+            return values.astype(np.int64)
+        names, inverse = np.unique(values, return_inverse=True)
+        return np.array([_number_name(float(v)) for v in names])[inverse.reshape(-1)]
+    names, inverse = np.unique(values.astype(str), return_inverse=True)
+    return np.array([_class_name(v) for v in names], dtype=str)[inverse.reshape(-1)]
+
+
+def _number_name(v: float) -> str:
+    return str(int(v)) if v.is_integer() and abs(v) < 2**53 else repr(v)
+
+
+def _class_name(text: str) -> str:
+    """A text label's class: the number it spells (1.0, 01: "1"), else itself."""
+    t = text.strip()
+    if WHOLE.fullmatch(t):
+        return str(int(t))
+    if NUMBER.fullmatch(t) and math.isfinite(float(t)):
+        return _number_name(float(t))
+    return text
+
+
 def _labels(values: np.ndarray, source: str) -> tuple[np.ndarray, list[str]]:
-    classes, y = np.unique(np.asarray(values), return_inverse=True)
+    """Class indices (N,) and class names of labels as :func:`_class_values` gives them."""
+    classes, y = np.unique(values, return_inverse=True)
     if len(classes) < 2:
         raise DataError(f"{source}: the labels hold a single class ({str(classes[0])!r}); "
                         "cleansing needs at least two")
-    return y.astype(np.int64), [str(c) for c in classes]
+    return y.astype(np.int64).reshape(-1), [str(c) for c in classes]
 
 
 def _map_labels(values: np.ndarray, classes: list[str], where: str, indices: bool = False,
-                rows: np.ndarray | None = None) -> np.ndarray:
-    """Class indices (n,) of labels given by name (a number also matches a class written as
-    the same number: 1 and "1.0"); with ``indices``, integer labels are the class indices
-    themselves. A label that is no class is refused, naming it."""
+                rows: np.ndarray | None = None, what: str = "the labels") -> np.ndarray:
+    """Class indices (n,) of labels given by name, named by the rule of
+    :func:`_class_values` (so 1, "1.0" and "01" all find the class "1"); with ``indices``,
+    integer labels are the class indices themselves. A label that is no class is refused,
+    naming it."""
     values = np.asarray(values)
     rows = np.arange(len(values)) if rows is None else rows
     if indices:
         bad = (values < 0) | (values >= len(classes))
         y = np.where(bad, -1, values).astype(np.int64)
     else:
+        values = _class_values(values, where, what, rows=rows, training=False)
         lookup = {c: i for i, c in enumerate(classes)}
-        for i, c in enumerate(classes):  # numbers by value: "1", "1.0" and 1 are one class
-            try:
-                lookup.setdefault(repr(float(c)), i)
-            except ValueError:
-                pass
-        found = {}
-        for v in np.unique(values):
-            i = lookup.get(str(v))
-            if i is None and isinstance(v, (int, float, np.number)) and np.isfinite(v):
-                i = lookup.get(repr(float(v)))
-            found[v] = -1 if i is None else i
-        y = np.array([found.get(v, -1) for v in values], dtype=np.int64)
+        y = np.array([lookup.get(str(v), -1) for v in values], dtype=np.int64)
         bad = y < 0
     if bad.any():
         unknown = sorted({str(v) for v in values[bad]})
