@@ -287,6 +287,8 @@ NPZ = [
     ("regression-y", dict(X=X40, y=np.linspace(0, 1, 40)),
      "y holds numbers that are not whole (e.g. 0.02564102564102564 in row 1): it looks like a "
      "regression target, and sgdinfluence does classification; bin the values into classes"),
+    ("traversal-member", {"X": X40, "y": Y40, "../../evil": np.arange(40)},
+     "the member name '../../evil.npy' points outside the archive"),
 ]
 
 
@@ -313,6 +315,27 @@ def test_numbers_written_two_ways_are_one_class_in_training_and_in_read_like(tmp
 
 def class_of(label: str) -> str:
     return {"1.0": "1", "1.00": "1", "01": "1", "2.50": "2.5"}.get(label, label)
+
+
+# --- names that would escape the output, or break cleaned.txt --------------------------------
+
+@pytest.mark.parametrize("name", ["../a/x.png", "/abs/b/y.png", "train/../../c/z.png"])
+def test_tar_members_that_point_outside_the_archive_are_refused(tmp_path, name):
+    tar = tar_of(tmp_path / "t.tar", {"train/a/1.png": png(), "train/b/2.png": png(),
+                                      name: png()})
+    refused(lambda: read_image_folder(tar), f"{tar}: the member name {name!r} points outside "
+            "the archive (an absolute path or '..'), so it could be written outside the folder "
+            "it is extracted to; rename it")
+
+
+def test_an_image_name_with_a_line_break_is_refused(tmp_path):
+    root = image_folder(tmp_path / "imgs")
+    (root / "train" / "a" / "evil\nb.png").write_bytes(png())
+    refused(lambda: load_data(str(root)), f"{root}: the file name 'train/a/evil\\nb.png' holds "
+            "a line break or another control character, which would break the list of files "
+            "written back (cleaned.txt, one path a line); rename it")
+    tar = tar_of(tmp_path / "t.tar", {"a/1.png": png(), "b/2.png": png(), "a/x\r.png": png()})
+    refused(lambda: load_data(str(tar)), "the member name 'a/x\\r.png' holds a line break")
 
 
 def test_the_command_line_names_the_flag_that_raises_max_bytes(tmp_path, capsys):

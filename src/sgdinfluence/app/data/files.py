@@ -34,7 +34,7 @@ from .csvfile import (
     _csv_suffix,
     read_csv,
 )
-from .guards import MAX_BYTES, check_max_bytes, check_regular, too_big
+from .guards import MAX_BYTES, check_max_bytes, check_name, check_regular, too_big
 from .images import TableDataset, _read_images, read_image_folder
 from .table import ImageFiles, Schema, Table, _class_values, _labels, _map_labels, _stamp
 
@@ -91,7 +91,7 @@ def _npz_arrays(path: Path, where: str, max_bytes: int) -> tuple[np.ndarray, np.
     """X (N, ...) float32, finite, and the labels (N,) of an .npz file."""
     try:
         with zipfile.ZipFile(path) as z:
-            _check_sizes(z, where, max_bytes)
+            _check_members(z, where, max_bytes)
         with np.load(path, allow_pickle=False) as f:
             missing = {"X", "y"} - set(f.files)
             if missing:
@@ -117,12 +117,14 @@ def _npz_arrays(path: Path, where: str, max_bytes: int) -> tuple[np.ndarray, np.
     return X, labels
 
 
-def _check_sizes(z: zipfile.ZipFile, where: str, max_bytes: int) -> None:
-    """Refuse an .npz whose arrays would take more than ``max_bytes`` together, or one whose
-    header declares more data than its member holds, from the headers alone: numpy
-    allocates the declared array before it reads a byte of it."""
+def _check_members(z: zipfile.ZipFile, where: str, max_bytes: int) -> None:
+    """Refuse an .npz with a member named outside the archive (:func:`write_cleaned` would
+    write it back), arrays that would take more than ``max_bytes`` together, or a header
+    that declares more data than its member holds, from the headers alone: numpy allocates
+    the declared array before it reads a byte of it."""
     total = 0
     for info in z.infolist():
+        check_name(info.filename, where)
         size = info.file_size  # what zipfile unpacks at most
         if info.filename.endswith(".npy"):
             with z.open(info) as f:
@@ -282,7 +284,8 @@ def write_cleaned(schema: Schema | None, removed, folder: str | os.PathLike) -> 
     - .npz: ``cleaned.npz``, every array whose first dimension is the number of instances
       filtered, the others as they are (compressed if the input was);
     - image folder: ``cleaned.txt``, the kept images' paths relative to the folder, one a
-      line (the images are not copied).
+      line (the images are not copied; a name with a line break is refused when the folder
+      is read, so every line is one path).
 
     A CSV or .npz file that changed since it was read is refused (the row numbers would no
     longer point at its rows)."""

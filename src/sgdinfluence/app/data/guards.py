@@ -1,6 +1,6 @@
 """What every reader checks before it trusts a user's file: that it is a regular file (a named
-pipe or a device would block or never end), and that it expands to at most ``max_bytes`` once
-decompressed.
+pipe or a device would block or never end), that it expands to at most ``max_bytes`` once
+decompressed, and that the names inside an archive stay inside it.
 
 ``max_bytes`` (default :data:`MAX_BYTES`, 4 GiB) bounds the bytes one input file may expand
 to: a CSV file once decompressed, the arrays of an ``.npz`` file as their headers declare
@@ -13,8 +13,9 @@ stops at the limit, so a small file that claims or unpacks to terabytes costs at
 from __future__ import annotations
 
 import os
+import re
 import stat
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -73,3 +74,19 @@ def read_bounded(stream, max_bytes: int | None, where: str, what: str) -> bytes:
         if max_bytes is not None and len(buffer) > max_bytes:
             raise too_big(where, what, max_bytes)
     return bytes(buffer)
+
+
+def check_name(name: str, where: str, what: str = "the member name") -> PurePosixPath:
+    """The path of an archive member (a tar member, an array of an ``.npz``) or of a file in
+    a folder, as relative parts; refused: a name that would leave the folder it is extracted
+    or written to (an absolute path, a drive, ``..``), and one that holds a control
+    character (a line break would split ``cleaned.txt``, one path a line)."""
+    if re.match(r"[/\\]|[A-Za-z]:", name) or ".." in re.split(r"[/\\]", name):
+        raise DataError(f"{where}: {what} {name!r} points outside the archive (an absolute "
+                        "path or '..'), so it could be written outside the folder it is "
+                        "extracted to; rename it")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise DataError(f"{where}: {what} {name!r} holds a line break or another control "
+                        "character, which would break the list of files written back "
+                        "(cleaned.txt, one path a line); rename it")
+    return PurePosixPath(*[p for p in name.split("/") if p not in ("", ".")])

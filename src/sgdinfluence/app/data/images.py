@@ -17,7 +17,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ...errors import DataError
-from .guards import MAX_BYTES, check_max_bytes, check_regular, too_big
+from .guards import MAX_BYTES, check_max_bytes, check_name, check_regular, too_big
 from .table import ImageFiles, Schema, Table, _class_values, _grey, _labels, _pixels
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm"}
@@ -86,10 +86,11 @@ def _read_images(path: Path, where: str, max_bytes: int
 
 def _image_files(path: Path, where: str, max_bytes: int
                  ) -> list[tuple[tuple[str, ...], object]]:
-    """(path parts below the root, a function returning the bytes) of each image, sorted. A
-    named pipe or a device named like an image is refused, and so is a tar archive whose
-    members' headers declare more than ``max_bytes`` in all (checked as they are listed, so
-    a compressed archive is unpacked no further)."""
+    """(path parts below the root, a function returning the bytes) of each image, sorted.
+    Refused: a named pipe or a device named like an image, a name with a line break (see
+    :func:`~sgdinfluence.app.data.guards.check_name`), a tar member named outside the archive,
+    and a tar archive whose members' headers declare more than ``max_bytes`` in all (checked
+    as they are listed, so a compressed archive is unpacked no further)."""
     if path.is_dir():
         found = []
         for p in path.rglob("*"):
@@ -102,13 +103,14 @@ def _image_files(path: Path, where: str, max_bytes: int
             except FileNotFoundError:
                 continue  # a dangling link
             found.append(p)
-        return sorted(((p.relative_to(path).parts, p.read_bytes) for p in found),
-                      key=lambda f: f[0])
+        return sorted(((check_name(p.relative_to(path).as_posix(), where, "the file name").parts,
+                        p.read_bytes) for p in found), key=lambda f: f[0])
     if path.is_file() and tarfile.is_tarfile(path):
         members, total = [], 0
         try:
             tar = tarfile.open(path)
             for m in tar:
+                check_name(m.name, where)
                 total += m.size
                 if total > max_bytes:
                     raise too_big(where, f"its members hold {total:,} bytes (up to {m.name!r}), "
@@ -118,7 +120,7 @@ def _image_files(path: Path, where: str, max_bytes: int
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
             raise DataError(f"{where}: cannot be read as a tar archive ({e}); the file may be "
                             "truncated") from e
-        return sorted(((Path(m.name).parts, lambda m=m: tar.extractfile(m).read())
+        return sorted(((check_name(m.name, where).parts, lambda m=m: tar.extractfile(m).read())
                        for m in members), key=lambda f: f[0])
     raise DataError(f"{where}: is neither a folder nor a tar archive; give an image folder "
                     "(<split>/<class>/<file>) or a tar archive of one")
