@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sgdinfluence.app.data import load_data, read_like
+from sgdinfluence.app.data import load_data, read_like, write_cleaned
 from sgdinfluence.app.data.files import read_csv, read_image_folder, read_npz
 from sgdinfluence.errors import DataError
 
@@ -170,7 +170,8 @@ OPENERS = [("gz", partial(gzip.open, mode="wb", compresslevel=1)),
 def test_a_csv_file_that_expands_past_max_bytes_is_refused(tmp_path, reference, suffix,
                                                            opener):
     path = csv_bomb(tmp_path / f"bomb.csv{'.' + suffix if suffix else ''}", opener)
-    what = "decompresses to more than" if suffix else "holds more than"
+    what = ("decompresses to more than" if suffix else  # refused before it is hashed:
+            f"is {path.stat().st_size:,} bytes on disk, more than")
     for read in (lambda: load_data(str(path), "label", max_bytes=LIMIT),
                  lambda: read_like(path, reference, "target file", max_bytes=LIMIT)):
         refused(read, f"{path}: {what} the max_bytes limit of 65,536 bytes (6.1e-05 GiB); "
@@ -336,6 +337,20 @@ def test_an_image_name_with_a_line_break_is_refused(tmp_path):
             "written back (cleaned.txt, one path a line); rename it")
     tar = tar_of(tmp_path / "t.tar", {"a/1.png": png(), "b/2.png": png(), "a/x\r.png": png()})
     refused(lambda: load_data(str(tar)), "the member name 'a/x\\r.png' holds a line break")
+
+
+# --- an input changed during the run, size and modification time kept ------------------------
+
+def test_an_edit_that_keeps_size_and_mtime_is_detected(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text(csv_text())
+    t = read_csv(path, "label")
+    before = path.stat()
+    path.write_text(csv_text().replace("0,a", "0,b"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+    refused(lambda: write_cleaned(t.schema, [1], tmp_path), f"{path}: changed since it was read")
+    assert not (tmp_path / "cleaned.csv").exists()
 
 
 def test_the_command_line_names_the_flag_that_raises_max_bytes(tmp_path, capsys):

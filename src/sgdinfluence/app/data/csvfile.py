@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ConfigError, DataError
-from .guards import MAX_BYTES, check_max_bytes, check_regular, read_bounded
-from .table import Schema, Table, _class_values, _labels, _map_labels, _rows_text, _stamp
+from .guards import MAX_BYTES, check_max_bytes, check_regular, fingerprint, read_bounded
+from .table import Schema, Table, _class_values, _labels, _map_labels, _rows_text
 
 MAX_CATEGORIES = 100  # a text column with more distinct values is refused, not one-hot encoded
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -77,6 +77,8 @@ def read_csv(path: str | os.PathLike, label_column: str, drop_columns=(),
     path = Path(path)
     _check_missing(missing)
     check_max_bytes(max_bytes)
+    _check_file(path)
+    stamp = fingerprint(path, str(path), max_bytes)
     frame, sep, skip = _csv_frame(path, max_bytes)
     where = str(path)
     _check_label_column(frame, label_column, where)
@@ -108,7 +110,7 @@ def read_csv(path: str | os.PathLike, label_column: str, drop_columns=(),
     width = sum(len(categories[c]) if c in categories else 1 for c in features)
     schema = Schema("csv", str(path), (width,),
                     len(frame), label_column, tuple(drop_columns), tuple(map(str, frame.columns)),
-                    tuple(features), categories, medians, missing, sep, skip > 0, _stamp(path))
+                    tuple(features), categories, medians, missing, sep, skip > 0, stamp)
     kept = frame.iloc[keep]
     labels = kept[label_column]
     y, classes = _csv_classes(_class_values(labels.to_numpy(), where, f"the label column "
@@ -124,6 +126,7 @@ def read_csv(path: str | os.PathLike, label_column: str, drop_columns=(),
 def _csv_like(path: Path, reference: Table, schema: Schema, missing: str, where: str,
               max_bytes: int) -> Table:
     """:func:`read_like` for a CSV file: the reference's columns, encoded as they were."""
+    stamp = fingerprint(path, where, max_bytes)
     frame, sep, skip = _csv_frame(path, max_bytes, dtype={c: str for c in schema.categories})
     absent = [c for c in schema.columns if c not in frame.columns]
     extra = [c for c in frame.columns if c not in schema.columns]
@@ -154,7 +157,7 @@ def _csv_like(path: Path, reference: Table, schema: Schema, missing: str, where:
     return Table(X.astype(np.float32), y, reference.classes,
                  np.flatnonzero(keep), rows=kept,
                  schema=replace(schema, source=str(path), rows=len(frame), missing=missing,
-                                delimiter=sep, sep_line=skip > 0, stamp=_stamp(path)))
+                                delimiter=sep, sep_line=skip > 0, stamp=stamp))
 
 
 def _check_missing(missing: str) -> None:

@@ -34,9 +34,16 @@ from .csvfile import (
     _csv_suffix,
     read_csv,
 )
-from .guards import MAX_BYTES, check_max_bytes, check_name, check_regular, too_big
+from .guards import (
+    MAX_BYTES,
+    check_max_bytes,
+    check_name,
+    check_regular,
+    fingerprint,
+    too_big,
+)
 from .images import TableDataset, _read_images, read_image_folder
-from .table import ImageFiles, Schema, Table, _class_values, _labels, _map_labels, _stamp
+from .table import ImageFiles, Schema, Table, _class_values, _labels, _map_labels
 
 __all__ = ["MISSING", "ImageFiles", "Schema", "Table", "TableDataset", "cleaned_name",
            "flip_labels", "read_csv", "read_image_folder", "read_like", "read_npz", "read_path",
@@ -81,10 +88,11 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> Table:
     path = Path(path)
     check_max_bytes(max_bytes)
     check_regular(path, str(path))
+    stamp = fingerprint(path, str(path), max_bytes)
     X, labels = _npz_arrays(path, str(path), max_bytes)
     y, classes = _labels(_class_values(labels, str(path), "y"), str(path))
     return Table(X, y, classes, np.arange(len(X)),
-                 schema=Schema("npz", str(path), X.shape[1:], len(X), stamp=_stamp(path)))
+                 schema=Schema("npz", str(path), X.shape[1:], len(X), stamp=stamp))
 
 
 def _npz_arrays(path: Path, where: str, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -223,13 +231,14 @@ def read_like(path: str | os.PathLike, reference: Table, role: str = "second fil
     if kind == "csv":
         return _csv_like(path, reference, schema, missing, where, max_bytes)
     if kind == "npz":
+        stamp = fingerprint(path, where, max_bytes)
         X, labels = _npz_arrays(path, where, max_bytes)
         _same_shape(X.shape[1:], schema.x_shape, where, "X of shape (N, {dims})")
         builtin = schema.kind == "builtin" and np.issubdtype(labels.dtype, np.integer)
         y = _map_labels(labels, reference.classes, where, indices=builtin, what="y")
         return Table(X, y, reference.classes, np.arange(len(X)),
                      schema=replace(schema, kind="npz", source=str(path), rows=len(X),
-                                    stamp=_stamp(path)))
+                                    stamp=stamp))
     X, names, _, label = _read_images(path, where, max_bytes)
     _same_shape(tuple(X.shape[1:]), schema.x_shape, where,
                 "images of (channels, height, width) ({dims}); resize or convert them")
@@ -287,8 +296,8 @@ def write_cleaned(schema: Schema | None, removed, folder: str | os.PathLike) -> 
       line (the images are not copied; a name with a line break is refused when the folder
       is read, so every line is one path).
 
-    A CSV or .npz file that changed since it was read is refused (the row numbers would no
-    longer point at its rows)."""
+    A CSV or .npz file that changed since it was read (its content hash differs) is refused:
+    the row numbers would no longer point at its rows."""
     name = cleaned_name(schema)
     if name is None or schema is None:
         return None
@@ -300,11 +309,11 @@ def write_cleaned(schema: Schema | None, removed, folder: str | os.PathLike) -> 
                                 if k), encoding="utf-8")
         return name
     path = Path(schema.source)
-    if not path.is_file() or _stamp(path) != schema.stamp:
+    if not path.is_file() or fingerprint(path, str(path), None) != schema.stamp:
         raise DataError(f"{path}: changed since it was read, so the row numbers of the results "
                         "may not point at its rows; run again on the file as it is now")
     if schema.kind == "csv":
-        # the text as it is; no max_bytes: the file is the one read within it
+        # the text as it is; no max_bytes: the file is the one read within it (same hash)
         frame, _, _ = _csv_frame(path, None, dtype=str, keep_default_na=False)
         with open(dest, "w", encoding="utf-8", newline="") as f:
             if schema.sep_line:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,7 +35,8 @@ class Schema:
     one-hot columns, in order; every other feature column is numeric), ``medians`` each
     numeric feature column's median (over the rows used, before any split; what
     missing='impute' fills in), ``missing`` the policy it was read with, ``delimiter`` and
-    ``sep_line`` (Excel's ``sep=`` first line). ``stamp`` (size, mtime) of a file when read;
+    ``sep_line`` (Excel's ``sep=`` first line). ``stamp`` (size, SHA-256) of a file when read
+    (:func:`~sgdinfluence.app.data.guards.fingerprint`);
     ``files`` the image files of a folder (relative paths, in index order)."""
 
     kind: str
@@ -52,7 +52,7 @@ class Schema:
     missing: str = "refuse"
     delimiter: str = ","
     sep_line: bool = False
-    stamp: tuple[int, int] | None = None
+    stamp: tuple[int, str] | None = None
     files: tuple[str, ...] = field(default=(), repr=False)
 
 
@@ -253,8 +253,3 @@ def _rows_text(rows: np.ndarray) -> str:
     """Up to 10 row numbers, and the count."""
     more = f" and {len(rows) - 10} more" if len(rows) > 10 else ""
     return f"{len(rows)} row{'s' if len(rows) != 1 else ''} ({rows[:10].tolist()}{more})"
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    st = path.stat()
-    return st.st_size, st.st_mtime_ns
