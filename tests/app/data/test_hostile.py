@@ -353,6 +353,17 @@ def test_an_edit_that_keeps_size_and_mtime_is_detected(tmp_path):
     assert not (tmp_path / "cleaned.csv").exists()
 
 
+# --- layouts and values that gave tracebacks ---------------------------------------------------
+
+def test_split_folders_other_than_train_and_test_are_refused(tmp_path):
+    root = image_folder(tmp_path / "imgs", ("train", "valid"))
+    refused(lambda: load_data(str(root)), f"{root}: split folders ['train', 'valid']; expected "
+            "train/ and test/ (<split>/<class>/<file>), or class folders at the top "
+            "(<class>/<file>); rename the split folders, or give the validation images as a "
+            "validation file of their own")
+    assert set(read_image_folder(image_folder(tmp_path / "two"))) == {"train", "test"}
+
+
 def test_the_command_line_names_the_flag_that_raises_max_bytes(tmp_path, capsys):
     from sgdinfluence.app.cli import main
 

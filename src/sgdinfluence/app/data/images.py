@@ -25,15 +25,22 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 def read_image_folder(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> dict[str, Table]:
     """Images in ``<split>/<class>/<file>`` (or ``<class>/<file>``: one split "all") from a
-    directory or a tar archive. Returns {split: Table}, pixels scaled to [0, 1]. The images of
-    a directory are checked now (readable, one size and colour) but read only when indexed
-    (:class:`ImageFiles`), so training streams them; a tar archive, which cannot be read out of
-    order cheaply, is read whole: refused if its members hold more than ``max_bytes``, as
-    its headers declare."""
+    directory or a tar archive; the splits, where there are two, must be "train" and "test"
+    (a validation folder is given on its own, as a validation file). Returns {split: Table},
+    pixels scaled to [0, 1]. The images of a directory are checked now (readable, one size
+    and colour) but read only when indexed (:class:`ImageFiles`), so training streams them; a
+    tar archive, which cannot be read out of order cheaply, is read whole: refused if its
+    members hold more than ``max_bytes``, as its headers declare."""
     path = Path(path)
     check_max_bytes(max_bytes)
     check_regular(path, str(path), folder=True)
     X, names, split, label = _read_images(path, str(path), max_bytes)
+    splits = sorted(map(str, set(split)))
+    if len(splits) > 1 and splits != ["test", "train"]:
+        raise DataError(f"{path}: split folders {splits}; expected train/ and test/ "
+                        "(<split>/<class>/<file>), or class folders at the top "
+                        "(<class>/<file>); rename the split folders, or give the validation "
+                        "images as a validation file of their own")
     y, classes = _labels(_class_values(label, str(path), "the class folders"), str(path))
     schema = Schema("images", str(path), tuple(X.shape[1:]), len(names),
                     files=tuple(str(n) for n in names))
