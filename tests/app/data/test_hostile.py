@@ -288,6 +288,11 @@ NPZ = [
     ("regression-y", dict(X=X40, y=np.linspace(0, 1, 40)),
      "y holds numbers that are not whole (e.g. 0.02564102564102564 in row 1): it looks like a "
      "regression target, and sgdinfluence does classification; bin the values into classes"),
+    ("1d-X", dict(X=X40[:, 0], y=Y40), "X has shape (40,); give X of shape (N, features), "
+                                       "(N, height, width) or (N, channels, height, width)"),
+    ("5d-X", dict(X=X40.reshape(40, 1, 1, 2, 2), y=Y40), "X has shape (40, 1, 1, 2, 2); give X"),
+    ("0d-X", dict(X=np.float32(1), y=Y40), "X has shape (); give X of shape (N, features)"),
+    ("no-rows", dict(X=X40[:0], y=Y40[:0]), "X has no instances (shape (0, 4))"),
     ("traversal-member", {"X": X40, "y": Y40, "../../evil": np.arange(40)},
      "the member name '../../evil.npy' points outside the archive"),
 ]

@@ -96,7 +96,8 @@ def read_npz(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> Table:
 
 
 def _npz_arrays(path: Path, where: str, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    """X (N, ...) float32, finite, and the labels (N,) of an .npz file."""
+    """X (N, ...) float32, finite, and the labels (N,) of an .npz file; X must be (N, D),
+    (N, H, W) or (N, C, H, W) with N > 0."""
     try:
         with zipfile.ZipFile(path) as z:
             _check_members(z, where, max_bytes)
@@ -115,6 +116,12 @@ def _npz_arrays(path: Path, where: str, max_bytes: int) -> tuple[np.ndarray, np.
     if X.dtype.kind == "c":
         raise DataError(f"{where}: X holds complex numbers; give real features (the real and "
                         "imaginary parts as two)")
+    if X.ndim not in (2, 3, 4):
+        raise DataError(f"{where}: X has shape {X.shape}; give X of shape (N, features), "
+                        "(N, height, width) or (N, channels, height, width)")
+    if len(X) == 0:
+        raise DataError(f"{where}: X has no instances (shape {X.shape}); give at least two, "
+                        "of two classes")
     if labels.ndim != 1 or len(labels) != len(X):
         raise DataError(f"{where}: y must have shape ({len(X)},) to match X {X.shape}, got "
                         f"{labels.shape}")
