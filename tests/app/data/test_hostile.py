@@ -293,6 +293,9 @@ NPZ = [
     ("5d-X", dict(X=X40.reshape(40, 1, 1, 2, 2), y=Y40), "X has shape (40, 1, 1, 2, 2); give X"),
     ("0d-X", dict(X=np.float32(1), y=Y40), "X has shape (); give X of shape (N, features)"),
     ("no-rows", dict(X=X40[:0], y=Y40[:0]), "X has no instances (shape (0, 4))"),
+    ("huge-X", dict(X=np.where(np.arange(40)[:, None] == 3, 1e300, X40.astype(float)), y=Y40),
+     "X holds numbers too large for float32 (at most 3.4e+38): 1e+300 in row 3, feature 0; "
+     "rescale X (divide it by a power of ten, say)"),
     ("traversal-member", {"X": X40, "y": Y40, "../../evil": np.arange(40)},
      "the member name '../../evil.npy' points outside the archive"),
 ]

@@ -30,7 +30,7 @@ import pandas as pd
 
 from ...errors import ConfigError, DataError
 from .guards import MAX_BYTES, check_max_bytes, check_regular, fingerprint, read_bounded
-from .table import Schema, Table, _class_values, _labels, _map_labels, _rows_text
+from .table import FLOAT32_MAX, Schema, Table, _class_values, _labels, _map_labels, _rows_text
 
 MAX_CATEGORIES = 100  # a text column with more distinct values is refused, not one-hot encoded
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -199,13 +199,20 @@ def _numbers(values: pd.Series, sep: str, where: str, col) -> np.ndarray | None:
 def _missing_rows(labels: pd.Series, numbers: dict[str, np.ndarray], texts: dict[str, pd.Series],
                   missing: str, where: str, label_column: str) -> np.ndarray:
     """The mask (n,) of the rows to keep under the policy ``missing``, after refusing
-    infinite values, and missing labels unless they are dropped."""
+    infinite values, values too large for float32, and missing labels unless they are
+    dropped."""
     for col, v in numbers.items():
         inf = np.flatnonzero(np.isinf(v))
         if len(inf):
             raise DataError(f"{where}: column {col!r} holds infinite values in "
                             f"{_rows_text(inf)}; replace them by finite numbers or leave the "
                             "cells empty")
+        big = np.flatnonzero(np.abs(v) > FLOAT32_MAX)
+        if len(big):
+            raise DataError(f"{where}: column {col!r} holds numbers too large for float32 (at "
+                            f"most {FLOAT32_MAX:.2g}): {v[big[0]]:g} in {_rows_text(big)}; "
+                            "rescale the column (divide it by a power of ten, say) or drop it "
+                            "with drop_columns")
     no_label = labels.isna().to_numpy()
     if no_label.any() and missing != "drop":
         raise DataError(f"{where}: the label column {label_column!r} is empty in "

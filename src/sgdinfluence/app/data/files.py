@@ -43,7 +43,7 @@ from .guards import (
     too_big,
 )
 from .images import TableDataset, _read_images, read_image_folder
-from .table import ImageFiles, Schema, Table, _class_values, _labels, _map_labels
+from .table import FLOAT32_MAX, ImageFiles, Schema, Table, _class_values, _labels, _map_labels
 
 __all__ = ["MISSING", "ImageFiles", "Schema", "Table", "TableDataset", "cleaned_name",
            "flip_labels", "read_csv", "read_image_folder", "read_like", "read_npz", "read_path",
@@ -125,6 +125,14 @@ def _npz_arrays(path: Path, where: str, max_bytes: int) -> tuple[np.ndarray, np.
     if labels.ndim != 1 or len(labels) != len(X):
         raise DataError(f"{where}: y must have shape ({len(X)},) to match X {X.shape}, got "
                         f"{labels.shape}")
+    if X.dtype.kind == "f" and X.dtype.itemsize > 4:
+        big = np.abs(X.reshape(len(X), -1)) > FLOAT32_MAX
+        if big.any():
+            row, col = np.argwhere(big)[0]
+            raise DataError(f"{where}: X holds numbers too large for float32 (at most "
+                            f"{FLOAT32_MAX:.2g}): {X.reshape(len(X), -1)[row, col]:g} in row "
+                            f"{row}, feature {col}; rescale X (divide it by a power of ten, "
+                            "say)")
     X = X.astype(np.float32)
     if X.ndim == 3:  # (N, H, W) grey images
         X = X[:, None]

@@ -161,6 +161,7 @@ def _pixels(im: Image.Image) -> np.ndarray:
     return (a[None] if a.ndim == 2 else a.transpose(2, 0, 1)) / 255.0
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # features are float32: beyond this, infinite
 WHOLE = re.compile(r"[+-]?[0-9]{1,18}")
 NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 NOT_WHOLE = "bin the values into classes"  # the fix for a regression target
