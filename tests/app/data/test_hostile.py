@@ -22,7 +22,7 @@ from PIL import Image
 
 from sgdinfluence.app.data import load_data, read_like, write_cleaned
 from sgdinfluence.app.data.files import read_csv, read_image_folder, read_npz
-from sgdinfluence.errors import DataError
+from sgdinfluence.errors import ConfigError, DataError
 
 LIMIT = 1 << 16  # the max_bytes the bombs are read with: 64 KiB
 
@@ -41,10 +41,9 @@ def deadline(seconds=5):
         signal.signal(signal.SIGALRM, previous)
 
 
-def refused(call, *parts, error=DataError) -> str:
-    """The one-line message of the ``error`` that ``call`` raises, holding every one of
-    ``parts``."""
-    with deadline(), pytest.raises(error) as e:
+def refused(call, *parts) -> str:
+    """The one-line message of the DataError that ``call`` raises, holding all ``parts``."""
+    with deadline(), pytest.raises(DataError) as e:
         call()
     message = str(e.value)
     assert "\n" not in message and all(p in message for p in parts), message
@@ -61,9 +60,9 @@ def reference(tmp_path):
     return read_csv(tmp_path / "train.csv", "label")
 
 
-def png(array=None) -> bytes:
+def png() -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(np.zeros((8, 8), np.uint8) if array is None else array).save(buffer, "PNG")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buffer, "PNG")
     return buffer.getvalue()
 
 
@@ -370,6 +369,14 @@ def test_split_folders_other_than_train_and_test_are_refused(tmp_path):
             "(<class>/<file>); rename the split folders, or give the validation images as a "
             "validation file of their own")
     assert set(read_image_folder(image_folder(tmp_path / "two"))) == {"train", "test"}
+
+
+def test_max_bytes_is_a_positive_int(tmp_path):
+    (tmp_path / "d.csv").write_text(csv_text())
+    with pytest.raises(ConfigError, match="max_bytes must be at least 1, got 0"):
+        load_data(str(tmp_path / "d.csv"), "label", max_bytes=0)
+    with pytest.raises(TypeError, match="max_bytes must be an int, got float 1.5"):
+        read_csv(tmp_path / "d.csv", "label", max_bytes=1.5)
 
 
 def test_the_command_line_names_the_flag_that_raises_max_bytes(tmp_path, capsys):

@@ -30,7 +30,16 @@ import pandas as pd
 
 from ...errors import ConfigError, DataError
 from .guards import MAX_BYTES, check_max_bytes, check_regular, fingerprint, read_bounded
-from .table import FLOAT32_MAX, Schema, Table, _class_values, _labels, _map_labels, _rows_text
+from .table import (
+    FLOAT32_MAX,
+    NOT_WHOLE,
+    Schema,
+    Table,
+    _class_values,
+    _labels,
+    _map_labels,
+    _rows_text,
+)
 
 MAX_CATEGORIES = 100  # a text column with more distinct values is refused, not one-hot encoded
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -113,10 +122,9 @@ def read_csv(path: str | os.PathLike, label_column: str, drop_columns=(),
                     tuple(features), categories, medians, missing, sep, skip > 0, stamp)
     kept = frame.iloc[keep]
     labels = kept[label_column]
-    y, classes = _csv_classes(_class_values(labels.to_numpy(), where, f"the label column "
-                                            f"{label_column!r}", "bin the values into classes "
-                                            "or choose another label_column",
-                                            labels.index.to_numpy()), label_column, where)
+    values = _class_values(labels.to_numpy(), where, f"the label column {label_column!r}",
+                           f"{NOT_WHOLE} or choose another label_column", labels.index.to_numpy())
+    y, classes = _csv_classes(values, label_column, where)
     X = _encode({c: v[keep] for c, v in numbers.items()},
                 {c: v[keep] for c, v in texts.items()}, schema, missing, where)
     return Table(X.astype(np.float32), y, classes, np.flatnonzero(keep), rows=kept,

@@ -125,14 +125,12 @@ def _npz_arrays(path: Path, where: str, max_bytes: int) -> tuple[np.ndarray, np.
     if labels.ndim != 1 or len(labels) != len(X):
         raise DataError(f"{where}: y must have shape ({len(X)},) to match X {X.shape}, got "
                         f"{labels.shape}")
-    if X.dtype.kind == "f" and X.dtype.itemsize > 4:
-        big = np.abs(X.reshape(len(X), -1)) > FLOAT32_MAX
-        if big.any():
-            row, col = np.argwhere(big)[0]
-            raise DataError(f"{where}: X holds numbers too large for float32 (at most "
-                            f"{FLOAT32_MAX:.2g}): {X.reshape(len(X), -1)[row, col]:g} in row "
-                            f"{row}, feature {col}; rescale X (divide it by a power of ten, "
-                            "say)")
+    flat = X.reshape(len(X), -1)
+    if X.dtype.kind == "f" and X.dtype.itemsize > 4 and (np.abs(flat) > FLOAT32_MAX).any():
+        row, col = np.argwhere(np.abs(flat) > FLOAT32_MAX)[0]
+        raise DataError(f"{where}: X holds numbers too large for float32 (at most "
+                        f"{FLOAT32_MAX:.2g}): {flat[row, col]:g} in row {row}, feature {col}; "
+                        "rescale X (divide it by a power of ten, say)")
     X = X.astype(np.float32)
     if X.ndim == 3:  # (N, H, W) grey images
         X = X[:, None]

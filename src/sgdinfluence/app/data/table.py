@@ -239,7 +239,8 @@ def _map_labels(values: np.ndarray, classes: list[str], where: str, indices: boo
     else:
         values = _class_values(values, where, what, rows=rows, training=False)
         lookup = {c: i for i, c in enumerate(classes)}
-        y = np.array([lookup.get(str(v), -1) for v in values], dtype=np.int64)
+        names, inverse = np.unique(values, return_inverse=True)
+        y = np.array([lookup.get(str(v), -1) for v in names], np.int64)[inverse.reshape(-1)]
         bad = y < 0
     if bad.any():
         unknown = sorted({str(v) for v in values[bad]})
