@@ -47,10 +47,12 @@ def cleanse_command(args: argparse.Namespace) -> None:
                         **optimizer_options(args))
     start = time.perf_counter()
     tables = load_data(args.data, args.label_column, args.data_dir,
-                       drop_columns=args.drop_columns, missing=args.missing)
+                       drop_columns=args.drop_columns, missing=args.missing,
+                       max_bytes=args.max_bytes)
     reference = next(iter(tables.values()))
     source = reference.schema  # for the cleaned copy of the input
-    extra = {role: read_like(path, reference, role=role) for role, path in files.items()}
+    extra = {role: read_like(path, reference, role=role, max_bytes=args.max_bytes)
+             for role, path in files.items()}
     splits = split(tables, cfg, val=extra.get("validation file"),
                    target=extra.get("target file"))
     result = cleanse(splits, cfg, progress=not args.quiet)
@@ -264,7 +266,7 @@ def fractions(text: str) -> tuple[float, ...]:
 def parser() -> Parser:
     """Every command and its options."""
     from .cleanse import AUGMENTS, DEFAULT_METHODS, TARGET_METHODS
-    from .data import MISSING
+    from .data import MAX_BYTES, MISSING
     from .experiments.estimation import DATASETS as ESTIMATION_DATASETS
     from .methods import METHODS
     from .models import MODELS
@@ -313,6 +315,10 @@ def parser() -> Parser:
                         "impute (numbers: the column's median over the whole file; text: a "
                         "category '(missing)'); a missing label is never imputed (default "
                         "refuse)")
+    p.add_argument("--max-bytes", type=positive_int, default=MAX_BYTES,
+                   help="the most bytes an input file may expand to once decompressed (a CSV "
+                        "file, an .npz file's arrays, a tar archive's members); a larger one "
+                        f"is refused (default {MAX_BYTES}: {MAX_BYTES >> 30} GiB)")
     p.add_argument("--model", choices=["auto", *MODELS], default="auto",
                    help="auto: the CIFAR-10 CNN for colour images of side 8n, the MNIST CNN "
                         "for other square images of side 16 or more, else an MLP")
@@ -463,7 +469,8 @@ def _interrupt(signum, frame):
 
 FLAGS = {"overwrite=True": "--overwrite", "label_column": "--label-column", "lr": "--lr",
          "data_dir": "--data-dir", "drop_columns": "--drop-columns",
-         "missing='drop'": "--missing drop", "missing='impute'": "--missing impute"}
+         "missing='drop'": "--missing drop", "missing='impute'": "--missing impute",
+         "max_bytes": "--max-bytes"}
 
 
 def _for_the_command_line(e: BaseException) -> str:

@@ -98,6 +98,10 @@ REFUSED = [
     ("regression.csv", regression(), "holds numbers that are not whole (e.g. 101.37 in row 1):"
                                      " it looks like a regression target"),
     ("one-class-per-row.csv", one_class_per_row(), "holds 300 distinct values in 300 rows"),
+    ("float32-overflow.csv", utf8().replace(b"2.5", b"1e300"),
+     "column 'price' holds numbers too large for float32 (at most 3.4e+38): 1e+300 in 1 row "
+     "([2]); rescale the column (divide it by a power of ten, say) or drop it with "
+     "drop_columns"),
     ("no-label.csv", utf8(header=["num", "price", "city", "Label "]),
      "no label column 'label'; the columns are ['num', 'price', 'city', 'Label ']; did you "
      "mean 'Label '?"),

@@ -21,6 +21,7 @@ from ...errors import ConfigError
 from . import sources
 from .csvfile import MISSING
 from .files import cleaned_name, read_like, read_path, write_cleaned
+from .guards import MAX_BYTES
 from .images import read_image_folder
 from .sources import data_dir
 from .table import Schema, Table
@@ -112,11 +113,14 @@ def load(name: str, root=None) -> dict[str, Table]:
 
 
 def load_data(spec: str, label_column: str | None = None, root=None,
-              drop_columns=(), missing: str = "refuse") -> dict[str, Table]:
+              drop_columns=(), missing: str = "refuse",
+              max_bytes: int = MAX_BYTES) -> dict[str, Table]:
     """A built-in dataset's name, or a path to a user's file or folder (CSV, ``.npz``, image
     folder; see :func:`~sgdinfluence.app.data.files.read_path`); ``drop_columns``: CSV
     columns not to use as features; ``missing``: what to do with a CSV file's empty cells,
-    "refuse", "drop" or "impute" (see :func:`~sgdinfluence.app.data.files.read_csv`). Every
+    "refuse", "drop" or "impute" (see :func:`~sgdinfluence.app.data.files.read_csv`);
+    ``max_bytes``: the most bytes the file may expand to once decompressed, 4 GiB by default
+    (see :mod:`~sgdinfluence.app.data.guards`). Every
     Table carries the :class:`Schema` it was read with, for :func:`read_like` and
     :func:`write_cleaned`."""
     if missing not in MISSING:
@@ -127,8 +131,8 @@ def load_data(spec: str, label_column: str | None = None, root=None,
     if not path.exists():
         raise FileNotFoundError(f"{spec!r} is neither a built-in dataset ({list(DATASETS)}) "
                                 f"nor an existing file or directory (looked at {path.resolve()})")
-    return read_path(path, label_column, drop_columns, missing)
+    return read_path(path, label_column, drop_columns, missing, max_bytes)
 
 
-__all__ = ["DATASETS", "MISSING", "Dataset", "Schema", "Table", "cleaned_name", "data_dir", "load",
-           "load_data", "read_like", "write_cleaned"]
+__all__ = ["DATASETS", "MAX_BYTES", "MISSING", "Dataset", "Schema", "Table", "cleaned_name",
+           "data_dir", "load", "load_data", "read_like", "write_cleaned"]

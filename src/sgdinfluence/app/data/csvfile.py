@@ -29,7 +29,17 @@ import numpy as np
 import pandas as pd
 
 from ...errors import ConfigError, DataError
-from .table import Schema, Table, _labels, _map_labels, _rows_text, _stamp
+from .guards import MAX_BYTES, check_max_bytes, check_regular, fingerprint, read_bounded
+from .table import (
+    FLOAT32_MAX,
+    NOT_WHOLE,
+    Schema,
+    Table,
+    _class_values,
+    _labels,
+    _map_labels,
+    _rows_text,
+)
 
 MAX_CATEGORIES = 100  # a text column with more distinct values is refused, not one-hot encoded
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
@@ -49,7 +59,7 @@ MISSING_CATEGORY = "(missing)"  # the category an empty text cell gets under mis
 
 
 def read_csv(path: str | os.PathLike, label_column: str, drop_columns=(),
-             missing: str = "refuse") -> Table:
+             missing: str = "refuse", max_bytes: int = MAX_BYTES) -> Table:
     """A CSV file with a header; ``label_column`` holds the labels, ``drop_columns`` are not
     features (identifiers, say). Numeric columns are used as they are, text columns with at
     most ``MAX_CATEGORIES`` values are one-hot encoded.
@@ -66,14 +76,19 @@ def read_csv(path: str | os.PathLike, label_column: str, drop_columns=(),
     tab-separated, and an Excel ``sep=;`` first line is obeyed); UTF-8 with or without a BOM,
     UTF-16 or UTF-32 with a BOM, and any other bytes as Windows-1252 (Latin-1 where
     Windows-1252 has no character), so a file that is not UTF-8 is read as Western European
-    text; CRLF, LF or CR line ends; decimal commas where the delimiter is not a comma.
+    text; CRLF, LF or CR line ends; decimal commas where the delimiter is not a comma. A file
+    that holds, or decompresses to, more than ``max_bytes`` bytes is refused (see
+    :mod:`~sgdinfluence.app.data.guards`), having read no more than that.
     Everything else (a file that is not text, duplicate column names, rows with more fields
     than the header, no data rows, a label column that is not a set of classes) raises a
     :class:`DataError` whose message names the file.
     """
     path = Path(path)
     _check_missing(missing)
-    frame, sep, skip = _csv_frame(path)
+    check_max_bytes(max_bytes)
+    _check_file(path)
+    stamp = fingerprint(path, str(path), max_bytes)
+    frame, sep, skip = _csv_frame(path, max_bytes)
     where = str(path)
     _check_label_column(frame, label_column, where)
     unknown = [c for c in drop_columns if c not in frame.columns]
@@ -104,19 +119,23 @@ def read_csv(path: str | os.PathLike, label_column: str, drop_columns=(),
     width = sum(len(categories[c]) if c in categories else 1 for c in features)
     schema = Schema("csv", str(path), (width,),
                     len(frame), label_column, tuple(drop_columns), tuple(map(str, frame.columns)),
-                    tuple(features), categories, medians, missing, sep, skip > 0, _stamp(path))
+                    tuple(features), categories, medians, missing, sep, skip > 0, stamp)
     kept = frame.iloc[keep]
-    y, classes = _csv_classes(_label_values(kept[label_column], label_column, where),
-                              label_column, where)
+    labels = kept[label_column]
+    values = _class_values(labels.to_numpy(), where, f"the label column {label_column!r}",
+                           f"{NOT_WHOLE} or choose another label_column", labels.index.to_numpy())
+    y, classes = _csv_classes(values, label_column, where)
     X = _encode({c: v[keep] for c, v in numbers.items()},
                 {c: v[keep] for c, v in texts.items()}, schema, missing, where)
     return Table(X.astype(np.float32), y, classes, np.flatnonzero(keep), rows=kept,
                  schema=schema)
 
 
-def _csv_like(path: Path, reference: Table, schema: Schema, missing: str, where: str) -> Table:
+def _csv_like(path: Path, reference: Table, schema: Schema, missing: str, where: str,
+              max_bytes: int) -> Table:
     """:func:`read_like` for a CSV file: the reference's columns, encoded as they were."""
-    frame, sep, skip = _csv_frame(path, dtype={c: str for c in schema.categories})
+    stamp = fingerprint(path, where, max_bytes)
+    frame, sep, skip = _csv_frame(path, max_bytes, dtype={c: str for c in schema.categories})
     absent = [c for c in schema.columns if c not in frame.columns]
     extra = [c for c in frame.columns if c not in schema.columns]
     if absent or extra:
@@ -139,14 +158,14 @@ def _csv_like(path: Path, reference: Table, schema: Schema, missing: str, where:
     label = str(schema.label_column)
     keep = _missing_rows(frame[label], numbers, texts, missing, where, label)
     kept = frame.iloc[keep]
-    y = _map_labels(_label_values(kept[label], label, where), reference.classes, where,
-                    rows=kept.index.to_numpy())
+    y = _map_labels(kept[label].to_numpy(), reference.classes, where,
+                    rows=kept.index.to_numpy(), what=f"the label column {label!r}")
     X = _encode({c: v[keep] for c, v in numbers.items()},
                 {c: v[keep] for c, v in texts.items()}, schema, missing, where)
     return Table(X.astype(np.float32), y, reference.classes,
                  np.flatnonzero(keep), rows=kept,
                  schema=replace(schema, source=str(path), rows=len(frame), missing=missing,
-                                delimiter=sep, sep_line=skip > 0, stamp=_stamp(path)))
+                                delimiter=sep, sep_line=skip > 0, stamp=stamp))
 
 
 def _check_missing(missing: str) -> None:
@@ -154,10 +173,11 @@ def _check_missing(missing: str) -> None:
         raise ConfigError(f"missing must be one of {list(MISSING)}, got {missing!r}")
 
 
-def _csv_frame(path: Path, **options) -> tuple[pd.DataFrame, str, int]:
-    """(the table, its delimiter, the lines skipped before the header) of a CSV file;
-    ``options`` go to pandas' reading of the data rows."""
-    text, data, encoding = _read_text(path)
+def _csv_frame(path: Path, max_bytes: int | None, **options) -> tuple[pd.DataFrame, str, int]:
+    """(the table, its delimiter, the lines skipped before the header) of a CSV file of at
+    most ``max_bytes`` bytes once decompressed (None: no limit); ``options`` go to pandas'
+    reading of the data rows."""
+    text, data, encoding = _read_text(path, max_bytes)
     skip, sep = _excel_sep_line(text)
     sample = _sample(text)
     if sep is None:
@@ -187,13 +207,20 @@ def _numbers(values: pd.Series, sep: str, where: str, col) -> np.ndarray | None:
 def _missing_rows(labels: pd.Series, numbers: dict[str, np.ndarray], texts: dict[str, pd.Series],
                   missing: str, where: str, label_column: str) -> np.ndarray:
     """The mask (n,) of the rows to keep under the policy ``missing``, after refusing
-    infinite values, and missing labels unless they are dropped."""
+    infinite values, values too large for float32, and missing labels unless they are
+    dropped."""
     for col, v in numbers.items():
         inf = np.flatnonzero(np.isinf(v))
         if len(inf):
             raise DataError(f"{where}: column {col!r} holds infinite values in "
                             f"{_rows_text(inf)}; replace them by finite numbers or leave the "
                             "cells empty")
+        big = np.flatnonzero(np.abs(v) > FLOAT32_MAX)
+        if len(big):
+            raise DataError(f"{where}: column {col!r} holds numbers too large for float32 (at "
+                            f"most {FLOAT32_MAX:.2g}): {v[big[0]]:g} in {_rows_text(big)}; "
+                            "rescale the column (divide it by a power of ten, say) or drop it "
+                            "with drop_columns")
     no_label = labels.isna().to_numpy()
     if no_label.any() and missing != "drop":
         raise DataError(f"{where}: the label column {label_column!r} is empty in "
@@ -284,17 +311,18 @@ def _check_file(path: Path) -> None:
         raise FileNotFoundError(f"no file at {path}")
     if path.is_dir():
         raise DataError(f"{path}: is a directory, not a CSV file; give the path of a CSV file")
+    check_regular(path, str(path))
 
 
-def _read_text(path: Path) -> tuple[str, bytes, str]:
+def _read_text(path: Path, max_bytes: int | None) -> tuple[str, bytes, str]:
     """The file decompressed and decoded: (text, the same text as UTF-8 bytes, the
     encoding it was read with)."""
     _check_file(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as f:
+            raw = _decompress(f, path, max_bytes)
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or e})") from e
-    raw = _decompress(raw, path)
     for magic, kind in NOT_CSV_MAGIC:
         if raw.startswith(magic):
             raise DataError(f"{path}: is {kind}, not a CSV file")
@@ -320,19 +348,20 @@ def _read_text(path: Path) -> tuple[str, bytes, str]:
     return text, data, encoding
 
 
-def _decompress(raw: bytes, path: Path) -> bytes:
-    """``raw`` decompressed where its first bytes say gzip, bzip2, xz or zip, else itself."""
-    kind = next((k for magic, k in COMPRESSION_MAGIC if raw.startswith(magic)), None)
-    if kind is None or kind == "bzip2" and not re.match(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)", raw):
-        return raw  # "BZh" alone may begin a header
+def _decompress(f, path: Path, max_bytes: int | None) -> bytes:
+    """The bytes of the file ``f``, decompressed where its first bytes say gzip, bzip2, xz or
+    zip, read as a stream that stops past ``max_bytes``."""
+    head = f.read(16)
+    f.seek(0)
+    kind = next((k for magic, k in COMPRESSION_MAGIC if head.startswith(magic)), None)
+    if kind is None or kind == "bzip2" and not re.match(rb"BZh[1-9](1AY&SY|\x17rE8P\x90)", head):
+        return read_bounded(f, max_bytes, str(path), "holds more than")  # "BZh" may begin a header
     try:
-        if kind == "gzip":
-            return gzip.decompress(raw)
-        if kind == "bzip2":
-            return bz2.decompress(raw)
-        if kind == "xz":
-            return lzma.decompress(raw)
-        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        if kind != "zip":
+            opener = {"gzip": gzip.open, "bzip2": bz2.open, "xz": lzma.open}[kind]
+            with opener(f, "rb") as stream:
+                return read_bounded(stream, max_bytes, str(path), "decompresses to more than")
+        with zipfile.ZipFile(f) as archive:
             names = [i.filename for i in archive.infolist()
                      if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
             if "[Content_Types].xml" in names and any(n.startswith("xl/") for n in names):
@@ -341,7 +370,8 @@ def _decompress(raw: bytes, path: Path) -> bytes:
             if len(names) != 1:
                 raise DataError(f"{path}: is a zip archive of {len(names)} files "
                                 f"{names[:5]}; expected exactly one CSV file inside")
-            return archive.read(names[0])
+            with archive.open(names[0]) as stream:
+                return read_bounded(stream, max_bytes, str(path), "decompresses to more than")
     except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError, zlib.error,
             lzma.LZMAError, zipfile.BadZipFile) as e:
         if isinstance(e, DataError):
@@ -462,25 +492,6 @@ def _first_long_row(text: str, sep: str, skip: int) -> tuple[int, int] | None:
     except csv.Error:
         pass
     return None
-
-
-def _label_values(labels: pd.Series, label_column: str, where: str) -> np.ndarray:
-    """The label column's values as classes: text, integers, or floats with integer values
-    (as integers); fractional numbers (a regression target) are refused."""
-    if pd.api.types.is_float_dtype(labels):
-        values = labels.to_numpy(np.float64)
-        bad = np.flatnonzero(~np.isfinite(values) | (values != np.round(values)))
-        if len(bad):
-            first = float(values[bad[0]])
-            raise DataError(f"{where}: the label column {label_column!r} holds numbers that "
-                            f"are not whole (e.g. {first!r} in row {labels.index[bad[0]]}): it "
-                            "looks like a regression target, and sgdinfluence does "
-                            "classification; bin the values into classes or choose another "
-                            "label_column")
-        labels = labels.astype(np.int64) if np.abs(values).max() < 2**62 else labels.astype(str)
-    elif not (pd.api.types.is_integer_dtype(labels) or pd.api.types.is_bool_dtype(labels)):
-        labels = labels.astype(str)
-    return labels.to_numpy()
 
 
 def _csv_classes(values: np.ndarray, label_column: str, where: str

@@ -12,6 +12,7 @@ The names other modules import from here (``Table``, ``Schema``, ``read_csv``, `
 
 from __future__ import annotations
 
+import math
 import os
 import tarfile
 import warnings
@@ -33,8 +34,16 @@ from .csvfile import (
     _csv_suffix,
     read_csv,
 )
+from .guards import (
+    MAX_BYTES,
+    check_max_bytes,
+    check_name,
+    check_regular,
+    fingerprint,
+    too_big,
+)
 from .images import TableDataset, _read_images, read_image_folder
-from .table import ImageFiles, Schema, Table, _labels, _map_labels, _stamp
+from .table import FLOAT32_MAX, ImageFiles, Schema, Table, _class_values, _labels, _map_labels
 
 __all__ = ["MISSING", "ImageFiles", "Schema", "Table", "TableDataset", "cleaned_name",
            "flip_labels", "read_csv", "read_image_folder", "read_like", "read_npz", "read_path",
@@ -42,44 +51,56 @@ __all__ = ["MISSING", "ImageFiles", "Schema", "Table", "TableDataset", "cleaned_
 
 
 def read_path(path: Path, label_column: str | None = None, drop_columns=(),
-              missing: str = "refuse") -> dict[str, Table]:
+              missing: str = "refuse", max_bytes: int = MAX_BYTES) -> dict[str, Table]:
     """A path to a CSV file (``.csv``, ``.tsv`` or ``.txt``, also
     compressed: ``.csv.gz``, ``.csv.bz2``, ``.csv.zip``, ``.csv.xz``; a file of another name
     is read as CSV when ``label_column`` is given), an ``.npz`` file or an image folder (a
     directory or a tar archive). Returns {split: Table} with split "train"/"test" where the
-    source has them, else one split "all". ``missing``: see :func:`read_csv` (CSV only)."""
+    source has them, else one split "all". ``missing``: see :func:`read_csv` (CSV only);
+    ``max_bytes``: the most bytes the file may expand to once decompressed (see
+    :mod:`~sgdinfluence.app.data.guards`)."""
     _check_missing(missing)
+    check_max_bytes(max_bytes)
+    check_regular(path, str(path), folder=True)
     if _csv_suffix(path):
         _check_file(path)
         if label_column is None:
             raise DataError(f"{path}: a CSV file needs a label column: set label_column to "
                             "the name of the column that holds the labels")
-        return {"all": read_csv(path, label_column, drop_columns, missing)}
+        return {"all": read_csv(path, label_column, drop_columns, missing, max_bytes)}
     if path.suffix.lower() == ".npz":
-        return {"all": read_npz(path)}
+        return {"all": read_npz(path, max_bytes)}
     if path.is_dir() or tarfile.is_tarfile(path):
-        return read_image_folder(path)
+        return read_image_folder(path, max_bytes)
     if label_column is not None:
-        return {"all": read_csv(path, label_column, drop_columns, missing)}
+        return {"all": read_csv(path, label_column, drop_columns, missing, max_bytes)}
     raise DataError(f"{path}: is not a CSV file ({', '.join(CSV_SUFFIXES)}, also compressed "
                     f"as {', '.join(COMPRESSION_SUFFIXES)}), an .npz file, an image folder or "
                     "a tar archive of one; a CSV file of another name is read when "
                     "label_column is given")
 
 
-def read_npz(path: str | os.PathLike) -> Table:
+def read_npz(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> Table:
     """An ``.npz`` file holding ``X`` (N, ...) numbers and ``y`` (N,) labels (N, H, W: grey
-    images, read as (N, 1, H, W)). NaN or infinite features are refused."""
+    images, read as (N, 1, H, W)). NaN or infinite features are refused, and so is a file
+    whose arrays (all of them: :func:`write_cleaned` copies them) take more than
+    ``max_bytes``, as their headers declare before any is read."""
     path = Path(path)
-    X, labels = _npz_arrays(path, str(path))
-    y, classes = _labels(labels, str(path))
+    check_max_bytes(max_bytes)
+    check_regular(path, str(path))
+    stamp = fingerprint(path, str(path), max_bytes)
+    X, labels = _npz_arrays(path, str(path), max_bytes)
+    y, classes = _labels(_class_values(labels, str(path), "y"), str(path))
     return Table(X, y, classes, np.arange(len(X)),
-                 schema=Schema("npz", str(path), X.shape[1:], len(X), stamp=_stamp(path)))
+                 schema=Schema("npz", str(path), X.shape[1:], len(X), stamp=stamp))
 
 
-def _npz_arrays(path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """X (N, ...) float32, finite, and the labels (N,) of an .npz file."""
+def _npz_arrays(path: Path, where: str, max_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    """X (N, ...) float32, finite, and the labels (N,) of an .npz file; X must be (N, D),
+    (N, H, W) or (N, C, H, W) with N > 0."""
     try:
+        with zipfile.ZipFile(path) as z:
+            _check_members(z, where, max_bytes)
         with np.load(path, allow_pickle=False) as f:
             missing = {"X", "y"} - set(f.files)
             if missing:
@@ -92,14 +113,58 @@ def _npz_arrays(path: Path, where: str) -> tuple[np.ndarray, np.ndarray]:
                         "save it with numpy.savez(path, X=..., y=...)") from e
     if not np.issubdtype(X.dtype, np.number) and X.dtype != bool:
         raise DataError(f"{where}: X must hold numbers, got dtype {X.dtype}")
+    if X.dtype.kind == "c":
+        raise DataError(f"{where}: X holds complex numbers; give real features (the real and "
+                        "imaginary parts as two)")
+    if X.ndim not in (2, 3, 4):
+        raise DataError(f"{where}: X has shape {X.shape}; give X of shape (N, features), "
+                        "(N, height, width) or (N, channels, height, width)")
+    if len(X) == 0:
+        raise DataError(f"{where}: X has no instances (shape {X.shape}); give at least two, "
+                        "of two classes")
     if labels.ndim != 1 or len(labels) != len(X):
         raise DataError(f"{where}: y must have shape ({len(X)},) to match X {X.shape}, got "
                         f"{labels.shape}")
+    flat = X.reshape(len(X), -1)
+    if X.dtype.kind == "f" and X.dtype.itemsize > 4 and (np.abs(flat) > FLOAT32_MAX).any():
+        row, col = np.argwhere(np.abs(flat) > FLOAT32_MAX)[0]
+        raise DataError(f"{where}: X holds numbers too large for float32 (at most "
+                        f"{FLOAT32_MAX:.2g}): {flat[row, col]:g} in row {row}, feature {col}; "
+                        "rescale X (divide it by a power of ten, say)")
     X = X.astype(np.float32)
     if X.ndim == 3:  # (N, H, W) grey images
         X = X[:, None]
     _check_finite(X, where)
     return X, labels
+
+
+def _check_members(z: zipfile.ZipFile, where: str, max_bytes: int) -> None:
+    """Refuse an .npz with a member named outside the archive (:func:`write_cleaned` would
+    write it back), arrays that would take more than ``max_bytes`` together, or a header
+    that declares more data than its member holds, from the headers alone: numpy allocates
+    the declared array before it reads a byte of it."""
+    total = 0
+    for info in z.infolist():
+        check_name(info.filename, where)
+        size = info.file_size  # what zipfile unpacks at most
+        if info.filename.endswith(".npy"):
+            with z.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                header = (np.lib.format.read_array_header_1_0 if version == (1, 0) else
+                          np.lib.format.read_array_header_2_0)  # 3.0 differs in encoding only
+                shape, _, dtype = header(f)
+                size, held = math.prod(shape) * dtype.itemsize, info.file_size - f.tell()
+            name = info.filename.removesuffix(".npy")
+            if size > max_bytes:
+                raise too_big(where, f"the array {name!r} of shape {shape} and dtype {dtype} "
+                              f"takes {size:,} bytes, more than", max_bytes)
+            if size > held:
+                raise DataError(f"{where}: the array {name!r} is truncated: its header declares "
+                                f"{size:,} bytes, the file holds {held:,}; save it again")
+        total += size
+        if total > max_bytes:
+            raise too_big(where, f"its arrays take {total:,} bytes together, more than",
+                          max_bytes)
 
 
 def _check_finite(X: np.ndarray, source: str, columns: list[str] | None = None) -> None:
@@ -129,11 +194,12 @@ def _kind(path: Path) -> str:
 
 
 def read_like(path: str | os.PathLike, reference: Table, role: str = "second file",
-              missing: str | None = None) -> Table:
+              missing: str | None = None, max_bytes: int = MAX_BYTES) -> Table:
     """The labelled instances of ``path`` (a target or validation file, say) read in the format
     of the data ``reference`` came from and encoded the same way, so that a model trained on
     ``reference`` can be evaluated on them. ``role`` names the file in messages
-    ("target file"); ``missing`` defaults to the policy the reference was read with.
+    ("target file"); ``missing`` defaults to the policy the reference was read with;
+    ``max_bytes`` bounds what the file may expand to, as for :func:`read_path`.
 
     - A CSV file must have the reference's columns (in any order; another delimiter,
       encoding or compression is fine): the same label column, dropped columns and feature
@@ -158,12 +224,14 @@ def read_like(path: str | os.PathLike, reference: Table, role: str = "second fil
                           "read it with load_data")
     if missing is not None:
         _check_missing(missing)
+    check_max_bytes(max_bytes)
     missing = missing or schema.missing
     path = Path(path).expanduser()
     where = f"{role} {path}"
     if not path.exists():
         raise FileNotFoundError(f"{role}: no file or folder at {path} (looked at "
                                 f"{path.resolve()})")
+    check_regular(path, where, folder=True)
     kind = _kind(path)
     allowed = ("npz", "images") if schema.kind == "builtin" else (schema.kind,)
     if kind not in allowed:
@@ -174,16 +242,17 @@ def read_like(path: str | os.PathLike, reference: Table, role: str = "second fil
                         f"{schema.x_shape}" + (f" and the columns {list(schema.columns)}"
                                                 if schema.kind == "csv" else ""))
     if kind == "csv":
-        return _csv_like(path, reference, schema, missing, where)
+        return _csv_like(path, reference, schema, missing, where, max_bytes)
     if kind == "npz":
-        X, labels = _npz_arrays(path, where)
+        stamp = fingerprint(path, where, max_bytes)
+        X, labels = _npz_arrays(path, where, max_bytes)
         _same_shape(X.shape[1:], schema.x_shape, where, "X of shape (N, {dims})")
         builtin = schema.kind == "builtin" and np.issubdtype(labels.dtype, np.integer)
-        y = _map_labels(labels, reference.classes, where, indices=builtin)
+        y = _map_labels(labels, reference.classes, where, indices=builtin, what="y")
         return Table(X, y, reference.classes, np.arange(len(X)),
                      schema=replace(schema, kind="npz", source=str(path), rows=len(X),
-                                    stamp=_stamp(path)))
-    X, names, _, label = _read_images(path, where)
+                                    stamp=stamp))
+    X, names, _, label = _read_images(path, where, max_bytes)
     _same_shape(tuple(X.shape[1:]), schema.x_shape, where,
                 "images of (channels, height, width) ({dims}); resize or convert them")
     y = _map_labels(label, reference.classes, where)
@@ -237,10 +306,11 @@ def write_cleaned(schema: Schema | None, removed, folder: str | os.PathLike) -> 
     - .npz: ``cleaned.npz``, every array whose first dimension is the number of instances
       filtered, the others as they are (compressed if the input was);
     - image folder: ``cleaned.txt``, the kept images' paths relative to the folder, one a
-      line (the images are not copied).
+      line (the images are not copied; a name with a line break is refused when the folder
+      is read, so every line is one path).
 
-    A CSV or .npz file that changed since it was read is refused (the row numbers would no
-    longer point at its rows)."""
+    A CSV or .npz file that changed since it was read (its content hash differs) is refused:
+    the row numbers would no longer point at its rows."""
     name = cleaned_name(schema)
     if name is None or schema is None:
         return None
@@ -252,11 +322,12 @@ def write_cleaned(schema: Schema | None, removed, folder: str | os.PathLike) -> 
                                 if k), encoding="utf-8")
         return name
     path = Path(schema.source)
-    if not path.is_file() or _stamp(path) != schema.stamp:
+    if not path.is_file() or fingerprint(path, str(path), None) != schema.stamp:
         raise DataError(f"{path}: changed since it was read, so the row numbers of the results "
                         "may not point at its rows; run again on the file as it is now")
     if schema.kind == "csv":
-        frame, _, _ = _csv_frame(path, dtype=str, keep_default_na=False)  # the text as it is
+        # the text as it is; no max_bytes: the file is the one read within it (same hash)
+        frame, _, _ = _csv_frame(path, None, dtype=str, keep_default_na=False)
         with open(dest, "w", encoding="utf-8", newline="") as f:
             if schema.sep_line:
                 f.write(f"sep={schema.delimiter}\n")
