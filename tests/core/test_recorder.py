@@ -268,3 +268,70 @@ def test_a_scheduler_that_cycles_momentum_is_recorded_per_step(name):
     scores = sgi.influence(run, val)
     assert np.abs(expected.numpy()).max() > 1e-4
     assert np.abs(scores - expected.numpy()).max() / np.abs(expected.numpy()).max() < 1e-9
+
+
+class Head(torch.nn.Module):
+    """A backbone and a head, returning a Hugging Face style output with .logits."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = mlp(D, 8, hidden=(8,)).double()
+        self.head = torch.nn.Linear(8, 2).double()
+
+    def forward(self, x):
+        return {"logits": self.head(self.backbone(x))}
+
+
+class Wrapper:
+    """accelerate's AcceleratedOptimizer and Lightning's optimizers keep the torch one here."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+
+def test_loops_beyond_the_plain_one_are_refused_naming_the_fix():
+    model, train, _ = problem()
+    head = Head()
+    cases = [
+        (lambda: sgi.Recorder(head, torch.optim.SGD(head.head.parameters(), lr=0.1),
+                              "cross_entropy", train),
+         r"4 of the model's trainable parameters \(backbone.1.weight, backbone.1.bias, "
+         r"backbone.3.weight, ...\) have requires_grad=True but no optimizer group: freeze "
+         r"them \(requires_grad_\(False\)\)"),
+        (lambda: sgi.Recorder(model, torch.optim.AdamW(model.parameters(), fused=True),
+                              "cross_entropy", train),
+         r"AdamW\(fused=True\) is not supported.*TrainingArguments\(optim='adamw_torch'\)"),
+        (lambda: sgi.Recorder(model, Wrapper(torch.optim.SGD(model.parameters(), lr=0.1)),
+                              "cross_entropy", train),
+         "got Wrapper: it wraps a SGD, pass its .optimizer"),
+        (lambda: sgi.Recorder(model, torch.optim.SGD(model.parameters(), lr=0.1),
+                              torch.nn.CrossEntropyLoss(weight=torch.ones(2).double(),
+                                                        reduction="none"), train),
+         r"CrossEntropyLoss\(weight=...\) divides a batch by the sum of its instances' class "
+         "weights, but a run's step divides it by its size"),
+    ]
+    for call, message in cases:
+        with pytest.raises(Error, match=message):
+            call()
+    rec = sgi.Recorder(model, torch.optim.SGD(model.parameters(), lr=0.1), "cross_entropy",
+                       train)
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(
+            Error, match=r"Recorder.step runs under torch.autocast, .* train outside autocast"):
+        rec.step([0, 1, 2])
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(
+            Error, match="fit runs under torch.autocast"):
+        sgi.fit(model, train, epochs=1, batch_size=8, lr=0.1)
+
+
+def test_a_model_returning_logits_in_an_output_object_is_recorded():
+    _, train, val = problem()
+    head = Head()
+    head.backbone.requires_grad_(False)  # a frozen backbone, the head trained
+    rec = sgi.Recorder(head, torch.optim.SGD(head.head.parameters(), lr=0.1), "cross_entropy",
+                       train)
+    for idx in batches(epochs=1):
+        rec.step(idx)
+    run = rec.finish()
+    assert run.store[0].numel() == 8 * 2 + 2
+    loo = sgi.influence(run, val, method="loo", indices=[0, 1])
+    np.testing.assert_allclose(sgi.influence(run, val, indices=[0, 1]), loo, rtol=0.2)

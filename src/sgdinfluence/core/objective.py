@@ -56,13 +56,15 @@ class Objective:
                 zip(self.names, theta.split(self.sizes), self.shapes, strict=True)}
 
     def outputs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The model's outputs at θ: its logits where it returns more (a Hugging Face
+        model's output with ``.logits``)."""
         state = self.views(theta)
         if self.model.training:
             x = self.augment(x) if self.augment is not None else x
             if self.functional:  # updates of buffers go to copies made inside the transform
                 buffers = {n: b.clone() for n, b in self.model.named_buffers()}
-                return functional_call(self.model, (state, buffers), (x,))
-        return functional_call(self.model, state, (x,))
+                return logits(functional_call(self.model, (state, buffers), (x,)))
+        return logits(functional_call(self.model, state, (x,)))
 
     def per_instance(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """ℓ(z_i; θ) for each instance of the batch, without weight decay: (B,)."""
@@ -79,6 +81,25 @@ class Objective:
               y: torch.Tensor) -> torch.Tensor:
         """The weighted step objective; w (B,) is 1 for instances present, 0 for left out."""
         return (w * self.terms(theta, x, y)).sum() / len(w)
+
+
+def check_no_autocast(device: torch.device, where: str) -> None:
+    """Refuse training under ``torch.autocast``: the run would train in a lower precision
+    than its replay, retraining and sweep, which run in the model's dtype."""
+    if torch.is_autocast_enabled(device.type):
+        raise Error(f"{where} runs under torch.autocast, but a run replays and sweeps its "
+                    "steps in the model's dtype, so they would differ from the training: "
+                    "train outside autocast, or in that dtype (model.to(torch.bfloat16))")
+
+
+def logits(out):
+    """``out``, or its ``logits`` (a transformers ``ModelOutput``, a dict holding them)."""
+    if isinstance(out, torch.Tensor):
+        return out
+    found = getattr(out, "logits", None)
+    if found is None and isinstance(out, dict):
+        found = out.get("logits")
+    return out if found is None else found
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import Error
 from . import distributed, losses
-from .objective import Objective, deterministic
+from .objective import Objective, check_no_autocast, deterministic
 from .optimizers import Optimizer
 from .tensors import as_indices
 from .train import (
@@ -60,6 +60,12 @@ class Recorder:
                  max_grad_norm: float | None = None, clip_grad_value: float | None = None):
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if isinstance(loss, nn.modules.loss._WeightedLoss) and loss.weight is not None:
+            raise Error(f"loss: {type(loss).__name__}(weight=...) divides a batch by the sum of "
+                        "its instances' class weights, but a run's step divides it by its "
+                        "size, so the recording would train another objective than your loop; "
+                        "weight the instances within the step if that is what you mean (loss="
+                        "lambda o, t: w[t] * F.cross_entropy(o, t, reduction='none'))")
         name, opt = _optimizer(optimizer)
         opt = replace(opt, max_grad_norm=max_grad_norm, clip_grad_value=clip_grad_value)
         loss_fn = losses.resolve(loss)
@@ -68,7 +74,7 @@ class Recorder:
         # carries it as each instance's share, for retraining and the sweep
         self.objective = Objective(model, loss_fn, 0.0, augment)
         theta0 = self.objective.flatten()
-        group_of, decays = _groups(optimizer, self.objective.params)
+        group_of, decays = _groups(optimizer, self.objective.params, self.objective.names)
         check_clip(opt, any(decays) and name != "adamw")
         self.data = training_data(train, loss_fn, theta0, workers)
         _check_forward(self.objective, theta0, self.data)
@@ -99,6 +105,7 @@ class Recorder:
         if self._done:
             raise Error("the recorder is finished; start a new Recorder for another run")
         run, objective = self.run, self.objective
+        check_no_autocast(self.data.device, "Recorder.step")
         idx = as_indices(indices, len(self.data), "indices", allow_empty=False)
         distributed.check_same(idx, "the indices given to Recorder.step")
         t = run.num_steps
@@ -231,16 +238,21 @@ def _optimizer(optimizer) -> tuple[str, Optimizer]:
         decoupled = optimizer.defaults.get("decoupled_weight_decay", False)
         name = "adamw" if type(optimizer) is torch.optim.AdamW or decoupled else "adam"
     else:
+        inner = getattr(optimizer, "optimizer", None)  # accelerate's, Lightning's wrappers
+        hint = (f": it wraps a {type(inner).__name__}, pass its .optimizer"
+                if isinstance(inner, torch.optim.Optimizer) and inner is not optimizer else "")
         raise Error(f"the recorder supports torch.optim.SGD, Adam and AdamW, whose updates the "
-                    f"sweep differentiates exactly; got {type(optimizer).__name__}")
+                    f"sweep differentiates exactly; got {type(optimizer).__name__}{hint}")
     if optimizer.state:
         raise Error("the optimizer has already taken steps; give the recorder a new optimizer, "
                     "before the first step of training")
     groups = optimizer.param_groups
     for option in UNSUPPORTED:
         if any(g.get(option) for g in groups):
+            hint = (" (with the Hugging Face Trainer: TrainingArguments(optim='adamw_torch'))"
+                    if option == "fused" else "")
             raise Error(f"{type(optimizer).__name__}({option}=True) is not supported: the sweep "
-                        f"differentiates the plain update only; train without {option}")
+                        f"differentiates the plain update only; train without {option}{hint}")
     for option in SHARED[name]:
         if len({repr(g[option]) for g in groups}) > 1:
             raise Error(f"the parameter groups differ in {option}; the recorder supports groups "
@@ -260,7 +272,8 @@ def _options(optimizer) -> list[dict]:
             for g in optimizer.param_groups]
 
 
-def _groups(optimizer, params: list[nn.Parameter]) -> tuple[dict[int, int], list[float]]:
+def _groups(optimizer, params: list[nn.Parameter], names: list[str]
+            ) -> tuple[dict[int, int], list[float]]:
     """The group of each of the model's trainable parameters, and each group's decay;
     refused unless the optimizer updates exactly those parameters."""
     group_of: dict[int, int] = {}
@@ -270,9 +283,15 @@ def _groups(optimizer, params: list[nn.Parameter]) -> tuple[dict[int, int], list
                 raise Error("a parameter appears twice in the optimizer's groups")
             group_of[id(p)] = k
     model_ids = {id(p) for p in params}
-    if set(group_of) != model_ids:
-        extra, missing = len(set(group_of) - model_ids), len(model_ids - set(group_of))
-        raise Error(f"the optimizer's parameters are not the model's trainable parameters "
-                    f"({extra} not in the model, {missing} of the model's missing); build the "
-                    "optimizer from model.parameters()")
+    names_of = list(zip(names, params, strict=True))
+    if set(group_of) - model_ids:
+        raise Error(f"the optimizer updates {len(set(group_of) - model_ids)} tensors that are "
+                    "not the model's trainable parameters; build the optimizer from the "
+                    "model's parameters")
+    if model_ids - set(group_of):
+        names = [n for n, p in names_of if id(p) not in group_of]
+        raise Error(f"{len(names)} of the model's trainable parameters ({', '.join(names[:3])}"
+                    f"{', ...' if len(names) > 3 else ''}) have requires_grad=True but no "
+                    "optimizer group: freeze them (requires_grad_(False)) if they are not "
+                    "trained, or give them to the optimizer")
     return group_of, [float(g["weight_decay"]) for g in optimizer.param_groups]

@@ -28,7 +28,14 @@ from ..errors import ConfigError, DataError, Error, RunFileError, TrainingDiverg
 from . import distributed, losses, runfile
 from .data import Streamed, Tensors, TrainData
 from .losses import LossFn
-from .objective import Objective, deterministic, mode, replay_rng, set_modes
+from .objective import (
+    Objective,
+    check_no_autocast,
+    deterministic,
+    mode,
+    replay_rng,
+    set_modes,
+)
 from .optimizers import LRSchedule, Optimizer
 from .tensors import as_indices, as_tensors
 from .trajectory import (
@@ -472,6 +479,7 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     objective = Objective(model, loss_fn, 0.0, augment)  # the run's objective, once it exists
     theta0 = objective.flatten()
     data = training_data(train, loss_fn, theta0, workers)
+    check_no_autocast(theta0.device, "fit")
     if not 1 <= batch_size <= len(data):
         raise Error(f"batch_size must be in [1, {len(data)}] (the training set size), "
                     f"got {batch_size}")

@@ -14,10 +14,13 @@ training, ``Q(θ_{-j}[T]) - Q(θ[T])`` (first-order estimates: ``⟨u, θ_{-j}[T
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
 
 import numpy as np
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ...errors import Error
 from ..queries import PerExample, Query
@@ -76,8 +79,17 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
     idx = (torch.arange(run.num_train) if indices is None
            else as_indices(indices, run.num_train, "indices", allow_empty=False))
     if options.pop("self_influence", False):  # each instance its own query
-        return tracin(run, None, progress=progress, **options)[0, idx].detach().cpu().numpy()
+        with math_attention(run):
+            return tracin(run, None, progress=progress, **options)[0, idx].detach().cpu().numpy()
     q = Query(run, query)
+    with math_attention(run):
+        scores = _estimate(run, q, method, idx, progress, options)
+    out = scores.detach().cpu().numpy()
+    return out[0] if q.single else out
+
+
+def _estimate(run: Run, q: Query, method: str, idx: torch.Tensor, progress: bool,
+              options: dict) -> torch.Tensor:
     if method == "loo":
         scores = leave_one_out(run, q, idx, progress=progress, **options)
     elif method == "tracin":
@@ -92,8 +104,26 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
                 U, ends = U / swept, _epoch_ends(run, q, swept)
             scores = sgd_influence(run, U, hessian=method == "sgd", progress=progress,
                                    checkpoints=ends, **options)[:, idx]
-    out = scores.detach().cpu().numpy()
-    return out[0] if q.single else out
+    return scores
+
+
+_said: set[str] = set()
+
+
+@contextlib.contextmanager
+def math_attention(run: Run):
+    """Run attention with PyTorch's math kernel: the estimators differentiate a step twice
+    (or under vmap), which its fused kernels (flash attention, on the CPU too) do not
+    support. Training ran the default kernel; the two agree to rounding. Said once."""
+    attention = [type(m).__name__ for m in run.model.modules() if "Attention" in type(m).__name__]
+    if attention and "attention" not in _said:
+        _said.add("attention")
+        warnings.warn(f"the model has attention ({attention[0]}): influence runs "
+                      "scaled_dot_product_attention with PyTorch's math kernel, which can be "
+                      "differentiated twice (training used the default kernel; they agree to "
+                      "rounding)", stacklevel=3)
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
 
 
 def _epoch_ends(run: Run, q: Query, epochs: int) -> dict:
@@ -124,7 +154,8 @@ def leave_out(run: Run, query, removed, *, chunk: int | None = None,
         raise Error("removed holds no index sets; pass a sequence of the sets of training "
                     "indices to leave out, e.g. [[3], [5, 7]]")
     q = Query(run, query)
-    out = _leave_out(run, q, sets, chunk, progress).detach().cpu().numpy()
+    with math_attention(run):
+        out = _leave_out(run, q, sets, chunk, progress).detach().cpu().numpy()
     return out[0] if q.single else out
 
 
