@@ -5,15 +5,23 @@ Training, retraining, the sweep and leave-one-out ask for ``batch(indices)``, or
 batches of a sequence of steps at once (``batches``, through ``DataLoader`` workers when
 asked); whole passes (influence functions, training losses) go ``chunks`` at a time. Either
 way the inputs arrive in the model's dtype and on its device, and the targets as the loss
-wants them. A streamed dataset must return the same (x, y) for an index every time: random
-augmentation belongs in ``fit(augment=)``, which replays it from the step's seed.
+wants them.
+
+A streamed Dataset may draw random augmentation from torch's, numpy's or ``random``'s global
+generators: a step's items are read with those seeded from the step's seed and the item's
+index (and the generators restored after), so every read of item i at step t (training,
+retraining, the sweep) is the same; ``check_reproducible`` refuses a Dataset whose reads
+still differ (randomness of its own). Whole passes are read unseeded.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
+import random
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -35,13 +43,17 @@ class TrainData(abc.ABC):
         """N."""
 
     @abc.abstractmethod
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Inputs (B, ...) and targets (B, ...) of the instances ``idx`` (B,)."""
+    def batch(self, idx: torch.Tensor, seed: int | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs (B, ...) and targets (B, ...) of the instances ``idx`` (B,), read with the
+        randomness of the step whose ``seed`` is given."""
 
-    def batches(self, indices: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor,
-                                                                          torch.Tensor]]:
-        """The batches of ``indices`` (one index tensor per step), in that order."""
-        return (self.batch(idx) for idx in indices)
+    def batches(self, indices: Sequence[torch.Tensor], seeds: Sequence[int] | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The batches of ``indices`` (one index tensor per step, with its step's seed), in
+        that order."""
+        return (self.batch(idx, None if seeds is None else seeds[k])
+                for k, idx in enumerate(indices))
 
     def chunks(self, size: int = CHUNK) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """All N instances in order, ``size`` at a time."""
@@ -68,7 +80,8 @@ class Tensors(TrainData):
     def __iter__(self) -> Iterator[torch.Tensor]:
         return iter((self.X, self.y))
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, idx: torch.Tensor, seed: int | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.X[idx], self.y[idx]
 
     def to(self, device: torch.device) -> Tensors:
@@ -98,22 +111,41 @@ class Streamed(TrainData):
                             "index); an IterableDataset cannot be replayed") from e
         if self.n == 0:
             raise DataError("train is empty: the Dataset has no items")
-        x, y = _pair(dataset[0], 0)
+        with _global_rngs_kept():
+            x, y = _pair(dataset[0], 0)
         self.x_shape, self.y_shape = tuple(x.shape), tuple(y.shape)
 
     def __len__(self) -> int:
         return self.n
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._ready(idx, self.collate([(i, self.dataset[i]) for i in idx.tolist()]))
+    def batch(self, idx: torch.Tensor, seed: int | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        reader = _Indexed(self.dataset)
+        with _global_rngs_kept():
+            items = [reader[key] for key in _keys(idx, seed)]
+        return self._ready(idx, self.collate(items))
 
-    def batches(self, indices: Sequence[torch.Tensor]) -> Iterator[tuple[torch.Tensor,
-                                                                          torch.Tensor]]:
+    def batches(self, indices: Sequence[torch.Tensor], seeds: Sequence[int] | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         if not self.workers:
-            return super().batches(indices)
-        loader = DataLoader(_Indexed(self.dataset), batch_sampler=[i.tolist() for i in indices],
+            return super().batches(indices, seeds)
+        keys = [_keys(idx, None if seeds is None else seeds[k]) for k, idx in enumerate(indices)]
+        loader = DataLoader(_Indexed(self.dataset), batch_sampler=keys,
                             num_workers=self.workers, collate_fn=self.collate)
         return (self._ready(idx, batch) for idx, batch in zip(indices, loader, strict=True))
+
+    def check_reproducible(self, idx: torch.Tensor, seed: int) -> None:
+        """Read a step's batch twice: a Dataset whose items differ has randomness of its own,
+        which no replay can repeat; refused, naming it."""
+        (x1, y1), (x2, y2) = self.batch(idx, seed), self.batch(idx, seed)
+        differ = ~((x1 == x2).flatten(1).all(1) & (y1 == y2).reshape(len(y1), -1).all(1))
+        if differ.any():
+            raise DataError(
+                f"train: the Dataset {type(self.dataset).__name__} gave item "
+                f"{idx[differ][0].item()} differently when read again with the same seeds: "
+                "its randomness is not drawn from torch's, numpy's or random's global "
+                "generators (which sgdinfluence seeds per step and item), so training could "
+                "not be replayed; draw it from those, or use fit(augment=)")
 
     def collate(self, items: list[tuple[int, object]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Stack (index, (x, y)) items into a batch, naming an index whose shapes differ."""
@@ -156,13 +188,41 @@ class Streamed(TrainData):
 
 
 class _Indexed(Dataset):
-    """Items as (index, item), so that a worker's batch can name a bad index."""
+    """Items as (index, item), so that a worker's batch can name a bad index; a key
+    (index, seed) reads the item with the global generators seeded by ``seed``."""
 
     def __init__(self, dataset: Dataset):
         self.dataset = dataset
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key: int | tuple[int, int]):
+        if isinstance(key, int):
+            return key, self.dataset[key]
+        i, seed = key
+        torch.default_generator.manual_seed(seed)  # the CPU's, where a Dataset draws
+        np.random.seed(seed % 2**32)  # noqa: NPY002 (the global one a Dataset may draw from)
+        random.seed(seed)
         return i, self.dataset[i]
+
+
+def _keys(idx: torch.Tensor, seed: int | None) -> list:
+    """The items of a step to read: their indices, with a seed per item when the step has
+    one (the step's seed and the index: the same item of the same step reads the same,
+    whatever else the batch holds)."""
+    if seed is None:
+        return idx.tolist()
+    return [(i, (seed + (i + 1) * 2654435761) % 2**63) for i in idx.tolist()]
+
+
+@contextlib.contextmanager
+def _global_rngs_kept():
+    """Restore torch's, numpy's and random's global generators after reading."""
+    states = torch.get_rng_state(), np.random.get_state(), random.getstate()  # noqa: NPY002
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])  # noqa: NPY002
+        random.setstate(states[2])
 
 
 def _pair(item, i: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import Error
 from . import distributed, losses
+from .data import Streamed
 from .objective import Objective, check_no_autocast, deterministic
 from .optimizers import Optimizer
 from .tensors import as_indices
@@ -118,7 +119,9 @@ class Recorder:
         hypers = self._hypers()
         seed = int(torch.randint(0, 2**62, (), generator=self._seeds))
         part = distributed.shard(idx)  # all of it in one process
-        x, y = self.data.batch(part)
+        x, y = self.data.batch(part, seed)
+        if t == 0 and isinstance(self.data, Streamed):
+            self.data.check_reproducible(part, seed)
         theta.requires_grad_()
         # the step runs in the modes the user's loop set (a backbone in eval mode stays so)
         in_eval = sorted(n for n, m in self.model.named_modules() if not m.training)

@@ -314,7 +314,7 @@ def _check_step0(run: Run, path) -> None:
     objective = run.objective()
     theta = run.unpack(run.store[0])[0]
     objective.model.load_state_dict(run.epoch_buffers[0], strict=False)
-    x, y = run.train.batch(run.batches[0])
+    x, y = run.train.batch(run.batches[0], run.seeds[0])
     values = []
     for term in (objective.terms, objective.per_instance):  # fit's record, a recorder's
         with torch.no_grad(), mode(objective.model, train=True), \
@@ -344,7 +344,7 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
     decay = run.decoupled()
     step_losses = torch.empty(len(steps), dtype=torch.float64)
     local = [distributed.shard(run.batches[t]) for t in steps]  # all of S_t in one process
-    data = run.train.batches(local)
+    data = run.train.batches(local, [run.seeds[t] for t in steps])
     with mode(objective.model, train=True), deterministic(state.device):
         for k, (t, part, (x, y)) in enumerate(zip(steps, local, data, strict=True)):
             if record is not None:
@@ -498,6 +498,8 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
               loss_fn=loss_fn, augment=augment, optimizer=opt, eval_modules=_in_eval(model))
     objective = run.objective(model)  # with the weight decay the run assigns to instances
     _check_forward(objective, theta0, data)
+    if isinstance(data, Streamed):  # its augmentation, if any, must replay
+        data.check_reproducible(distributed.shard(batches[0]), seeds[0])
     state = torch.cat([theta0] + [torch.zeros_like(theta0)] * opt.slots)
     run.store.begin(run, state)
     weights = torch.ones(len(data), dtype=theta0.dtype, device=theta0.device)

@@ -50,7 +50,7 @@ def leave_out(run: Run, query: Query, removed: list[torch.Tensor], chunk: int | 
         Theta, *rest = state0.expand(len(J), -1).clone().chunk(1 + run.optimizer.slots, dim=1)
         slots = tuple(rest)
         with mode(objective.model, train=True), deterministic(state0.device):
-            data = run.train.batches(run.batches)
+            data = run.train.batches(run.batches, run.seeds)
             for t, (x, y) in enumerate(data):
                 run.step_modes(objective.model, t)
                 G = _step_gradient(step_grad, run, t, Theta, W, x, y)

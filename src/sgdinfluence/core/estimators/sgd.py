@@ -38,7 +38,7 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
     start = 0 if epochs is None else run.epoch_starts[run.epochs - epochs]
     steps = range(run.num_steps - 1, start - 1, -1)              # t = T-1, ..., start
     local = [distributed.shard(run.batches[t]) for t in steps]  # all of S_t in one process
-    data = run.train.batches(local)
+    data = run.train.batches(local, [run.seeds[t] for t in steps])
     scores = torch.zeros(len(U), run.num_train, dtype=U.dtype, device=U.device)
     rest = tuple(torch.zeros_like(U) for _ in range(optimizer.slots))  # 0 after the last step
     with mode(adjoint.objective.model, train=True):

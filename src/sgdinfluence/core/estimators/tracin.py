@@ -41,7 +41,7 @@ def tracin(run: Run, query: Query | None, every: int = 1, progress: bool = False
         theta = run.unpack(run.store[t])[0]
         lr = run.rate(t)
         if every == 1:  # the instances of step t, each weighted η_t/|S_t|
-            parts = [(run.batches[t], run.train.batch(run.batches[t]))]
+            parts = [(run.batches[t], run.train.batch(run.batches[t], run.seeds[t]))]
             weight = lr / len(run.batches[t])
         else:  # every instance, at the checkpoint, standing for k steps
             parts = [(idx, run.train.batch(idx)) for idx in torch.arange(run.num_train)
