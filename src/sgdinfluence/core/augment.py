@@ -1,13 +1,16 @@
 """Data augmentation whose randomness is replayed: random crops and horizontal flips.
 
-An augmentation is a callable on a batch of images (B, C, H, W) that draws from torch's
-default generator. :func:`sgdinfluence.fit` seeds that generator per step, so training,
-retraining and the influence sweep all see the same crop of instance i at step t.
+An augmentation is a callable on one input (C, H, W), as torchvision's transforms are,
+applied to each input of a batch in turn (:func:`apply`); one marked ``batched = True``, as
+:class:`RandomCrop` is, takes the whole batch (B, C, H, W) and draws per input itself. Either
+draws from torch's default generator, which :func:`sgdinfluence.fit` seeds per step, so
+training, retraining and the influence sweep all see the same crop of instance i at step t.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +25,7 @@ class RandomCrop:
 
     padding: int = 2
     flip: bool = False
+    batched: ClassVar[bool] = True  # draws a crop per image of the batch itself
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4:
@@ -37,3 +41,12 @@ class RandomCrop:
             cols = torch.where(flips[:, None, None], cols.flip(-1), cols)
         b = torch.arange(B, device=x.device)[:, None, None]
         return padded.permute(0, 2, 3, 1)[b, rows, cols].permute(0, 3, 1, 2)
+
+
+def apply(augment, x: torch.Tensor) -> torch.Tensor:
+    """``augment`` on a batch x (B, ...): at once if it is ``batched``, else input by input,
+    so that a transform written for one image (torchvision's) draws for each image, not one
+    crop for the whole batch."""
+    if getattr(augment, "batched", False):
+        return augment(x)
+    return torch.stack([augment(xi) for xi in x]) if len(x) else x

@@ -14,6 +14,7 @@ from torch.func import functional_call
 
 from ..errors import Error
 from . import losses
+from .augment import apply as apply_augment
 
 
 class Objective:
@@ -60,7 +61,7 @@ class Objective:
         model's output with ``.logits``)."""
         state = self.views(theta)
         if self.model.training:
-            x = self.augment(x) if self.augment is not None else x
+            x = apply_augment(self.augment, x) if self.augment is not None else x
             if self.functional:  # updates of buffers go to copies made inside the transform
                 buffers = {n: b.clone() for n, b in self.model.named_buffers()}
                 return logits(functional_call(self.model, (state, buffers), (x,)))

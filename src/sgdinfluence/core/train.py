@@ -441,9 +441,10 @@ def fit(model: nn.Module, train, loss: str | losses.LossFn = "cross_entropy", *,
     ``nesterov``), ``"adam"`` or ``"adamw"`` (with ``betas``, ``eps``), updating exactly as
     ``torch.optim.SGD`` / ``Adam`` / ``AdamW``. ``weight_decay`` α is each instance's
     (α/2)‖θ‖² for ``"sgd"`` and ``"adam"`` (torch's coupled ``weight_decay`` when every
-    instance is present), and torch's decoupled decay for ``"adamw"``. ``augment`` maps a batch
-    of inputs to an augmented batch using torch's default generator (e.g.
-    :class:`RandomCrop`); it is seeded per step, so retraining and the sweep replay it.
+    instance is present), and torch's decoupled decay for ``"adamw"``. ``augment`` transforms
+    one input (a torchvision transform, say), applied to each input of a step's batch, or a
+    whole batch if it is marked ``batched = True`` (:class:`RandomCrop`); it draws from
+    torch's default generator, seeded per step, so retraining and the sweep replay it.
     ``clip_grad_value`` and ``max_grad_norm`` clip each step's gradient as
     ``torch.nn.utils.clip_grad_value_`` and ``clip_grad_norm_`` do (in that order), as part
     of the update the sweep reverses. ``model`` itself is left untouched (it is θ[0]); the
