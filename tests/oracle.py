@@ -33,7 +33,7 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
                        momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999),
                        eps=1e-8, weight_decay=0.0, seeds=None, from_step=0, inputs=None,
                        max_grad_norm=None, clip_grad_value=None, eval_modules=None,
-                       hypers=None):
+                       hypers=None, micro=1):
     """Scores (N,) = -dQ(θ[T](w))/dw at w = 1, and the final parameters, of training
     ``model`` (from its current parameters) as ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` do.
 
@@ -97,6 +97,8 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
     ``eval_modules(t)``, if given, names the modules (as ``named_modules`` does) that are in
     eval mode at step t, the others in train mode. ``hypers(t)``, if given, is a dict whose
     ``momentum`` or ``betas`` replace the fixed ones at step t (a scheduler that cycles them).
+    ``micro`` > 1: each step's gradient is accumulated over that many contiguous parts of its
+    batch, one forward each, the losses summed and divided by |S_t| (no ``seeds`` then).
     """
     w = torch.ones(len(X), dtype=next(model.parameters()).dtype, device=X.device,
                    requires_grad=True)
@@ -105,7 +107,7 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
                                 betas=betas, eps=eps, weight_decay=weight_decay, seeds=seeds,
                                 from_step=from_step, inputs=inputs, max_grad_norm=max_grad_norm,
                                 clip_grad_value=clip_grad_value, eval_modules=eval_modules,
-                                hypers=hypers)
+                                hypers=hypers, micro=micro)
     (dw,) = torch.autograd.grad(query(forward), w)
     return -dw, [p.detach() for p in params]
 
@@ -120,7 +122,7 @@ def sqrt0(v):
 def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
            dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
            seeds=None, from_step=0, inputs=None, create_graph=True, max_grad_norm=None,
-           clip_grad_value=None, eval_modules=None, hypers=None):
+           clip_grad_value=None, eval_modules=None, hypers=None, micro=1):
     """The training of ``unrolled_optimizer`` with instance weights ``w`` (N,).
 
     Returns the final parameters, the final optimizer state (per parameter: the momentum
@@ -160,7 +162,12 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
             if seeds is not None:
                 torch.manual_seed(int(seeds[t]))
             x = X[idx] if inputs is None else inputs(t, X[idx])
-            per = loss(forward(x), y[idx])
+            if micro > 1:  # one forward per part: its own batch-norm statistics
+                per = torch.cat([loss(forward(xc), yc) for xc, yc in
+                                 zip(x.tensor_split(micro), y[idx].tensor_split(micro),
+                                     strict=True)])
+            else:
+                per = loss(forward(x), y[idx])
             if coupled and _is_number(weight_decay):  # the arithmetic from before groups
                 per = per + 0.5 * weight_decay * sum(p.square().sum() for p in params)
             elif coupled:

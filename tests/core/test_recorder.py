@@ -337,3 +337,51 @@ def test_a_model_returning_logits_in_an_output_object_is_recorded():
     assert run.store[0].numel() == 8 * 2 + 2
     loo = sgi.influence(run, val, method="loo", indices=[0, 1])
     np.testing.assert_allclose(sgi.influence(run, val, indices=[0, 1]), loo, rtol=0.2)
+
+
+def test_gradient_accumulation_is_one_recorded_step_over_its_micro_batches():
+    """rec.step(idx, micro_batches=4) is a loop that accumulates 4 micro-batches' gradients
+    (summed losses over |S_t|) and steps once: batch norm sees each micro-batch alone, as
+    there. The same training as that loop, the oracle's scores, literal retraining."""
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(N + 20, D, generator=g, dtype=torch.float64)
+    y = (X[:, 0] - X[:, 2] > 0).long()
+    train, val = (X[:N], y[:N]), (X[N:], y[N:])
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(D, 8), torch.nn.BatchNorm1d(8),
+                                torch.nn.ReLU(), torch.nn.Linear(8, 2)).double()
+    steps = batches(size=10)
+    plain = copy.deepcopy(model)
+    opt = torch.optim.SGD(plain.parameters(), lr=0.1, momentum=0.9)
+    for idx in steps:
+        opt.zero_grad()
+        for part in idx.tensor_split(4):
+            (F.cross_entropy(plain(X[part]), y[part], reduction="sum") / len(idx)).backward()
+        opt.step()
+    mine = copy.deepcopy(model)
+    rec = sgi.Recorder(mine, torch.optim.SGD(mine.parameters(), lr=0.1, momentum=0.9),
+                       "cross_entropy", train)
+    for idx in steps:
+        rec.step(idx, micro_batches=4)
+    run = rec.finish()
+    assert run.micro == [[0, 4]] and run.num_steps == len(steps)
+    for p, q in zip(mine.state_dict().values(), plain.state_dict().values(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    per_sample = lambda o, t: F.cross_entropy(o, t, reduction="none")  # noqa: E731
+    query = lambda forward: F.cross_entropy(forward(val[0]), val[1])  # noqa: E731
+    expected, _ = unrolled_optimizer(copy.deepcopy(model), *train, per_sample, steps,
+                                     [0.1] * len(steps), query, momentum=0.9, micro=4)
+    scores = sgi.influence(run, val)
+    assert np.abs(scores - expected.numpy()).max() / np.abs(expected.numpy()).max() < 1e-9
+    for p, q in zip(run.retrain([]).state_dict().values(), plain.state_dict().values(),
+                    strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    whole = copy.deepcopy(model)
+    rec = sgi.Recorder(whole, torch.optim.SGD(whole.parameters(), lr=0.1, momentum=0.9),
+                       "cross_entropy", train)
+    for idx in steps:
+        rec.step(idx)
+    assert np.abs(sgi.influence(rec.finish(), val) - scores).max() > 1e-3  # it matters
+    with pytest.raises(Error, match=r"micro_batches must be an int in \[1, 10\]"):
+        sgi.Recorder(model, torch.optim.SGD(model.parameters(), lr=0.1), "cross_entropy",
+                     train).step(steps[0], micro_batches=11)

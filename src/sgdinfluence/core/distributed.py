@@ -40,6 +40,18 @@ def seed(step_seed: int, rank: int | None = None) -> int:
     return (step_seed + (world()[0] if rank is None else rank)) % 2**63
 
 
+def pieces(n: int, micro: int, step_seed: int, rank: int | None = None
+           ) -> list[tuple[slice, int]]:
+    """A rank's ``n`` instances of a step as its ``micro`` contiguous micro-batches
+    (gradient accumulation), each with the seed of its randomness: (slice, seed) pairs, one
+    (all, the rank's seed) without accumulation."""
+    first = seed(step_seed, rank)
+    sizes = [len(b) for b in torch.arange(n).tensor_split(micro)]
+    starts = [sum(sizes[:c]) for c in range(micro)]
+    return [(slice(a, a + size), (first + c * 7919) % 2**63)
+            for c, (a, size) in enumerate(zip(starts, sizes, strict=True))]
+
+
 def all_reduce(t: torch.Tensor) -> torch.Tensor:
     """The sum of ``t`` over the ranks, in place (``t`` itself outside a process group)."""
     if world()[1] > 1:
@@ -48,21 +60,24 @@ def all_reduce(t: torch.Tensor) -> torch.Tensor:
 
 
 def gradient(objective, theta: torch.Tensor, w: torch.Tensor, x: torch.Tensor,
-             y: torch.Tensor, batch_size: int, step_seed: int
+             y: torch.Tensor, batch_size: int, step_seed: int, micro: int = 1
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """The gradient g (P,) and value of the step objective ``(1/|S_t|) Σ_{i∈S_t} w_i ℓ_i``,
-    with this rank's shard (w, x, y) of the mini-batch of ``batch_size``: one all-reduce of
-    (g, loss) in a process group."""
+    with this rank's shard (w, x, y) of the mini-batch of ``batch_size``, accumulated over
+    ``micro`` micro-batches (each its own forward: its own batch-norm statistics and
+    randomness): one all-reduce of (g, loss) in a process group."""
     from .objective import replay_rng
 
-    if len(w):
-        with replay_rng(seed(step_seed), theta.device):
-            loss = objective.batch(theta, w, x, y)
-        if len(w) != batch_size:
-            loss = loss * (len(w) / batch_size)
-        (g,) = torch.autograd.grad(loss, theta)
-    else:  # more ranks than the batch has instances
-        g, loss = torch.zeros_like(theta), theta.new_zeros(())
+    g, loss = torch.zeros_like(theta), theta.new_zeros(())
+    for part, piece_seed in pieces(len(w), micro, step_seed):
+        if part.stop == part.start:  # more ranks (or micro-batches) than instances
+            continue
+        with replay_rng(piece_seed, theta.device):
+            value = objective.batch(theta, w[part], x[part], y[part])
+        if part.stop - part.start != batch_size:
+            value = value * ((part.stop - part.start) / batch_size)
+        g = g + torch.autograd.grad(value, theta)[0]
+        loss = loss + value.detach()
     if world()[1] > 1:
         both = all_reduce(torch.cat([g, loss.detach()[None]]))
         g, loss = both[:-1], both[-1]

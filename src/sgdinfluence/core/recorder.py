@@ -100,14 +100,22 @@ class Recorder:
         self._options = _options(optimizer)
         self._losses: list[float] = []
 
-    def step(self, indices) -> float:
+    def step(self, indices, micro_batches: int = 1) -> float:
         """One training step on the instances ``indices`` (integer indices into the training
-        data, or a boolean mask); returns the mini-batch's mean loss."""
+        data, or a boolean mask); returns the mini-batch's mean loss. ``micro_batches`` > 1
+        accumulates the gradient over that many contiguous parts of ``indices``, one forward
+        each (their own batch-norm statistics and randomness), as a loop with gradient
+        accumulation does: the recorded step is the optimizer's, its objective the mean
+        over all of ``indices`` (each part's loss summed and divided by their total)."""
         if self._done:
             raise Error("the recorder is finished; start a new Recorder for another run")
         run, objective = self.run, self.objective
         check_no_autocast(self.data.device, "Recorder.step")
         idx = as_indices(indices, len(self.data), "indices", allow_empty=False)
+        if (isinstance(micro_batches, bool) or not isinstance(micro_batches, int)
+                or not 1 <= micro_batches <= len(idx)):
+            raise Error(f"micro_batches must be an int in [1, {len(idx)}] (the step's "
+                        f"instances), got {micro_batches!r}")
         distributed.check_same(idx, "the indices given to Recorder.step")
         t = run.num_steps
         new_epoch = len(run.epoch_starts) <= self._seen // len(self.data)
@@ -127,7 +135,8 @@ class Recorder:
         in_eval = sorted(n for n, m in self.model.named_modules() if not m.training)
         with deterministic(theta.device):
             g, loss = distributed.gradient(objective, theta, torch.ones(
-                len(part), dtype=theta.dtype, device=theta.device), x, y, len(idx), seed)
+                len(part), dtype=theta.dtype, device=theta.device), x, y, len(idx), seed,
+                micro_batches)
         value = loss.item()
         check_finite(value, t, len(run.epoch_starts) - (0 if new_epoch else 1),
                      tuple(rates) if run.groups is not None else rates[0])
@@ -135,6 +144,8 @@ class Recorder:
         if new_epoch:  # an epoch's first step: retraining can start here
             run.epoch_starts.append(t)
             run.epoch_buffers.append(buffers)
+        if micro_batches != run.micro_at(t):
+            run.micro.append([t, micro_batches])  # accumulated over this many from here on
         if in_eval != (run.eval_modules[-1][1] if run.eval_modules else []):
             run.eval_modules.append([t, in_eval])  # the modes change from this step on
         if hypers != {k: getattr(run.optimizer_at(t), k) for k in hypers}:

@@ -178,7 +178,7 @@ PARTS: dict[str, type | tuple[type, ...]] = {
     "epoch_starts": list, "epoch_buffers": list, "losses": torch.Tensor, "config": dict,
     "store": dict, "train": dict, "loss": (str, dict), "augment": (dict, type(None)),
     "optimizer": dict, "groups": (torch.Tensor, type(None)), "eval_modules": list,
-    "hypers": list}
+    "hypers": list, "micro": list}
 MODEL: dict[str, type | tuple[type, ...]] = {"class": str, "state": dict,
                                             "architecture": (bytes, type(None))}
 
@@ -243,6 +243,11 @@ def check_schedule(p: dict, num_train: int, path) -> None:
                and isinstance(c[1], dict) and set(c[1]) <= {"momentum", "betas"}
                for c in hypers) or [c[0] for c in hypers] != sorted({c[0] for c in hypers}):
         bad("its optimizer's momentum or betas per step are not [step, {...}] in order")
+    micro = p["micro"]
+    if not all(isinstance(c, list) and len(c) == 2 and type(c[0]) is int and 0 <= c[0] < T
+               and type(c[1]) is int and c[1] >= 1 for c in micro) or \
+            [c[0] for c in micro] != sorted({c[0] for c in micro}):
+        bad("its micro-batches per step are not [step, count] in order")
     groups = p["groups"]
     if groups is not None and not (isinstance(groups, torch.Tensor) and groups.ndim == 1
                                    and groups.dtype == torch.long):

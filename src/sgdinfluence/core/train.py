@@ -95,6 +95,7 @@ class Run:
     groups: torch.Tensor | None = None  # (P,) the parameter group of each entry of θ
     eval_modules: list = field(default_factory=list)  # [first step, [names]] where it changes
     hypers: list = field(default_factory=list)  # [first step, {momentum or betas}] likewise
+    micro: list = field(default_factory=list)  # [first step, micro-batches] likewise
     _entries: dict = field(default_factory=dict, repr=False, compare=False)
     _sealed: list = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -115,6 +116,11 @@ class Run:
         if ("hypers", k) not in self._entries:
             self._entries["hypers", k] = replace(self.optimizer, **self.hypers[k][1])
         return self._entries["hypers", k]
+
+    def micro_at(self, t: int) -> int:
+        """The micro-batches step t's gradient was accumulated over (1: none)."""
+        k = bisect.bisect_right([s for s, _ in self.micro], t) - 1
+        return 1 if k < 0 else self.micro[k][1]
 
     @property
     def num_steps(self) -> int:
@@ -215,7 +221,7 @@ class Run:
             "loss": runfile.loss_part(self.loss_fn),
             "augment": runfile.augment_part(self.augment),
             "optimizer": asdict(self.optimizer), "groups": self.groups,
-            "eval_modules": self.eval_modules, "hypers": self.hypers,
+            "eval_modules": self.eval_modules, "hypers": self.hypers, "micro": self.micro,
         }
 
     def save(self, path: str | os.PathLike) -> None:
@@ -280,7 +286,7 @@ def load_run(path: str | os.PathLike, map_location=None, *, model: nn.Module | N
             train=data, loss_fn=loss_fn,
             augment=runfile.rebuild_augment(p["augment"], augment, path),
             optimizer=Optimizer(**p["optimizer"]), groups=p["groups"],
-            eval_modules=p["eval_modules"], hypers=p["hypers"],
+            eval_modules=p["eval_modules"], hypers=p["hypers"], micro=p["micro"],
         )
         for k in range(len(run.hypers)):  # each step's update rule is one
             run.optimizer_at(run.hypers[k][0])
@@ -317,10 +323,13 @@ def _check_step0(run: Run, path) -> None:
     x, y = run.train.batch(run.batches[0], run.seeds[0])
     values = []
     for term in (objective.terms, objective.per_instance):  # fit's record, a recorder's
-        with torch.no_grad(), mode(objective.model, train=True), \
-                replay_rng(distributed.seed(run.seeds[0], 0), theta.device):
-            run.step_modes(objective.model, 0)
-            values.append(term(theta, x, y).mean().item())
+        value = 0.0
+        for part, seed in distributed.pieces(len(y), run.micro_at(0), run.seeds[0], 0):
+            with torch.no_grad(), mode(objective.model, train=True), \
+                    replay_rng(seed, theta.device):
+                run.step_modes(objective.model, 0)
+                value += term(theta, x[part], y[part]).sum().item() / len(y)
+        values.append(value)
     recorded = float(run.losses[0])
     if not any(math.isclose(v, recorded, rel_tol=1e-4, abs_tol=1e-6) for v in values):
         raise RunFileError(f"step 0 of the run {path} recorded the loss {recorded:.6g}, but "
@@ -353,7 +362,7 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
             theta.requires_grad_()
             run.step_modes(objective.model, t)
             g, loss = distributed.gradient(objective, theta, weights[part], x, y,
-                                           len(run.batches[t]), run.seeds[t])
+                                           len(run.batches[t]), run.seeds[t], run.micro_at(t))
             value = loss.item()
             check_finite(value, t, int(np.searchsorted(run.epoch_starts, t, side="right")) - 1,
                          run.lrs[t])

@@ -68,18 +68,22 @@ def leave_out(run: Run, query: Query, removed: list[torch.Tensor], chunk: int | 
 def _step_gradient(step_grad, run: Run, t: int, Theta, W, x, y) -> torch.Tensor:
     """Step t's gradient for every stacked state, computed as training computed it: the whole
     batch in one process; in a process group of size K, the K ranks' shares, each with its
-    own randomness and scaled by |share| / |S_t|, summed (here, in this one process)."""
-    idx = run.batches[t]
+    own randomness and scaled by |share| / |S_t|, summed (here, in this one process); each
+    share micro-batch by micro-batch where the step accumulated its gradient."""
+    idx, micro = run.batches[t], run.micro_at(t)
     parts = distributed.shares(idx)
-    if len(parts) == 1:
+    if len(parts) == 1 and micro == 1:
         with replay_rng(run.seeds[t], Theta.device):
             return step_grad(Theta, W[:, idx], x, y)
     G = torch.zeros_like(Theta)
     for rank, (part, xr, yr) in enumerate(zip(parts, x.tensor_split(len(parts)),
                                               y.tensor_split(len(parts)), strict=True)):
-        if len(part):
-            with replay_rng(distributed.seed(run.seeds[t], rank), Theta.device):
-                G += step_grad(Theta, W[:, part], xr, yr) * (len(part) / len(idx))
+        for piece, seed in distributed.pieces(len(part), micro, run.seeds[t], rank):
+            n = piece.stop - piece.start
+            if n:
+                with replay_rng(seed, Theta.device):
+                    G += step_grad(Theta, W[:, part[piece]], xr[piece], yr[piece]) * (
+                        n / len(idx))
     return G
 
 

@@ -64,15 +64,27 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
 def _shard_adjoint(adjoint: StepAdjoint, run: Run, t: int, part, theta, x, y, G):
     """The step's adjoint on this process's part of S_t, in the same dropout and crops as
     training: all of it in one process; in a process group, each rank's share scaled by
-    |part| / |S_t| and H_t G summed over the ranks."""
+    |part| / |S_t| and H_t G summed over the ranks. A step accumulated over micro-batches
+    is reversed micro-batch by micro-batch, each scaled by its share of S_t."""
     size = len(run.batches[t])
-    if len(part):
-        with replay_rng(distributed.seed(run.seeds[t]), G.device):
-            HG, dW = adjoint(theta, x, y, G)
-        if len(part) != size:
-            HG, dW = (None if HG is None else HG * (len(part) / size)), dW * (len(part) / size)
-    else:  # more ranks than the batch has instances
+    HGs: list[torch.Tensor] = []
+    dWs: list[torch.Tensor] = []
+    for piece, seed in distributed.pieces(len(part), run.micro_at(t), run.seeds[t]):
+        n = piece.stop - piece.start
+        if not n:  # more ranks (or micro-batches) than the batch has instances
+            continue
+        with replay_rng(seed, G.device):
+            HG, dW = adjoint(theta, x[piece], y[piece], G)
+        if n != size:
+            HG, dW = (None if HG is None else HG * (n / size)), dW * (n / size)
+        if HG is not None:
+            HGs.append(HG)
+        dWs.append(dW)
+    if not dWs:
         HG, dW = (None if not adjoint.hessian else torch.zeros_like(G)), G.new_zeros(len(G), 0)
+    else:
+        HG = None if not HGs else HGs[0] if len(HGs) == 1 else torch.stack(HGs).sum(0)
+        dW = dWs[0] if len(dWs) == 1 else torch.cat(dWs, dim=1)
     return (None if HG is None else distributed.all_reduce(HG)), dW
 
 
@@ -88,7 +100,7 @@ def _reverse_update(objective: Objective, run: Run, theta, slots, t: int, part, 
     else:
         w = torch.ones(len(part), dtype=theta.dtype, device=theta.device)
         g = distributed.gradient(objective, theta.detach().requires_grad_(), w, x, y,
-                                 len(run.batches[t]), run.seeds[t])[0]
+                                 len(run.batches[t]), run.seeds[t], run.micro_at(t))[0]
     pullback = vjp(lambda th, s, gr: optimizer.step(th, s, gr, lr, t, decay), theta, slots,
                    g)[1]
     if len(U) == 1:

@@ -24,6 +24,7 @@ import torch
 from torch.func import jacrev
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..objective import mode, replay_rng
 from ..queries import Query
 from ..train import Run
@@ -40,16 +41,19 @@ def tracin(run: Run, query: Query | None, every: int = 1, progress: bool = False
                   leave=False):
         theta = run.unpack(run.store[t])[0]
         lr = run.rate(t)
-        if every == 1:  # the instances of step t, each weighted η_t/|S_t|
-            parts = [(run.batches[t], run.train.batch(run.batches[t], run.seeds[t]))]
+        if every == 1:  # the instances of step t, each weighted η_t/|S_t|, in the forwards
+            idx = run.batches[t]  # of its micro-batches
+            x, y = run.train.batch(idx, run.seeds[t])
+            parts = [(idx[p], (x[p], y[p]), seed) for p, seed in
+                     distributed.pieces(len(idx), run.micro_at(t), run.seeds[t], 0)]
             weight = lr / len(run.batches[t])
         else:  # every instance, at the checkpoint, standing for k steps
-            parts = [(idx, run.train.batch(idx)) for idx in torch.arange(run.num_train)
-                     .split(max(1, 2**20 // len(theta)))]
+            parts = [(idx, run.train.batch(idx), run.seeds[t]) for idx in
+                     torch.arange(run.num_train).split(max(1, 2**20 // len(theta)))]
             weight = every * lr / run.num_train
         U = theta.new_zeros(0) if query is None else query.gradients(theta)
-        for idx, (x, y) in parts:
-            with mode(objective.model, train=True), replay_rng(run.seeds[t], theta.device):
+        for idx, (x, y), seed in parts:
+            with mode(objective.model, train=True), replay_rng(seed, theta.device):
                 run.step_modes(objective.model, t)
                 if query is None:  # self-influence: ∇ℓ_j for each j of the batch, (B, P)
                     J = jacrev(lambda th, x=x, y=y: objective.terms(th, x, y))(theta)
