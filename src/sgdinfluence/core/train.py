@@ -24,7 +24,14 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError, DataError, Error, RunFileError, TrainingDiverged
+from ..errors import (
+    ConfigError,
+    DataError,
+    Error,
+    RunFileError,
+    RunFileNotFound,
+    TrainingDiverged,
+)
 from . import distributed, losses, runfile
 from .data import Streamed, Tensors, TrainData
 from .losses import LossFn
@@ -282,7 +289,7 @@ def load_run(path: str | os.PathLike, map_location=None, *, model: nn.Module | N
             model=trained.eval(), initial_state=p["initial_state"], batches=p["batches"],
             lrs=p["lrs"], seeds=p["seeds"], epoch_starts=p["epoch_starts"],
             epoch_buffers=p["epoch_buffers"], losses=p["losses"].numpy(),
-            config=FitConfig(**p["config"]), store=store_from_state(p["store"]),
+            config=FitConfig(**p["config"]), store=_store(p["store"], path),
             train=data, loss_fn=loss_fn,
             augment=runfile.rebuild_augment(p["augment"], augment, path),
             optimizer=Optimizer(**p["optimizer"]), groups=p["groups"],
@@ -312,6 +319,15 @@ def load_run(path: str | os.PathLike, map_location=None, *, model: nn.Module | N
                            f"{e}); re-record it with sgi.fit").with_traceback(None) from e
     run.seal()
     return run
+
+
+def _store(state: dict, path) -> Store:
+    try:
+        return store_from_state(state)
+    except RunFileError as e:
+        if isinstance(e, RunFileNotFound):
+            raise
+        raise RunFileError(f"the run {path} is corrupt: {e}; re-record it with sgi.fit") from e
 
 
 def _check_step0(run: Run, path) -> None:

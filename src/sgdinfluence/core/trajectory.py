@@ -337,8 +337,8 @@ class ReplayStore(Store):
         checkpoints = _finite(state["checkpoints"], "its trajectory's checkpoints")
         store._checkpoints, store._count = list(checkpoints.unbind(0)), state["count"]
         if len(store._checkpoints) != -(-store._count // store.every):
-            raise RunFileError(f"a run's replay store has {len(store._checkpoints)} checkpoints "
-                               f"for {store._count} steps every {store.every}; it is corrupt")
+            raise RunFileError(f"its replay store has {len(store._checkpoints)} checkpoints "
+                               f"for {store._count} steps every {store.every}")
         return store
 
 
@@ -346,8 +346,7 @@ def _finite(states, what: str) -> torch.Tensor:
     """A loaded (T, ·) block of states, refused when it is not one or holds NaN or inf."""
     if not (isinstance(states, torch.Tensor) and states.ndim == 2 and states.is_floating_point()
             and torch.isfinite(states).all()):
-        raise RunFileError(f"a run's file is corrupt: {what} is not a finite (T, P) tensor of "
-                           "states; re-record the run with sgi.fit")
+        raise RunFileError(f"{what} is not a finite (T, P) tensor of states")
     return states
 
 
