@@ -9,6 +9,7 @@ written out as torch.optim's single-tensor (foreach=False) implementation comput
 the oracle's training is torch's training and the graph carries the optimizer's state.
 """
 
+import copy
 import numbers
 
 import torch
@@ -137,6 +138,7 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
         raise ValueError("momentum, dampening and nesterov are options of optimizer='sgd'")
     if (max_grad_norm or clip_grad_value) and weight_decay and optimizer != "adamw":
         raise ValueError("torch clips before adding a coupled decay: not written out here")
+    model = with_differentiable_statistics(model)
     names = [n for n, _ in model.named_parameters()]
     params = [p.detach().clone().requires_grad_() for p in model.parameters()]
     decay = _per_tensor(weight_decay, len(params), "weight_decay")
@@ -197,6 +199,47 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
             torch.random.set_rng_state(saved)
     model.eval()
     return params, state, forward
+
+
+class DifferentiableBatchNorm(torch.nn.Module):
+    """torch's batch norm, written out, with running statistics that carry autograd's graph:
+    in train mode it normalises by the batch's mean and biased variance and moves the running
+    mean and (unbiased) variance by ``momentum`` towards the batch's; in eval mode it
+    normalises by the running statistics, which so depend on every step before."""
+
+    def __init__(self, bn):
+        super().__init__()
+        self.weight = torch.nn.Parameter(bn.weight.detach().clone())
+        self.bias = torch.nn.Parameter(bn.bias.detach().clone())
+        self.running_mean = bn.running_mean.detach().clone()  # attributes, not buffers
+        self.running_var = bn.running_var.detach().clone()
+        self.momentum, self.eps = bn.momentum, bn.eps
+        self.training = bn.training
+
+    def forward(self, h):
+        dims = [d for d in range(h.ndim) if d != 1]
+        shape = [1, h.shape[1]] + [1] * (h.ndim - 2)
+        if self.training:
+            mean, var = h.mean(dims), h.var(dims, correction=0)
+            m = self.momentum
+            self.running_mean = (1 - m) * self.running_mean + m * mean
+            self.running_var = (1 - m) * self.running_var + m * h.var(dims, correction=1)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return ((h - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)
+                * self.weight.reshape(shape) + self.bias.reshape(shape))
+
+
+def with_differentiable_statistics(model):
+    """A copy of ``model`` whose batch norm layers are :class:`DifferentiableBatchNorm`."""
+    model = copy.deepcopy(model)
+    for name, m in list(model.named_modules()):
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+            if m.momentum is None or not m.affine:
+                raise ValueError("the oracle writes out batch norm with a momentum and affine")
+            parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+            setattr(parent, name.rpartition(".")[2], DifferentiableBatchNorm(m))
+    return model
 
 
 def _is_number(value):

@@ -6,6 +6,7 @@ train / eval mode."""
 from __future__ import annotations
 
 import contextlib
+import types
 from collections.abc import Callable
 
 import torch
@@ -56,20 +57,24 @@ class Objective:
         return {prefix + n: v.view(s) for n, v, s in
                 zip(self.names, theta.split(self.sizes), self.shapes, strict=True)}
 
-    def outputs(self, theta: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def outputs(self, theta: torch.Tensor, x: torch.Tensor,
+                buffers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """The model's outputs at θ: its logits where it returns more (a Hugging Face
-        model's output with ``.logits``)."""
+        model's output with ``.logits``). ``buffers`` replace the model's own (batch-norm
+        statistics to differentiate by)."""
         state = self.views(theta)
         if self.model.training:
             x = apply_augment(self.augment, x) if self.augment is not None else x
-            if self.functional:  # updates of buffers go to copies made inside the transform
+            if self.functional and buffers is None:  # buffer updates go to copies made here
                 buffers = {n: b.clone() for n, b in self.model.named_buffers()}
-                return logits(functional_call(self.model, (state, buffers), (x,)))
+        if buffers is not None:
+            return logits(functional_call(self.model, (state, buffers), (x,)))
         return logits(functional_call(self.model, state, (x,)))
 
-    def per_instance(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def per_instance(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                     buffers: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """ℓ(z_i; θ) for each instance of the batch, without weight decay: (B,)."""
-        return self.loss_fn(self.outputs(theta, x), y)
+        return self.loss_fn(self.outputs(theta, x, buffers), y)
 
     def terms(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Each instance's share of the objective, ℓ(z_i; θ) + (α/2)‖θ‖²: (B,)."""
@@ -156,3 +161,29 @@ def set_modes(model: nn.Module, in_eval: frozenset[str]) -> None:
     """Every module of ``model`` in train mode but those named in ``in_eval``."""
     for name, m in model.named_modules():
         m.training = name not in in_eval
+
+
+@contextlib.contextmanager
+def batch_norm_written_out(model: nn.Module, names: set[str] | None = None):
+    """Eval-mode batch norm as its formula, (x − r_mean) / √(r_var + eps) · weight + bias,
+    for the block (in the layers ``names``, or all): torch's kernel refuses a gradient by
+    the running statistics."""
+    layers = [m for n, m in model.named_modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+              and (names is None or n in names)]
+    for m in layers:
+        m.forward = types.MethodType(_eval_batch_norm, m)  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        for m in layers:
+            del m.forward
+
+
+def _eval_batch_norm(self, x: torch.Tensor) -> torch.Tensor:
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    out = (x - self.running_mean.reshape(shape)) / torch.sqrt(
+        self.running_var.reshape(shape) + self.eps)
+    if self.affine:
+        out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
+    return out

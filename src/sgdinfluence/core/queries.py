@@ -18,12 +18,12 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, jacrev, vmap
 from torch.utils.data import Dataset
 
 from ..errors import DataError, Error
 from . import losses
-from .objective import mode
+from .objective import batch_norm_written_out, mode
 from .tensors import as_tensors, chunks
 from .train import Run
 
@@ -86,18 +86,28 @@ class Query:
                         "like), so every score would be 0; query a differentiable surrogate "
                         "instead, such as a loss on the validation data")
 
-    def values(self, theta: torch.Tensor) -> torch.Tensor:
-        """Q(θ) (M,), a pure function of flat θ (P,) (vmappable for data queries)."""
+    def values(self, theta: torch.Tensor, buffers: dict | None = None) -> torch.Tensor:
+        """Q(θ) (M,), a pure function of flat θ (P,) (vmappable for data queries), and of the
+        model's ``buffers`` where given."""
         out = []
         with mode(self.objective.model, train=False):
             for kind, *args in self.parts:
                 if kind == "call":
-                    out.append(self._call(args[0], theta))
+                    out.append(self._call(args[0], theta, buffers))
                     continue
-                per = torch.cat([self.objective.per_instance(theta, xc, yc)
+                per = torch.cat([self.objective.per_instance(theta, xc, yc, buffers)
                                  for xc, yc in chunks(*args)])
                 out.append(per.mean()[None] if kind == "mean" else per)
         return torch.cat(out)
+
+    def statistics_gradients(self, theta: torch.Tensor, names: list[str]
+                             ) -> dict[str, torch.Tensor]:
+        """∂Q/∂b (M, ...) for the model's buffers ``names`` (batch norm's running statistics,
+        which training made, and which eval mode reads), at θ and the model's buffers."""
+        buffers = {n: b.detach() for n, b in self.objective.model.named_buffers()}
+        chosen = {n: buffers[n] for n in names}
+        with batch_norm_written_out(self.objective.model):
+            return jacrev(lambda b: self.values(theta.detach(), {**buffers, **b}))(chosen)
 
     def gradients(self, theta: torch.Tensor, buffers: dict | None = None) -> torch.Tensor:
         """U = ∇_θ Q(θ) (M, P), reducing over the validation data chunk by chunk; with the
@@ -118,8 +128,12 @@ class Query:
                     rows.append(torch.cat([each(theta, xc, yc) for xc, yc in chunks(*args)]))
         return torch.cat(rows)
 
-    def _call(self, module: _Called, theta: torch.Tensor) -> torch.Tensor:
-        return functional_call(module, self.objective.views(theta, prefix="model."), ())
+    def _call(self, module: _Called, theta: torch.Tensor, buffers: dict | None = None
+              ) -> torch.Tensor:
+        state = self.objective.views(theta, prefix="model.")
+        if buffers is not None:
+            state.update({"model." + n: b for n, b in buffers.items()})
+        return functional_call(module, state, ())
 
 
 @contextlib.contextmanager

@@ -114,6 +114,13 @@ class Run:
             starts = [s for s, _ in self.eval_modules]
             set_modes(model, frozenset(self.eval_modules[bisect.bisect_right(starts, t) - 1][1]))
 
+    def first_in_train_mode(self, name: str) -> int:
+        """The first step at which module ``name`` trains in train mode (num_steps: never)."""
+        changes = self.eval_modules if self.eval_modules and self.eval_modules[0][0] == 0 \
+            else [[0, []], *self.eval_modules]
+        return next((start for start, in_eval in changes if name not in in_eval),
+                    self.num_steps)
+
     def optimizer_at(self, t: int) -> Optimizer:
         """The update rule of step t: ``optimizer`` with the momentum or betas a scheduler
         (OneCycleLR's cycle_momentum) had set for it (``hypers``: from each listed step on)."""

@@ -100,10 +100,12 @@ def _estimate(run: Run, q: Query, method: str, idx: torch.Tensor, progress: bool
             scores = influence_function(run, U, **options)[:, idx]
         else:  # sgd, sgd-nohessian
             swept, ends = options.get("epochs") or run.epochs, {}
+            stats = _statistics(run, q) if method == "sgd" else {}
             if options.pop("at", "end") == "epochs":  # Q's mean over the swept epochs' ends
                 U, ends = U / swept, _epoch_ends(run, q, swept)
+                stats = {n: v / swept for n, v in stats.items()}
             scores = sgd_influence(run, U, hessian=method == "sgd", progress=progress,
-                                   checkpoints=ends, **options)[:, idx]
+                                   checkpoints=ends, statistics=stats, **options)[:, idx]
     return scores
 
 
@@ -124,6 +126,15 @@ def math_attention(run: Run):
                       "rounding)", stacklevel=3)
     with sdpa_kernel(SDPBackend.MATH):
         yield
+
+
+def _statistics(run: Run, q: Query) -> dict:
+    """∂Q/∂r at θ[T] for the batch-norm running statistics r the query reads (none when the
+    model has no batch norm that tracks them)."""
+    names = [f"{name}.{stat}" for name, m in run.model.named_modules()
+             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+             for stat in ("running_mean", "running_var")]
+    return q.statistics_gradients(q.objective.flatten(), names) if names else {}
 
 
 def _epoch_ends(run: Run, q: Query, epochs: int) -> dict:

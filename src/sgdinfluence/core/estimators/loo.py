@@ -32,6 +32,8 @@ def leave_out(run: Run, query: Query, removed: list[torch.Tensor], chunk: int | 
     about 2M stacked parameters (all 200 runs of a logistic regression). In a process group
     each rank retrains its share of the sets alone, and one all-reduce gathers the columns.
     """
+    if _tracks_statistics(run):
+        return _one_by_one(run, query, removed, progress)
     objective = run.objective(functional=True)
     state0 = run.store[0]
     base = query.values(objective.flatten())
@@ -63,6 +65,29 @@ def leave_out(run: Run, query: Query, removed: list[torch.Tensor], chunk: int | 
     full = base.new_zeros(len(base), len(removed))
     full[:, mine.to(full.device)] = torch.cat(out, dim=1)
     return distributed.all_reduce(full)
+
+
+def _tracks_statistics(run: Run) -> bool:
+    """Does the run update batch norm's running statistics (a layer with them, in train mode
+    at some step)? Each counterfactual run then has statistics of its own."""
+    return any(run.first_in_train_mode(n) < run.num_steps for n, m in run.model.named_modules()
+               if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats)
+
+
+def _one_by_one(run: Run, query: Query, removed: list[torch.Tensor], progress: bool
+                ) -> torch.Tensor:
+    """The truth for a model whose batch norm updates its running statistics: each set's
+    counterfactual training (``Run.retrain``), its statistics included, one at a time (torch
+    cannot stack runs that update buffers in place)."""
+    base = query.values(query.objective.flatten())
+    rank, size = distributed.world()
+    mine = torch.arange(len(removed)).tensor_split(size)[rank].tolist()
+    full = base.new_zeros(len(base), len(removed))
+    for k in tqdm(mine, desc="leave-out retraining", disable=not progress, leave=False):
+        model = run.retrain(removed[k])
+        theta = torch.cat([p.detach().reshape(-1) for p in model.parameters() if p.requires_grad])
+        full[:, k] = query.values(theta, dict(model.named_buffers())) - base
+    return distributed.all_reduce(full) if size > 1 else full
 
 
 def _step_gradient(step_grad, run: Run, t: int, Theta, W, x, y) -> torch.Tensor:

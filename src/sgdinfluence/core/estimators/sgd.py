@@ -9,8 +9,9 @@ from torch import nn
 from torch.func import jvp, vjp, vmap
 from tqdm.auto import tqdm
 
+from ...errors import Error
 from .. import distributed
-from ..objective import Objective, mode, replay_rng
+from ..objective import Objective, batch_norm_written_out, mode, replay_rng
 from ..train import Run
 
 ROW_BUDGET = 2**20  # query rows x batch size x parameters handled by one batched reverse pass
@@ -18,8 +19,8 @@ ROW_BUDGET = 2**20  # query rows x batch size x parameters handled by one batche
 
 def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian: bool = True,
                   progress: bool = False,
-                  checkpoints: Mapping[int, Callable[[], torch.Tensor]] | None = None
-                  ) -> torch.Tensor:
+                  checkpoints: Mapping[int, Callable[[], torch.Tensor]] | None = None,
+                  statistics: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Estimate ``⟨u, θ_{-j}[T] - θ[T]⟩`` for every query row u of U (M, P) and every
     training index j: returns (M, N). ``epochs=k`` sweeps over the last k epochs only
     (``epochs=1`` is the paper's last-epoch approximation). ``hessian=False`` drops the
@@ -32,8 +33,14 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
     (momentum, Adam), U is the adjoint of θ and ``rest`` that of the optimizer's slots; each
     step's update is reversed by ``torch.func.vjp`` to find G, the cotangent of the step's
     gradient g_t, whose products with the batch are the same as in the paper's step.
+
+    ``statistics``: ∂Q/∂r (M, C) for batch norm's running statistics r at θ[T] (eval mode
+    reads them, and training made them): their adjoint is carried beside U
+    (:class:`RunningStatistics`).
     """
     adjoint = StepAdjoint(run.objective(functional=True), hessian)
+    stats = (RunningStatistics(run, adjoint.objective.model, statistics)
+             if statistics and hessian else None)
     optimizer = run.optimizer
     start = 0 if epochs is None else run.epoch_starts[run.epochs - epochs]
     steps = range(run.num_steps - 1, start - 1, -1)              # t = T-1, ..., start
@@ -58,6 +65,9 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
             scores.index_add_(1, part.to(scores.device), -dW)  # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
             if HG is not None:
                 U = U + HG                                     # u ← (I - η_t H_t) u
+            if stats is not None:                              # u += m (∂s_t/∂θ)ᵀ v; v ← (1-m) v
+                U = U + stats.step(adjoint.objective, t, theta, x, y, distributed.pieces(
+                    len(part), run.micro_at(t), run.seeds[t]), G)
     return distributed.all_reduce(scores)
 
 
@@ -107,6 +117,98 @@ def _reverse_update(objective: Objective, run: Run, theta, slots, t: int, part, 
         Lt, Ls, Lg = pullback((U[0], tuple(r[0] for r in rest)))
         return Lt[None], tuple(r[None] for r in Ls), Lg[None]
     return vmap(pullback)((U, rest))
+
+
+class RunningStatistics:
+    """Batch norm's running statistics r as part of the state the sweep reverses. Training
+    updates them at every forward in train mode, r ← (1 − m) r + m s(θ), s the batch's mean
+    and unbiased variance of the layer's input; eval mode reads them: the query, and the
+    steps where the user had the layer in eval mode (a frozen backbone). Their adjoint V
+    (M, C) per statistic starts at ∂Q/∂r(θ[T]); backwards over step t:
+
+    - a layer in train mode: u gains m (1 − m)^(k−1−c) (∂s_c/∂θ)ᵀ V for the step's forwards
+      c < k (its micro-batches), and V shrinks by (1 − m)^k;
+    - a layer in eval mode: V gains (∂g_t/∂r)ᵀ G, G the cotangent of the step's gradient g_t
+      (only where r then depends on θ: after some step in train mode).
+    """
+
+    def __init__(self, run: Run, model: nn.Module, V: dict[str, torch.Tensor]):
+        self.momentum: dict[str, float] = {}
+        self.seen: list[tuple[str, torch.Tensor]] | None = None  # inputs, while recording
+        self.first_train: dict[str, int] = {}  # the first step with the layer in train mode
+        for name, m in model.named_modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                if m.momentum is None:
+                    raise Error(f"batch norm layer {name} has momentum=None (a cumulative "
+                                "average): the sweep follows running statistics of a momentum")
+                self.momentum[name] = float(m.momentum)
+                m.register_forward_pre_hook(self._hook(name))
+                self.first_train[name] = run.first_in_train_mode(name)
+        if self.momentum and distributed.world()[1] > 1:
+            raise Error("the sweep does not follow batch norm's running statistics in a "
+                        "process group yet (each rank's batch norm sees its own shard); record "
+                        "and sweep a model with batch norm in one process")
+        self.run, self.model, self.V = run, model, dict(V)
+
+    def _hook(self, name: str):
+        def record(module: nn.Module, args: tuple) -> None:
+            if self.seen is not None and module.training:
+                self.seen.append((name, args[0]))
+        return record
+
+    def step(self, objective: Objective, t: int, theta: torch.Tensor, x, y, pieces,
+             G: torch.Tensor) -> torch.Tensor:
+        """The step's term of u, m (∂s/∂θ)ᵀ V summed over its train-mode forwards; then V
+        decays there, and gains (∂g_t/∂r)ᵀ G where a layer read r in eval mode."""
+        theta = theta.detach().requires_grad_()
+        reading = {name for name, m in self.model.named_modules()
+                   if name in self.momentum and not m.training and self.first_train[name] < t}
+        read = {f"{n}.{stat}": self.V[f"{n}.{stat}"].new_zeros(0) for n in reading
+                for stat in ("running_mean", "running_var")}
+        if reading:
+            read = {k: b.detach().clone().requires_grad_() for k, b in
+                    self.model.named_buffers() if k in read}
+        g = theta.new_zeros(len(theta)) if reading else None
+        self.seen = []
+        try:
+            with batch_norm_written_out(self.model, reading):
+                for part, seed in pieces:
+                    n = part.stop - part.start
+                    if not n:
+                        continue
+                    buffers = {k: b.clone() for k, b in self.model.named_buffers()} | read
+                    with replay_rng(seed, theta.device):
+                        out = objective.outputs(theta, x[part], buffers)
+                    if g is not None:  # the step's gradient, as a function of r too
+                        loss = objective.loss_fn(out, y[part]).sum() / len(self.run.batches[t])
+                        g = g + torch.autograd.grad(loss, theta, create_graph=True)[0]
+            seen = self.seen
+        finally:
+            self.seen = None
+        if g is not None and g.requires_grad:
+            parts = torch.autograd.grad(g, list(read.values()), G, is_grads_batched=True,
+                                        retain_graph=True, allow_unused=True,
+                                        materialize_grads=True)
+            for key, extra in zip(read, parts, strict=True):
+                self.V[key] = self.V[key] + extra.detach()
+        outs, cotangents = [], []
+        for c, (name, h) in enumerate(seen):
+            m = self.momentum[name]
+            later = sum(n == name for n, _ in seen[c + 1:])  # this layer's forwards after it
+            dims = [d for d in range(h.ndim) if d != 1]
+            outs += [h.mean(dims), h.var(dims, correction=1)]
+            cotangents += [m * (1 - m) ** later * self.V[f"{name}.running_mean"],
+                           m * (1 - m) ** later * self.V[f"{name}.running_var"]]
+        for name in {n for n, _ in seen}:
+            times = sum(n == name for n, _ in seen)
+            for stat in ("running_mean", "running_var"):
+                key = f"{name}.{stat}"
+                self.V[key] = self.V[key] * (1 - self.momentum[name]) ** times
+        if not outs:
+            return theta.new_zeros(len(G), len(theta))
+        (term,) = torch.autograd.grad(outs, theta, cotangents, is_grads_batched=True,
+                                      allow_unused=True, materialize_grads=True)
+        return term.detach()
 
 
 class StepAdjoint:

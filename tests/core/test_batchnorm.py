@@ -1,0 +1,62 @@
+"""Batch norm's running statistics: training makes them, eval mode (the query) reads them, so
+every step's instances reach the query through them too. The sweep carries their adjoint;
+the oracle writes batch norm out with running statistics in autograd's graph
+(tests/oracle.py, DifferentiableBatchNorm). Leave-one-out retrains with them."""
+
+import copy
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sgdinfluence as sgi
+from oracle import unroll, unrolled_optimizer
+from sgdinfluence.core.estimators.sgd import sgd_influence
+from sgdinfluence.core.queries import Query
+
+
+def problem(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(60, 5, generator=g, dtype=torch.float64)
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).long()
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8, momentum=0.3), nn.ReLU(),
+                          nn.Linear(8, 2)).double()
+    return model, (X[:40], y[:40]), (X[40:], y[40:])
+
+
+def per_sample(o, t):
+    return F.cross_entropy(o, t, reduction="none")
+
+
+def test_the_sweep_follows_the_running_statistics_to_the_query():
+    model, train, val = problem()
+    run = sgi.fit(model, train, epochs=3, batch_size=8, lr=0.2, momentum=0.9)
+    query = lambda forward: F.cross_entropy(forward(val[0]), val[1])  # noqa: E731
+    expected, _ = unrolled_optimizer(model, *train, per_sample, run.batches, run.lrs, query,
+                                     momentum=0.9)
+    scores = sgi.influence(run, val)
+    rel = np.abs(scores - expected.numpy()).max() / np.abs(expected.numpy()).max()
+    assert rel < 1e-9
+    q = Query(run, val)  # the sweep without the statistics' adjoint: the old blind spot
+    blind = sgd_influence(run, q.gradients(q.objective.flatten()))[0].numpy()
+    assert np.abs(blind - expected.numpy()).max() / np.abs(expected.numpy()).max() > 1e-2
+
+
+def test_leave_one_out_retrains_the_running_statistics_too():
+    model, train, val = problem(1)
+    run = sgi.fit(model, train, epochs=2, batch_size=8, lr=0.2)
+    loo = sgi.influence(run, val, method="loo", indices=[0, 7])
+    w = torch.ones(40, dtype=torch.float64)
+    forward = unroll(copy.deepcopy(model), *train, per_sample, run.batches, run.lrs, w,
+                     create_graph=False)[2]
+    with torch.no_grad():
+        base = F.cross_entropy(forward(val[0]), val[1])
+    for j, value in zip([0, 7], loo, strict=True):
+        wj = w.clone()
+        wj[j] = 0
+        _, _, forward = unroll(copy.deepcopy(model), *train, per_sample, run.batches, run.lrs,
+                               wj, create_graph=False)
+        with torch.no_grad():
+            assert abs(value - (F.cross_entropy(forward(val[0]), val[1]) - base).item()) < 1e-12
