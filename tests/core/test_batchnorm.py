@@ -60,3 +60,16 @@ def test_leave_one_out_retrains_the_running_statistics_too():
                                wj, create_graph=False)
         with torch.no_grad():
             assert abs(value - (F.cross_entropy(forward(val[0]), val[1]) - base).item()) < 1e-12
+
+
+def test_the_query_over_epochs_reads_each_epochs_statistics():
+    """at="epochs": Q at each epoch's end, each read with the statistics of that moment."""
+    model, train, val = problem(2)
+    run = sgi.fit(model, train, epochs=3, batch_size=8, lr=0.2, momentum=0.9)
+    query = lambda forward: F.cross_entropy(forward(val[0]), val[1])  # noqa: E731
+    ends = [*run.epoch_starts[1:], run.num_steps]
+    expected = sum(unrolled_optimizer(copy.deepcopy(model), *train, per_sample,
+                                      run.batches[:end], run.lrs[:end], query, momentum=0.9)[0]
+                   for end in ends) / len(ends)
+    scores = sgi.influence(run, val, at="epochs")
+    assert np.abs(scores - expected.numpy()).max() / np.abs(expected.numpy()).max() < 1e-9

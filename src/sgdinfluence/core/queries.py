@@ -100,11 +100,13 @@ class Query:
                 out.append(per.mean()[None] if kind == "mean" else per)
         return torch.cat(out)
 
-    def statistics_gradients(self, theta: torch.Tensor, names: list[str]
-                             ) -> dict[str, torch.Tensor]:
+    def statistics_gradients(self, theta: torch.Tensor, names: list[str],
+                             buffers: dict | None = None) -> dict[str, torch.Tensor]:
         """∂Q/∂b (M, ...) for the model's buffers ``names`` (batch norm's running statistics,
-        which training made, and which eval mode reads), at θ and the model's buffers."""
-        buffers = {n: b.detach() for n, b in self.objective.model.named_buffers()}
+        which training made, and which eval mode reads), at θ and the model's buffers (or
+        ``buffers``)."""
+        buffers = {n: b.detach() for n, b in self.objective.model.named_buffers()} | {
+            n: b.detach() for n, b in (buffers or {}).items()}
         chosen = {n: buffers[n] for n in names}
         with batch_norm_written_out(self.objective.model):
             return jacrev(lambda b: self.values(theta.detach(), {**buffers, **b}))(chosen)

@@ -102,7 +102,7 @@ def _estimate(run: Run, q: Query, method: str, idx: torch.Tensor, progress: bool
             swept, ends = options.get("epochs") or run.epochs, {}
             stats = _statistics(run, q) if method == "sgd" else {}
             if options.pop("at", "end") == "epochs":  # Q's mean over the swept epochs' ends
-                U, ends = U / swept, _epoch_ends(run, q, swept)
+                U, ends = U / swept, _epoch_ends(run, q, swept, method == "sgd")
                 stats = {n: v / swept for n, v in stats.items()}
             scores = sgd_influence(run, U, hessian=method == "sgd", progress=progress,
                                    checkpoints=ends, statistics=stats, **options)[:, idx]
@@ -128,26 +128,34 @@ def math_attention(run: Run):
         yield
 
 
-def _statistics(run: Run, q: Query) -> dict:
-    """∂Q/∂r at θ[T] for the batch-norm running statistics r the query reads (none when the
-    model has no batch norm that tracks them)."""
+def _statistics(run: Run, q: Query, theta: torch.Tensor | None = None,
+                buffers: dict | None = None) -> dict:
+    """∂Q/∂r at θ[T] (or ``theta`` with the model's ``buffers`` then) for the batch-norm
+    running statistics r the query reads (none when the model has no batch norm that
+    tracks them)."""
     names = [f"{name}.{stat}" for name, m in run.model.named_modules()
              if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
              for stat in ("running_mean", "running_var")]
-    return q.statistics_gradients(q.objective.flatten(), names) if names else {}
+    if not names:
+        return {}
+    return q.statistics_gradients(q.objective.flatten() if theta is None else theta, names,
+                                  buffers)
 
 
-def _epoch_ends(run: Run, q: Query, epochs: int) -> dict:
+def _epoch_ends(run: Run, q: Query, epochs: int, hessian: bool) -> dict:
     """The query's gradient at the end of each of the last ``epochs`` epochs but the last
-    (θ[T]), as lazy terms of their mean, keyed by the step whose state they are taken at."""
+    (θ[T]), as lazy terms of their mean, keyed by the step whose state they are taken at;
+    with its gradient by the running statistics of that moment (``hessian``)."""
     ends = range(run.epochs - epochs + 1, run.epochs)  # epoch e starts where e - 1 ends
-    return {run.epoch_starts[e]: functools.partial(_gradient_at, run, q, e, epochs)
+    return {run.epoch_starts[e]: functools.partial(_gradient_at, run, q, e, epochs, hessian)
             for e in ends}
 
 
-def _gradient_at(run: Run, q: Query, epoch: int, epochs: int) -> torch.Tensor:
-    theta = run.unpack(run.store[run.epoch_starts[epoch]])[0]
-    return q.gradients(theta, run.epoch_buffers[epoch]) / epochs
+def _gradient_at(run: Run, q: Query, epoch: int, epochs: int, hessian: bool
+                 ) -> tuple[torch.Tensor, dict]:
+    theta, buffers = run.unpack(run.store[run.epoch_starts[epoch]])[0], run.epoch_buffers[epoch]
+    stats = _statistics(run, q, theta, buffers) if hessian else {}
+    return q.gradients(theta, buffers) / epochs, {n: v / epochs for n, v in stats.items()}
 
 
 def leave_out(run: Run, query, removed, *, chunk: int | None = None,

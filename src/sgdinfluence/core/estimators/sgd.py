@@ -14,19 +14,21 @@ from .. import distributed
 from ..objective import Objective, batch_norm_written_out, mode, replay_rng
 from ..train import Run
 
+Checkpoint = Callable[[], tuple[torch.Tensor, dict]]  # a query term's gradients at a step
 ROW_BUDGET = 2**20  # query rows x batch size x parameters handled by one batched reverse pass
 
 
 def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian: bool = True,
                   progress: bool = False,
-                  checkpoints: Mapping[int, Callable[[], torch.Tensor]] | None = None,
+                  checkpoints: Mapping[int, Checkpoint] | None = None,
                   statistics: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
     """Estimate ``⟨u, θ_{-j}[T] - θ[T]⟩`` for every query row u of U (M, P) and every
     training index j: returns (M, N). ``epochs=k`` sweeps over the last k epochs only
     (``epochs=1`` is the paper's last-epoch approximation). ``hessian=False`` drops the
     Hessian terms (u is held fixed under plain SGD: the estimator without the Hessian term).
     ``checkpoints[s]()``, for steps s inside the sweep, is the gradient (M, P) of a query
-    term at θ[s]: the sweep is linear in u, so adding it to u when the backward pass reaches
+    term at θ[s] (and its gradient by the running statistics then, a dict like
+    ``statistics``): the sweep is linear in u, so adding it to u when the backward pass reaches
     θ[s] estimates the change of the sum of the queries at T and at those steps.
 
     With plain SGD this is the paper's Algorithm 2. With an optimizer that keeps state
@@ -52,7 +54,10 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
         for t, part, (x, y) in tqdm(zip(steps, local, data, strict=True), total=len(steps),
                                     desc="influence sweep", disable=not progress, leave=False):
             if checkpoints and t + 1 in checkpoints:         # a query term at θ[t+1] too
-                U = U + checkpoints[t + 1]()
+                dU, dV = checkpoints[t + 1]()
+                U = U + dU
+                if stats is not None:                          # and at the statistics then
+                    stats.V = {n: v + dV[n] for n, v in stats.V.items()}
             lr = run.rate(t)
             run.step_modes(adjoint.objective.model, t)
             theta, slots = run.unpack(run.store[t])
