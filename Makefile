@@ -8,7 +8,7 @@ DATA ?= $(abspath ../shared/data)
 
 $(BIN)/sgdinfluence: pyproject.toml constraints.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,bench,integrations]'
 	touch $@
 
 install: $(BIN)/sgdinfluence

@@ -8,7 +8,7 @@ Hara, Nitanda & Maehara, "Data Cleansing for Models Trained with SGD", NeurIPS 2
     model_wo = run.retrain(exclude=scores.argsort()[:30])
 """
 
-from . import errors
+from . import errors, integrations
 from .core import metrics
 from .core.augment import RandomCrop
 from .core.estimators import influence, leave_out, select
@@ -21,5 +21,5 @@ from .errors import Error
 
 __all__ = ["DiskStore", "Error", "FitConfig", "LRSchedule", "MemoryStore", "PerExample",
            "RandomCrop", "Recorder", "ReplayStore", "Run", "Store", "errors", "fit",
-           "influence", "leave_out", "load_run", "metrics", "select"]
+           "influence", "integrations", "leave_out", "load_run", "metrics", "select"]
 __version__ = "0.1.0"
