@@ -3,6 +3,7 @@ numpy / random noise): each step's items are read with the global generators see
 step and the item, so training, retraining, the sweep and leave-one-out see the same
 augmented items; a Dataset with randomness of its own is refused at the first step."""
 
+import copy
 import random
 
 import numpy as np
@@ -67,3 +68,20 @@ def test_a_dataset_with_randomness_of_its_own_is_refused():
                        Noisy(X, y, "own"))
     with pytest.raises(DataError, match="the Dataset Noisy gave item"):
         rec.step(torch.arange(8))
+
+
+def test_recorder_workers_read_a_step_in_parallel_and_the_same_items():
+    """Recorder(workers=2) reads each step's items in two processes, seeded per item: the same
+    run as one process reading them."""
+    model, (X, y), val = small_problem()
+    runs = []
+    for workers in (0, 2):
+        m = copy.deepcopy(model)
+        rec = sgi.Recorder(m, torch.optim.SGD(m.parameters(), lr=0.3), "cross_entropy",
+                           Noisy(X, y, "numpy"), workers=workers)
+        for idx in torch.randperm(len(X), generator=torch.Generator().manual_seed(0)).split(8):
+            rec.step(idx)
+        runs.append(rec.finish())
+    for p, q in zip(runs[0].model.parameters(), runs[1].model.parameters(), strict=True):
+        assert torch.equal(p, q)
+    np.testing.assert_array_equal(sgi.influence(runs[0], val), sgi.influence(runs[1], val))

@@ -102,6 +102,7 @@ class Streamed(TrainData):
     def __init__(self, dataset: Dataset, loss_fn: losses.LossFn, dtype: torch.dtype,
                  device: torch.device, workers: int = 0):
         self.dataset, self.loss_fn, self.workers = dataset, loss_fn, workers
+        self._pool: _Pool | None = None
         self.dtype, self.device = dtype, device
         self.outputs: torch.Tensor | None = None  # the model's output for one instance
         try:
@@ -120,9 +121,17 @@ class Streamed(TrainData):
 
     def batch(self, idx: torch.Tensor, seed: int | None = None
               ) -> tuple[torch.Tensor, torch.Tensor]:
-        reader = _Indexed(self.dataset)
-        with _global_rngs_kept():
-            items = [reader[key] for key in _keys(idx, seed)]
+        """One batch; with ``workers``, its items read in parallel by that many processes
+        (kept for the next batch: a recorder asks batch by batch)."""
+        keys = _keys(idx, seed)
+        if self.workers and len(keys) > 1:
+            if self._pool is None:
+                self._pool = _Pool(self.dataset, self.workers)
+            items = self._pool.read(keys)
+        else:
+            reader = _Indexed(self.dataset)
+            with _global_rngs_kept():
+                items = [reader[key] for key in keys]
         return self._ready(idx, self.collate(items))
 
     def batches(self, indices: Sequence[torch.Tensor], seeds: Sequence[int] | None = None
@@ -181,7 +190,7 @@ class Streamed(TrainData):
         return x, y
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "device": str(self.device)}
+        return {**self.__dict__, "device": str(self.device), "_pool": None}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, device=torch.device(state["device"]))
@@ -202,6 +211,38 @@ class _Indexed(Dataset):
         np.random.seed(seed % 2**32)  # noqa: NPY002 (the global one a Dataset may draw from)
         random.seed(seed)
         return i, self.dataset[i]
+
+
+class _Pool:
+    """Worker processes that read a Dataset's items by key, in parallel, kept between batches
+    and ended with the data (or the process)."""
+
+    def __init__(self, dataset: Dataset, workers: int):
+        context = torch.multiprocessing.get_context("fork" if "fork" in
+                                                    torch.multiprocessing.get_all_start_methods()
+                                                    else "spawn")
+        self.pool = context.Pool(workers, initializer=_start_worker, initargs=(dataset,))
+        self.workers = workers
+
+    def read(self, keys: list) -> list:
+        return self.pool.map(_read, keys, chunksize=max(1, -(-len(keys) // (4 * self.workers))))
+
+    def __del__(self):
+        self.pool.terminate()
+
+
+_worker_dataset: _Indexed | None = None
+
+
+def _start_worker(dataset: Dataset) -> None:
+    global _worker_dataset
+    torch.set_num_threads(1)
+    _worker_dataset = _Indexed(dataset)
+
+
+def _read(key):
+    assert _worker_dataset is not None, "the pool's initializer sets it"
+    return _worker_dataset[key]
 
 
 def _keys(idx: torch.Tensor, seed: int | None) -> list:
