@@ -97,7 +97,8 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
 
     ``eval_modules(t)``, if given, names the modules (as ``named_modules`` does) that are in
     eval mode at step t, the others in train mode. ``hypers(t)``, if given, is a dict whose
-    ``momentum`` or ``betas`` replace the fixed ones at step t (a scheduler that cycles them).
+    ``momentum``, ``betas`` or ``weight_decay`` replace the fixed ones at step t (a scheduler
+    that changes them).
     ``micro`` > 1: each step's gradient is accumulated over that many contiguous parts of its
     batch, one forward each, the losses summed and divided by |S_t| (no ``seeds`` then).
     """
@@ -156,6 +157,9 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
     try:
         for t, (idx, lr) in enumerate(zip(batches, lrs, strict=True)):
             lr = _per_tensor(lr, len(params), f"lrs[{t}]")
+            h = hypers(t) if hypers is not None else {}
+            wd = h.get("weight_decay", weight_decay)  # a scheduler's, at this step
+            decay = _per_tensor(wd, len(params), "weight_decay")
             if eval_modules is not None:
                 for name, m in model.named_modules():
                     m.training = name not in eval_modules(t)
@@ -170,8 +174,8 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
                                      strict=True)])
             else:
                 per = loss(forward(x), y[idx])
-            if coupled and _is_number(weight_decay):  # the arithmetic from before groups
-                per = per + 0.5 * weight_decay * sum(p.square().sum() for p in params)
+            if coupled and _is_number(wd):  # the arithmetic from before groups
+                per = per + 0.5 * wd * sum(p.square().sum() for p in params)
             elif coupled:
                 per = per + 0.5 * sum(a * p.square().sum()
                                       for a, p in zip(decay, params, strict=True) if a != 0)
@@ -184,7 +188,6 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
                                                               for g in grads]))
                 coef = torch.clamp(max_grad_norm / (total + 1e-6), max=1.0)
                 grads = [g * coef for g in grads]
-            h = hypers(t) if hypers is not None else {}
             if optimizer == "sgd":
                 params, state = _sgd(params, grads, state, lr, h.get("momentum", momentum),
                                      dampening, nesterov)

@@ -197,10 +197,10 @@ EDITS = {  # a change between two recorded steps -> the refusal naming it
                             "the optimizer's buffers changed between Recorder.step calls"),
     "a manual update": (lambda m, o: m[1].weight.data.sub_(0.1 * m[1].weight.grad),
                         "changed between Recorder.step calls"),
-    "the weight decay": (lambda m, o: o.param_groups[0].update(weight_decay=0.1),
-                         "the optimizer's weight_decay of group 0 changed from 0 to 0.1 during "
-                         "the run; a run records each step's learning rate, momentum and betas "
-                         "only: keep the other options fixed"),
+    "the dampening": (lambda m, o: o.param_groups[0].update(dampening=0.5),
+                      "the optimizer's dampening of group 0 changed from 0 to 0.5 during the "
+                      "run; a run records each step's learning rate, momentum, betas and "
+                      "weight decay only: keep the other options fixed"),
     "momentum to 0": (lambda m, o: o.param_groups[0].update(momentum=0.0),
                       "the optimizer's momentum changed from 0.9 to 0.0; a run keeps a "
                       "momentum buffer or none throughout"),
@@ -385,3 +385,51 @@ def test_gradient_accumulation_is_one_recorded_step_over_its_micro_batches():
     with pytest.raises(Error, match=r"micro_batches must be an int in \[1, 10\]"):
         sgi.Recorder(model, torch.optim.SGD(model.parameters(), lr=0.1), "cross_entropy",
                      train).step(steps[0], micro_batches=11)
+
+
+@pytest.mark.parametrize("name", ["momentum", "adamw"])
+def test_a_weight_decay_that_changes_between_steps_is_recorded(name):
+    """A schedule of the weight decay (coupled for SGD, decoupled for AdamW), each group its
+    own: recorded per step, replayed; the plain loop's values drive the oracle."""
+    model, train, val = problem()
+    steps = batches()
+
+    def make(m):
+        return (two_groups(m, "momentum") if name == "momentum"
+                else torch.optim.AdamW(m.parameters(), lr=0.01, weight_decay=0.1))
+
+    def decay(opt, t):  # the user's schedule, set before each step
+        for k, group in enumerate(opt.param_groups):
+            group["weight_decay"] = 0.01 * (1 + (t // 4) % 3) * (k + 1)
+
+    plain = copy.deepcopy(model)
+    opt = make(plain)
+    decays = []
+    for t, idx in enumerate(steps):
+        decay(opt, t)
+        decays.append([g["weight_decay"] for g in opt.param_groups])
+        opt.zero_grad()
+        F.cross_entropy(plain(train[0][idx]), train[1][idx]).backward()
+        opt.step()
+    mine = copy.deepcopy(model)
+    opt = make(mine)
+    rec = sgi.Recorder(mine, opt, "cross_entropy", train)
+    for t, idx in enumerate(steps):
+        decay(opt, t)
+        rec.step(idx)
+    run = rec.finish()
+    for p, q in zip(mine.parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    for p, q in zip(run.retrain([]).parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    sizes = [len(list(g["params"])) for g in opt.param_groups]
+    per_tensor = [[d for d, n in zip(ds, sizes, strict=True) for _ in range(n)] for ds in decays]
+    lrs = [[g for g, n in zip([0.1, 0.05] if name == "momentum" else [0.01], sizes, strict=True)
+            for _ in range(n)]] * len(steps)
+    options = dict(momentum=0.9) if name == "momentum" else dict(optimizer="adamw")
+    query = lambda forward: F.cross_entropy(forward(val[0]), val[1])  # noqa: E731
+    expected, _ = unrolled_optimizer(
+        copy.deepcopy(model), *train, lambda o, t: F.cross_entropy(o, t, reduction="none"),
+        steps, lrs, query, hypers=lambda t: {"weight_decay": per_tensor[t]}, **options)
+    scores = sgi.influence(run, val)
+    assert np.abs(scores - expected.numpy()).max() / np.abs(expected.numpy()).max() < 1e-9

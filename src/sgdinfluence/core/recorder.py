@@ -98,6 +98,7 @@ class Recorder:
         self._seen, self._done = 0, False
         self._after: torch.Tensor | None = None  # the state the last step left
         self._options = _options(optimizer)
+        self._base = self._hypers()  # the run's own: its optimizer's and config's
         self._losses: list[float] = []
 
     def step(self, indices, micro_batches: int = 1) -> float:
@@ -148,8 +149,8 @@ class Recorder:
             run.micro.append([t, micro_batches])  # accumulated over this many from here on
         if in_eval != (run.eval_modules[-1][1] if run.eval_modules else []):
             run.eval_modules.append([t, in_eval])  # the modes change from this step on
-        if hypers != {k: getattr(run.optimizer_at(t), k) for k in hypers}:
-            run.hypers.append([t, hypers])  # a scheduler changed the momentum or betas
+        if hypers != (run.hypers_at(t) or self._base):  # a scheduler changed them
+            run.hypers.append([t, hypers])
         run.store.append(state)
         run.lrs.append(tuple(rates) if run.groups is not None else rates[0])
         run.seeds.append(seed)
@@ -197,12 +198,13 @@ class Recorder:
             if changed:
                 raise Error(f"the optimizer's {changed[0]} of group {k} changed from "
                             f"{before[changed[0]]!r} to {after[changed[0]]!r} during the run; "
-                            "a run records each step's learning rate, momentum and betas "
-                            "only: keep the other options fixed")
+                            "a run records each step's learning rate, momentum, betas and "
+                            "weight decay only: keep the other options fixed")
 
     def _hypers(self) -> dict:
         """The momentum (SGD) or betas (Adam) the groups have now, which a scheduler may cycle
-        (OneCycleLR): one value for all groups, and SGD's momentum never to or from 0."""
+        (OneCycleLR): one value for all groups, and SGD's momentum never to or from 0; and
+        each group's weight decay."""
         key = "momentum" if self._name == "sgd" else "betas"
         values = {repr(g[key]) for g in self.optimizer.param_groups}
         value = self.optimizer.param_groups[0][key]
@@ -213,7 +215,10 @@ class Recorder:
             raise Error(f"the optimizer's momentum changed from "
                         f"{self.run.optimizer.momentum} to {value}; a run keeps a momentum "
                         "buffer or none throughout: start with a momentum > 0")
-        return {key: float(value) if key == "momentum" else tuple(float(b) for b in value)}
+        decays = [float(g["weight_decay"]) for g in self.optimizer.param_groups]
+        check_clip(self.run.optimizer, any(decays) and self._name != "adamw")
+        return {key: float(value) if key == "momentum" else tuple(float(b) for b in value),
+                "weight_decay": tuple(decays) if len(decays) > 1 else decays[0]}
 
     def _check_update(self, state: torch.Tensor, after: torch.Tensor, g: torch.Tensor,
                       t: int) -> None:
@@ -221,9 +226,9 @@ class Recorder:
         gradient: a gradient clipped in an optimizer hook, say, which no replay would see."""
         run = self.run
         theta, slots = run.unpack(state)
-        coupled = 0.0 if run.optimizer.name == "adamw" else run.decay  # torch adds it to g
+        coupled = 0.0 if run.optimizer.name == "adamw" else run.decay_at(t)  # torch adds it
         theta, slots = run.optimizer_at(t).step(theta, slots, g + coupled * theta, run.rate(t),
-                                                t, run.decoupled())
+                                                t, run.decoupled_at(t))
         expected = torch.cat([theta, *slots])
         if (after - expected).norm() > 1e-3 * (after - state).norm() + 1e-30:
             self._done = True
@@ -279,10 +284,10 @@ def _optimizer(optimizer) -> tuple[str, Optimizer]:
 
 
 def _options(optimizer) -> list[dict]:
-    """Each group's options but those recorded per step (its learning rate, momentum and
-    betas) and its parameters."""
+    """Each group's options but those recorded per step (its learning rate, momentum, betas
+    and weight decay) and its parameters."""
     return [{k: v for k, v in g.items()
-             if k not in ("params", "lr", "initial_lr", "momentum", "betas")}
+             if k not in ("params", "lr", "initial_lr", "momentum", "betas", "weight_decay")}
             for g in optimizer.param_groups]
 
 

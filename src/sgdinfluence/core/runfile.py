@@ -240,9 +240,9 @@ def check_schedule(p: dict, num_train: int, path) -> None:
         bad("its modules' train/eval modes are not [step, [names]] in the order of steps")
     hypers = p["hypers"]
     if not all(isinstance(c, list) and len(c) == 2 and type(c[0]) is int and 0 <= c[0] < T
-               and isinstance(c[1], dict) and set(c[1]) <= {"momentum", "betas"}
+               and isinstance(c[1], dict) and set(c[1]) <= {"momentum", "betas", "weight_decay"}
                for c in hypers) or [c[0] for c in hypers] != sorted({c[0] for c in hypers}):
-        bad("its optimizer's momentum or betas per step are not [step, {...}] in order")
+        bad("its momentum, betas or weight decay per step are not [step, {...}] in order")
     micro = p["micro"]
     if not all(isinstance(c, list) and len(c) == 2 and type(c[0]) is int and 0 <= c[0] < T
                and type(c[1]) is int and c[1] >= 1 for c in micro) or \

@@ -106,6 +106,13 @@ class Run:
     _entries: dict = field(default_factory=dict, repr=False, compare=False)
     _sealed: list = field(default_factory=list, init=False, repr=False, compare=False)
 
+    def at_step(self, objective: Objective, t: int) -> None:
+        """Make ``objective`` step t's: its model's modules in the modes of step t, and its
+        coupled weight decay that step's (a scheduler may change it: ``hypers``)."""
+        self.step_modes(objective.model, t)
+        if any("weight_decay" in h for _, h in self.hypers):
+            objective.weight_decay = 0.0 if self.optimizer.name == "adamw" else self.decay_at(t)
+
     def step_modes(self, model: nn.Module, t: int) -> None:
         """Put ``model``'s modules in the modes of step t: train mode, but for the modules
         the run had in eval mode then (``eval_modules``: from each listed step on, the
@@ -121,15 +128,34 @@ class Run:
         return next((start for start, in_eval in changes if name not in in_eval),
                     self.num_steps)
 
+    def hypers_at(self, t: int) -> dict:
+        """The momentum, betas or weight decay a scheduler had set for step t, where they
+        differ from the run's (``hypers``: from each listed step on)."""
+        k = bisect.bisect_right([s for s, _ in self.hypers], t) - 1
+        return {} if k < 0 else self.hypers[k][1]
+
     def optimizer_at(self, t: int) -> Optimizer:
         """The update rule of step t: ``optimizer`` with the momentum or betas a scheduler
-        (OneCycleLR's cycle_momentum) had set for it (``hypers``: from each listed step on)."""
-        k = bisect.bisect_right([s for s, _ in self.hypers], t) - 1
-        if k < 0:
+        (OneCycleLR's cycle_momentum) had set for it."""
+        found = {k: v for k, v in self.hypers_at(t).items() if k != "weight_decay"}
+        if not found:
             return self.optimizer
-        if ("hypers", k) not in self._entries:
-            self._entries["hypers", k] = replace(self.optimizer, **self.hypers[k][1])
-        return self._entries["hypers", k]
+        key = ("optimizer", repr(found))
+        if key not in self._entries:
+            self._entries[key] = replace(self.optimizer, **found)
+        return self._entries[key]
+
+    def decay_value(self, t: int):
+        """Step t's weight decay as the optimizer holds it: a number, or one per group."""
+        return self.hypers_at(t).get("weight_decay", self.config.weight_decay)
+
+    def decay_at(self, t: int) -> float | torch.Tensor:
+        """Step t's weight decay α: a number, or (P,) per entry of θ."""
+        return self._per_entry(self.decay_value(t))
+
+    def decoupled_at(self, t: int) -> float | torch.Tensor:
+        """The decoupled decay step t's update applies (AdamW's), else 0."""
+        return self.decay_at(t) if self.optimizer.name == "adamw" else 0.0
 
     def micro_at(self, t: int) -> int:
         """The micro-batches step t's gradient was accumulated over (1: none)."""
@@ -163,10 +189,6 @@ class Run:
     def decay(self) -> float | torch.Tensor:
         """The weight decay α: a number, or (P,) per entry of θ."""
         return self._per_entry(self.config.weight_decay)
-
-    def decoupled(self) -> float | torch.Tensor:
-        """The decoupled decay the optimizer's step applies (AdamW's), else 0."""
-        return self.decay if self.optimizer.name == "adamw" else 0.0
 
     def _per_entry(self, value):
         """``value`` as it is, or (P,) per entry of θ from one value per parameter group
@@ -350,7 +372,7 @@ def _check_step0(run: Run, path) -> None:
         for part, seed in distributed.pieces(len(y), run.micro_at(0), run.seeds[0], 0):
             with torch.no_grad(), mode(objective.model, train=True), \
                     replay_rng(seed, theta.device):
-                run.step_modes(objective.model, 0)
+                run.at_step(objective, 0)
                 value += term(theta, x[part], y[part]).sum().item() / len(y)
         values.append(value)
     recorded = float(run.losses[0])
@@ -373,7 +395,6 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
     the optimizer. Records each step's state before the step in ``record``. Returns the state
     at the end and the step losses.
     """
-    decay = run.decoupled()
     step_losses = torch.empty(len(steps), dtype=torch.float64)
     local = [distributed.shard(run.batches[t]) for t in steps]  # all of S_t in one process
     data = run.train.batches(local, [run.seeds[t] for t in steps])
@@ -383,7 +404,7 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
                 record.append(state)
             theta, slots = run.unpack(state.detach())
             theta.requires_grad_()
-            run.step_modes(objective.model, t)
+            run.at_step(objective, t)
             g, loss = distributed.gradient(objective, theta, weights[part], x, y,
                                            len(run.batches[t]), run.seeds[t], run.micro_at(t))
             value = loss.item()
@@ -391,7 +412,7 @@ def train_steps(objective: Objective, state: torch.Tensor, run: Run, steps: Sequ
                          run.lrs[t])
             step_losses[k] = value
             theta, slots = run.optimizer_at(t).step(theta.detach(), slots, g, run.rate(t), t,
-                                                    decay)
+                                                    run.decoupled_at(t))
             state = torch.cat([theta, *slots]) if slots else theta
             if bar is not None:
                 bar.update()

@@ -54,10 +54,10 @@ def leave_out(run: Run, query: Query, removed: list[torch.Tensor], chunk: int | 
         with mode(objective.model, train=True), deterministic(state0.device):
             data = run.train.batches(run.batches, run.seeds)
             for t, (x, y) in enumerate(data):
-                run.step_modes(objective.model, t)
+                run.at_step(objective, t)
                 G = _step_gradient(step_grad, run, t, Theta, W, x, y)
                 Theta, slots = run.optimizer_at(t).step(Theta, slots, G, run.rate(t), t,
-                                                  run.decoupled())
+                                                  run.decoupled_at(t))
         values = _values(query, Theta)
         out.append((values - base).T)
     if size == 1:

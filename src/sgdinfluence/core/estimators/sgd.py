@@ -59,7 +59,7 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
                 if stats is not None:                          # and at the statistics then
                     stats.V = {n: v + dV[n] for n, v in stats.V.items()}
             lr = run.rate(t)
-            run.step_modes(adjoint.objective.model, t)
+            run.at_step(adjoint.objective, t)
             theta, slots = run.unpack(run.store[t])
             if not slots and not optimizer.clips:              # θ[t+1] = θ[t] - η_t g_t:
                 G = -lr * U                                    # the cotangent of g_t
@@ -109,7 +109,7 @@ def _reverse_update(objective: Objective, run: Run, theta, slots, t: int, part, 
     the slots after step t), by the vjp of the update (elementwise, so cheap). Adam's update
     is nonlinear in g_t (and so is a clip), which is recomputed here; SGD's is linear, so any
     g will do."""
-    optimizer, lr, decay = run.optimizer_at(t), run.rate(t), run.decoupled()
+    optimizer, lr, decay = run.optimizer_at(t), run.rate(t), run.decoupled_at(t)
     if optimizer.name == "sgd" and not optimizer.clips:
         g = torch.zeros_like(theta)
     else:

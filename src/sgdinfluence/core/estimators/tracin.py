@@ -54,7 +54,7 @@ def tracin(run: Run, query: Query | None, every: int = 1, progress: bool = False
         U = theta.new_zeros(0) if query is None else query.gradients(theta)
         for idx, (x, y), seed in parts:
             with mode(objective.model, train=True), replay_rng(seed, theta.device):
-                run.step_modes(objective.model, t)
+                run.at_step(objective, t)
                 if query is None:  # self-influence: ∇ℓ_j for each j of the batch, (B, P)
                     J = jacrev(lambda th, x=x, y=y: objective.terms(th, x, y))(theta)
                     d = (weight * J * J).sum(1)[None]
