@@ -11,7 +11,7 @@ Hara, Nitanda & Maehara, "Data Cleansing for Models Trained with SGD", NeurIPS 2
 from . import errors, integrations
 from .core import metrics
 from .core.augment import RandomCrop
-from .core.estimators import influence, leave_out, select
+from .core.estimators import Reliability, influence, leave_out, reliability, select
 from .core.optimizers import LRSchedule
 from .core.queries import PerExample
 from .core.recorder import Recorder
@@ -20,6 +20,7 @@ from .core.trajectory import DiskStore, MemoryStore, ReplayStore, Store
 from .errors import Error
 
 __all__ = ["DiskStore", "Error", "FitConfig", "LRSchedule", "MemoryStore", "PerExample",
-           "RandomCrop", "Recorder", "ReplayStore", "Run", "Store", "errors", "fit",
-           "influence", "integrations", "leave_out", "load_run", "metrics", "select"]
+           "RandomCrop", "Recorder", "Reliability", "ReplayStore", "Run", "Store", "errors",
+           "fit", "influence", "integrations", "leave_out", "load_run", "metrics",
+           "reliability", "select"]
 __version__ = "0.1.0"

@@ -29,6 +29,8 @@ from ..train import Run
 from .influence_function import influence_function
 from .loo import leave_one_out
 from .loo import leave_out as _leave_out
+from .reliability import Reliability as Reliability
+from .reliability import reliability as reliability
 from .sgd import sgd_influence
 from .tracin import tracin
 

@@ -21,7 +21,8 @@ ROW_BUDGET = 2**20  # query rows x batch size x parameters handled by one batche
 def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian: bool = True,
                   progress: bool = False,
                   checkpoints: Mapping[int, Checkpoint] | None = None,
-                  statistics: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+                  statistics: dict[str, torch.Tensor] | None = None,
+                  norms: list | None = None) -> torch.Tensor:
     """Estimate ``⟨u, θ_{-j}[T] - θ[T]⟩`` for every query row u of U (M, P) and every
     training index j: returns (M, N). ``epochs=k`` sweeps over the last k epochs only
     (``epochs=1`` is the paper's last-epoch approximation). ``hessian=False`` drops the
@@ -38,7 +39,8 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
 
     ``statistics``: ∂Q/∂r (M, C) for batch norm's running statistics r at θ[T] (eval mode
     reads them, and training made them): their adjoint is carried beside U
-    (:class:`RunningStatistics`).
+    (:class:`RunningStatistics`). ``norms``, if given, gets ‖u‖ (M,) at θ[T] and at the
+    start of each epoch swept, backwards: how much the sweep amplifies the query.
     """
     adjoint = StepAdjoint(run.objective(functional=True), hessian)
     stats = (RunningStatistics(run, adjoint.objective.model, statistics)
@@ -50,6 +52,9 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
     data = run.train.batches(local, [run.seeds[t] for t in steps])
     scores = torch.zeros(len(U), run.num_train, dtype=U.dtype, device=U.device)
     rest = tuple(torch.zeros_like(U) for _ in range(optimizer.slots))  # 0 after the last step
+    starts = set(run.epoch_starts)
+    if norms is not None:
+        norms.append(torch.linalg.vector_norm(U, dim=1))
     with mode(adjoint.objective.model, train=True):
         for t, part, (x, y) in tqdm(zip(steps, local, data, strict=True), total=len(steps),
                                     desc="influence sweep", disable=not progress, leave=False):
@@ -73,6 +78,8 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
             if stats is not None:                              # u += m (∂s_t/∂θ)ᵀ v; v ← (1-m) v
                 U = U + stats.step(adjoint.objective, t, theta, x, y, distributed.pieces(
                     len(part), run.micro_at(t), run.seeds[t]), G)
+            if norms is not None and t in starts:               # u at the start of an epoch
+                norms.append(torch.linalg.vector_norm(U, dim=1))
     return distributed.all_reduce(scores)
 
 
