@@ -109,7 +109,7 @@ def test_bad_configuration(change, message):
         cleanse(split(load("digits"), cfg), cfg, progress=False)
 
 
-def fake_result(changes, test_errors, n=1000, base=100):
+def fake_result(changes, test_errors, n=1000, base=100, reliability=None):
     """A result whose validation mistakes at k = 0 are the first ``base`` of n instances, and
     at each k ``changes[k] = (fixed, broken)``: that many of them right, of the others wrong."""
     from types import SimpleNamespace
@@ -123,7 +123,7 @@ def fake_result(changes, test_errors, n=1000, base=100):
         mistakes[k] = after
     curves = {k: (float(m.mean()), test_errors[k]) for k, m in mistakes.items()}
     return SimpleNamespace(curves={"sgd": curves}, scores={"sgd": None}, target_curves={},
-                           mistakes={"sgd": mistakes},
+                           mistakes={"sgd": mistakes}, reliability=reliability,
                            splits=SimpleNamespace(train=SimpleNamespace(y=np.zeros(500),
                                                                         image=True)))
 
@@ -137,6 +137,17 @@ def test_summary_chooses_k_on_validation_and_says_when_nothing_helps():
     text = report.summary(fake_result({10: (10, 10), 30: (10, 30)},
                                       {0: 0.09, 10: 0.05, 30: 0.07}))
     assert text.startswith("Removing up to 30 of the most harmful") and "9.00%" in text
+
+
+def test_the_summary_cautions_where_the_scores_do_not_mean_leave_one_out():
+    holds = {"verdict": "holds", "advice": "the scores estimate leaving an instance out"}
+    text = report.summary(fake_result({30: (40, 10)}, {0: 0.09, 30: 0.07}, reliability=holds))
+    assert text.endswith("lowers test error from 9.00% to 7.00%.")
+    poor = {"verdict": "does not hold", "advice": "the scores do not predict leaving an "
+            "instance out of this run: …; sweep the last epochs only (epochs=1)"}
+    text = report.summary(fake_result({30: (40, 10)}, {0: 0.09, 30: 0.07}, reliability=poor))
+    assert text.endswith("to 7.00%. Caution: the scores do not predict leaving an instance out "
+                         "of this run: …; sweep the last epochs only (epochs=1).")
 
 
 def test_a_gain_within_noise_removes_nothing():

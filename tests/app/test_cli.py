@@ -596,3 +596,17 @@ def test_a_clipped_training_is_recorded_and_reported(cancer_csv, tmp_path):
                  "--out", str(out)]) == 0
     config = json.loads((out / "results.json").read_text())["config"]
     assert config["max_grad_norm"] == 0.5 and config["clip_grad_value"] == 0.1
+
+
+def test_results_say_what_the_sgd_scores_mean(cancer_csv, tmp_path):
+    path, _ = cancer_csv
+    out = tmp_path / "out"
+    assert main(["cleanse", str(path), *CSV_ARGS, "--reliability", "6", "--out", str(out)]) == 0
+    checked = json.loads((out / "results.json").read_text())["reliability"]
+    assert len(checked["checked"]) == 6 and checked["verdict"] in ("holds", "ranking only",
+                                                                   "does not hold")
+    assert len(checked["growth"]) == 2 and checked["advice"]
+    assert main(["cleanse", str(path), *CSV_ARGS, "--reliability", "0", "--out",
+                 str(tmp_path / "none")]) == 0
+    assert json.loads((tmp_path / "none" / "results.json").read_text())["reliability"] is None
+

@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
 from ..core.augment import RandomCrop
+from ..core.estimators import reliability
 from ..core.objective import mode
 from ..core.optimizers import Optimizer
 from ..core.train import Run, check_clip, fit
@@ -59,6 +60,8 @@ class CleanseConfig:
     nesterov: bool = False
     max_grad_norm: float | None = None  # clip each step's gradient (torch.nn.utils' clips)
     clip_grad_value: float | None = None
+    reliability: int = 8  # the sgd scores' check: this many instances left out literally
+    # (the most harmful and most helpful half each); 0: no check
     fresh_seeds: int = 0  # also train afresh with this many new seeds, with and without the k
     # removed, to tell a gain of this run from a gain of the data
     device: str = "auto"  # where to train and sweep: "cpu", "cuda" (or "cuda:1"), or auto:
@@ -75,6 +78,10 @@ class CleanseConfig:
                              max_grad_norm=self.max_grad_norm,
                              clip_grad_value=self.clip_grad_value),  # checks them
                    self.weight_decay > 0 and self.optimizer != "adamw")
+        if isinstance(self.reliability, bool) or not isinstance(self.reliability, int) or \
+                self.reliability < 0 or self.reliability == 1:
+            raise ConfigError(f"reliability must be 0 (no check) or an int >= 2, got "
+                              f"{self.reliability!r}")
         if self.retrain not in ("last", "all"):
             raise ConfigError(f"retrain must be 'last' or 'all', got {self.retrain!r}")
         if self.augment not in AUGMENTS:
@@ -131,6 +138,7 @@ class Result:
     target_curves: dict[str, dict[int, float]] = field(default_factory=dict)
     # per method and k, which validation (then held-out target) instances are misclassified
     mistakes: dict[str, dict[int, np.ndarray]] = field(default_factory=dict, repr=False)
+    reliability: dict | None = None  # sgi.reliability of the sgd scores, if checked
 
     def order(self, method: str) -> np.ndarray:
         """Training positions, the first to remove first."""
@@ -165,6 +173,7 @@ class Result:
     def to_json(self) -> dict:
         return {
             "config": asdict(self.config), "model": self.model, "training": self.training(),
+            "reliability": self.reliability,
             "device": str(next(self.run.model.parameters()).device),
             "sizes": {s: len(t.y) for s in ("train", "val", "test", "target", "target_check")
                       if (t := getattr(self.splits, s)) is not None},
@@ -316,12 +325,19 @@ def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool
     seconds["training"] = time.perf_counter() - start
     scores = {}
     query = val if splits.target is None else splits.target
+    checked = None
     for method in cfg.methods:
         start = time.perf_counter()
-        scores[method] = methods.score(run, method, (query.X, query.y), seed=cfg.seed,
-                                       progress=progress)
+        if method == "sgd" and cfg.reliability:  # the same sweep, and what it means
+            checked = reliability(run, (query.X, query.y), sample=min(cfg.reliability, n),
+                                  progress=progress)
+            scores[method] = checked.all_scores
+        else:
+            scores[method] = methods.score(run, method, (query.X, query.y), seed=cfg.seed,
+                                           progress=progress)
         seconds[method] = time.perf_counter() - start
-    result = Result(cfg, splits, run, name, scores, {}, seconds)
+    result = Result(cfg, splits, run, name, scores, {}, seconds,
+                    reliability=None if checked is None else checked.as_dict())
     check = splits.target_check  # misclassified on validation, then on the held-out target:
     judged = [val] + ([] if check is None else [check])
     mistakes_of = lambda model: np.concatenate([wrong(model, t) for t in judged])  # noqa: E731

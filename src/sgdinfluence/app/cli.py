@@ -42,7 +42,8 @@ def cleanse_command(args: argparse.Namespace) -> None:
                         test=args.test, subset=args.subset, ks=args.k, methods=methods,
                         retrain=args.retrain or ("all" if args.target else "last"),
                         augment=args.augment,
-                        fresh_seeds=args.fresh_seeds, device=args.device,
+                        fresh_seeds=args.fresh_seeds, reliability=args.reliability,
+                        device=args.device,
                         max_grad_norm=args.max_grad_norm, clip_grad_value=args.clip_grad_value,
                         **optimizer_options(args))
     start = time.perf_counter()
@@ -346,6 +347,10 @@ def parser() -> Parser:
                    help="retrain the last epoch only (fast; the default), or all epochs (the "
                    "default with --target: a failure learned early outlives a last epoch)")
     p.add_argument("--augment", choices=AUGMENTS, default="auto")
+    p.add_argument("--reliability", type=natural, default=8,
+                   help="check what the sgd scores mean: leave this many instances out "
+                        "literally (half the most harmful, half the most helpful) and compare "
+                        "(default 8; 0: no check)")
     p.add_argument("--fresh-seeds", type=natural, default=0,
                    help="also train afresh with this many new seeds, with all the data and "
                         "without the removed instances: does the gain carry over? (default 0)")

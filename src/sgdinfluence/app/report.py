@@ -51,6 +51,14 @@ def training_warning(result: Result) -> str | None:
 
 
 def summary(result: Result) -> str:
+    """The report's sentence; with a caution where the scores do not mean leave-one-out."""
+    said, checked = _summary(result), result.reliability
+    if checked is None or checked["verdict"] == "holds":
+        return said
+    return f"{said} Caution: {checked['advice']}."
+
+
+def _summary(result: Result) -> str:
     what = "training images" if result.splits.train.image else "training rows"
     method = primary(result)
     k, n = best_k(result, method), len(result.splits.train.y)
