@@ -339,7 +339,7 @@ def test_a_model_returning_logits_in_an_output_object_is_recorded():
     np.testing.assert_allclose(sgi.influence(run, val, indices=[0, 1]), loo, rtol=0.2)
 
 
-def test_gradient_accumulation_is_one_recorded_step_over_its_micro_batches():
+def test_gradient_accumulation_is_one_recorded_step_over_its_micro_batches(tmp_path):
     """rec.step(idx, micro_batches=4) is a loop that accumulates 4 micro-batches' gradients
     (summed losses over |S_t|) and steps once: batch norm sees each micro-batch alone, as
     there. The same training as that loop, the oracle's scores, literal retraining."""
@@ -376,6 +376,8 @@ def test_gradient_accumulation_is_one_recorded_step_over_its_micro_batches():
     for p, q in zip(run.retrain([]).state_dict().values(), plain.state_dict().values(),
                     strict=True):
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    run.save(tmp_path / "r.run")  # the micro-batches travel with the run
+    np.testing.assert_array_equal(sgi.influence(sgi.load_run(tmp_path / "r.run"), val), scores)
     whole = copy.deepcopy(model)
     rec = sgi.Recorder(whole, torch.optim.SGD(whole.parameters(), lr=0.1, momentum=0.9),
                        "cross_entropy", train)
@@ -433,3 +435,20 @@ def test_a_weight_decay_that_changes_between_steps_is_recorded(name):
         steps, lrs, query, hypers=lambda t: {"weight_decay": per_tensor[t]}, **options)
     scores = sgi.influence(run, val)
     assert np.abs(scores - expected.numpy()).max() / np.abs(expected.numpy()).max() < 1e-9
+
+
+def test_a_recorded_run_with_cycled_hypers_and_modes_round_trips(tmp_path):
+    model, train, val = problem()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=len(batches()))
+    rec = sgi.Recorder(model, opt, "cross_entropy", train)
+    for t, idx in enumerate(batches()):
+        model.train(t % 5 != 4)  # every fifth step in eval mode
+        rec.step(idx)
+        scheduler.step()
+    run = rec.finish()
+    assert run.hypers and run.eval_modules
+    run.save(tmp_path / "r.run")
+    loaded = sgi.load_run(tmp_path / "r.run")
+    assert loaded.hypers == run.hypers and loaded.eval_modules == run.eval_modules
+    np.testing.assert_array_equal(sgi.influence(loaded, val), sgi.influence(run, val))
