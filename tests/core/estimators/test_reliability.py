@@ -54,3 +54,18 @@ def test_bad_arguments_are_refused(data):
         sgi.reliability(run, [val, val])
     with pytest.raises(sgi.Error, match=r"sample must be an int in \[2, 200\], got 1"):
         sgi.reliability(run, val, sample=1)
+
+
+def test_changes_below_the_query_precision_cannot_tell(data, monkeypatch):
+    """A float32 deep run whose leave-outs all round to no change (a ResNet-18 on 512
+    CIFAR-10 images did): no verdict is made up from them."""
+    from sgdinfluence.core.estimators import loo
+
+    train, val = data
+    run = sgi.fit(logistic_regression(5).double(), train, epochs=1, batch_size=10, lr=0.1)
+    monkeypatch.setattr(loo, "leave_out", lambda run, q, sets: torch.zeros(1, len(sets),
+                                                                            dtype=torch.float32))
+    r = sgi.reliability(run, val)
+    assert r.verdict == "cannot tell" and "check the run in float64" in r.advice
+    assert r.advice.startswith("leaving any of the 8 instances out changes the query by less "
+                               "than its float32 precision")

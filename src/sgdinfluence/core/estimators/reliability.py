@@ -13,8 +13,10 @@ large rate can make it. Two readings, both cheap beside the sweep itself:
   least-squares slope of the scores on the truth: 1 when the sizes agree).
 
 The verdict: "holds" (Spearman ≥ 0.8 and a scale in [0.5, 2]), "ranking only" (Spearman ≥
-0.8 but a scale outside: the order holds, the sizes do not) or "does not hold"; the advice
-names what to do. Eight instances make a rough check: ``sample=`` takes more.
+0.8 but a scale outside: the order holds, the sizes do not) or "does not hold"; "cannot tell"
+where no checked leave-out moves the query beyond its float precision (a float32 deep run:
+check it in float64). The advice names what to do. Eight instances make a rough check:
+``sample=`` takes more.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ..queries import PerExample, Query
 from ..train import Run
 
 HOLDS, RANKING, NOT = "holds", "ranking only", "does not hold"
+UNRESOLVED = "cannot tell"  # leaving out any checked instance changes Q below its precision
 
 
 @dataclass
@@ -83,8 +86,15 @@ def reliability(run: Run, query, *, sample: int = 8, progress: bool = False) -> 
     start = float(norms[0][0])
     growth = [float(n[0]) / start if start else float("nan") for n in reversed(norms[1:])]
     mine = scores[checked]
+    if not truth.any():  # every change below the query's float precision
+        return Reliability(growth, checked, mine.tolist(), truth.tolist(), float("nan"),
+                           float("nan"), UNRESOLVED,
+                           f"leaving any of the {len(checked)} instances out changes the query "
+                           f"by less than its {str(truth.dtype)} precision, so the check "
+                           "cannot tell whether the scores mean leave-one-out: check the run "
+                           "in float64 (model.double())", scores)
     rho = metrics.spearman(mine, truth)
-    scale = float(mine @ truth / (truth @ truth)) if truth.any() else float("inf")
+    scale = float(mine @ truth / (truth @ truth))
     verdict = HOLDS if rho >= 0.8 and 0.5 <= scale <= 2 else RANKING if rho >= 0.8 else NOT
     return Reliability(growth, checked, mine.tolist(), truth.tolist(), rho, scale, verdict,
                        _advice(verdict, rho, scale, max(growth, default=1.0), len(checked)),
