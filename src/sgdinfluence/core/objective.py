@@ -163,14 +163,18 @@ def set_modes(model: nn.Module, in_eval: frozenset[str]) -> None:
         m.training = name not in in_eval
 
 
+def tracked_batch_norms(model: nn.Module) -> dict[str, nn.modules.batchnorm._BatchNorm]:
+    """The batch norm layers of ``model`` that keep running statistics, by name."""
+    return {name: m for name, m in model.named_modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats}
+
+
 @contextlib.contextmanager
 def batch_norm_written_out(model: nn.Module, names: set[str] | None = None):
     """Eval-mode batch norm as its formula, (x − r_mean) / √(r_var + eps) · weight + bias,
     for the block (in the layers ``names``, or all): torch's kernel refuses a gradient by
     the running statistics."""
-    layers = [m for n, m in model.named_modules()
-              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
-              and (names is None or n in names)]
+    layers = [m for n, m in tracked_batch_norms(model).items() if names is None or n in names]
     for m in layers:
         m.forward = types.MethodType(_eval_batch_norm, m)  # type: ignore[method-assign]
     try:

@@ -23,6 +23,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ...errors import Error
+from ..objective import tracked_batch_norms
 from ..queries import PerExample, Query
 from ..tensors import as_indices
 from ..train import Run
@@ -135,8 +136,7 @@ def _statistics(run: Run, q: Query, theta: torch.Tensor | None = None,
     """∂Q/∂r at θ[T] (or ``theta`` with the model's ``buffers`` then) for the batch-norm
     running statistics r the query reads (none when the model has no batch norm that
     tracks them)."""
-    names = [f"{name}.{stat}" for name, m in run.model.named_modules()
-             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    names = [f"{name}.{stat}" for name in tracked_batch_norms(run.model)
              for stat in ("running_mean", "running_var")]
     if not names:
         return {}

@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 
 from ...errors import ConfigError
 from .. import distributed
-from ..objective import deterministic, mode, replay_rng
+from ..objective import deterministic, mode, replay_rng, tracked_batch_norms
 from ..queries import Query
 from ..train import Run
 
@@ -70,8 +70,8 @@ def leave_out(run: Run, query: Query, removed: list[torch.Tensor], chunk: int | 
 def _tracks_statistics(run: Run) -> bool:
     """Does the run update batch norm's running statistics (a layer with them, in train mode
     at some step)? Each counterfactual run then has statistics of its own."""
-    return any(run.first_in_train_mode(n) < run.num_steps for n, m in run.model.named_modules()
-               if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats)
+    return any(run.first_in_train_mode(n) < run.num_steps
+               for n in tracked_batch_norms(run.model))
 
 
 def _one_by_one(run: Run, query: Query, removed: list[torch.Tensor], progress: bool

@@ -11,7 +11,13 @@ from tqdm.auto import tqdm
 
 from ...errors import Error
 from .. import distributed
-from ..objective import Objective, batch_norm_written_out, mode, replay_rng
+from ..objective import (
+    Objective,
+    batch_norm_written_out,
+    mode,
+    replay_rng,
+    tracked_batch_norms,
+)
 from ..train import Run
 
 Checkpoint = Callable[[], tuple[torch.Tensor, dict]]  # a query term's gradients at a step
@@ -148,14 +154,13 @@ class RunningStatistics:
         self.momentum: dict[str, float] = {}
         self.seen: list[tuple[str, torch.Tensor]] | None = None  # inputs, while recording
         self.first_train: dict[str, int] = {}  # the first step with the layer in train mode
-        for name, m in model.named_modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
-                if m.momentum is None:
-                    raise Error(f"batch norm layer {name} has momentum=None (a cumulative "
-                                "average): the sweep follows running statistics of a momentum")
-                self.momentum[name] = float(m.momentum)
-                m.register_forward_pre_hook(self._hook(name))
-                self.first_train[name] = run.first_in_train_mode(name)
+        for name, m in tracked_batch_norms(model).items():
+            if m.momentum is None:
+                raise Error(f"batch norm layer {name} has momentum=None (a cumulative "
+                            "average): the sweep follows running statistics of a momentum")
+            self.momentum[name] = float(m.momentum)
+            m.register_forward_pre_hook(self._hook(name))
+            self.first_train[name] = run.first_in_train_mode(name)
         if self.momentum and distributed.world()[1] > 1:
             raise Error("the sweep does not follow batch norm's running statistics in a "
                         "process group yet (each rank's batch norm sees its own shard); record "
