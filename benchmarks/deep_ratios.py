@@ -64,36 +64,51 @@ def measure(name: str, model: nn.Module, train, val, **fit) -> None:
           f"{swept / trained:.1f}x (scores finite: {bool(np.isfinite(scores).all())})", flush=True)
 
 
+def cifar_subset(data_dir, n: int = 576) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first n CIFAR-10 training images, or random images of their shape (said)."""
+    try:
+        from sgdinfluence.app.data import load
+
+        table = load("cifar10", data_dir)["train"]
+        return torch.as_tensor(table.X[:n]).float(), torch.as_tensor(table.y[:n]).long()
+    except Exception as e:  # noqa: BLE001 (a benchmark runs on stand-in data then)
+        print(f"CIFAR-10 not found ({e}); random images stand in")
+        return torch.rand(n, 3, 32, 32), torch.randint(0, 10, (n,))
+
+
+def tiny_bert(generator: torch.Generator | None = None):
+    """A BERT maker (2 layers, hidden 64, 2 heads) and 576 synthetic sequences of 32 tokens
+    labelled by which half has the larger mean token id; None without transformers."""
+    try:
+        import transformers
+    except ImportError:
+        print("tiny BERT: transformers is not installed (pip install '.[integrations]')")
+        return None
+    config = transformers.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=128,
+                                     max_position_embeddings=32, num_labels=2)
+    tokens = torch.randint(1, 1000, (576, 32), generator=generator)
+    labels = (tokens[:, :16].float().mean(1) > tokens[:, 16:].float().mean(1)).long()
+    return (lambda: transformers.BertForSequenceClassification(config)), tokens, labels
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None)
     args = ap.parse_args()
     torch.manual_seed(0)
-    try:
-        from sgdinfluence.app.data import load
-
-        table = load("cifar10", args.data_dir)["train"]
-        X, y = torch.as_tensor(table.X[:576]).float(), torch.as_tensor(table.y[:576]).long()
-    except Exception as e:  # noqa: BLE001 (a benchmark runs on stand-in data then)
-        print(f"CIFAR-10 not found ({e}); random images stand in")
-        X, y = torch.rand(576, 3, 32, 32), torch.randint(0, 10, (576,))
+    X, y = cifar_subset(args.data_dir)
     measure("ResNet-18, 512 CIFAR-10 images", resnet18(), (X[:512], y[:512]),
             (X[512:], y[512:]), batch_size=64, lr=0.05, momentum=0.9, nesterov=True,
             weight_decay=5e-4)
-    try:
-        import transformers
-    except ImportError:
-        print("tiny BERT: transformers is not installed (pip install '.[integrations]')")
+    bert = tiny_bert()
+    if bert is None:
         return
-    config = transformers.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
-                                     num_attention_heads=2, intermediate_size=128,
-                                     max_position_embeddings=32, num_labels=2)
-    tokens = torch.randint(1, 1000, (576, 32))
-    labels = (tokens[:, :16].float().mean(1) > tokens[:, 16:].float().mean(1)).long()
-    measure("tiny BERT, 512 sequences", transformers.BertForSequenceClassification(config),
-            (tokens[:512], labels[:512]), (tokens[512:], labels[512:]), batch_size=32,
-            lr=3e-3, optimizer="adamw", weight_decay=0.01)
+    make, tokens, labels = bert
+    measure("tiny BERT, 512 sequences", make(), (tokens[:512], labels[:512]),
+            (tokens[512:], labels[512:]), batch_size=32, lr=3e-3, optimizer="adamw",
+            weight_decay=0.01)
 
 
 if __name__ == "__main__":

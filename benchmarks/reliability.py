@@ -19,6 +19,7 @@ import time
 import torch
 
 import sgdinfluence as sgi
+from deep_ratios import cifar_subset, resnet18, tiny_bert
 from sgdinfluence.app.models import mlp
 
 
@@ -42,31 +43,14 @@ def main() -> None:
     run = sgi.fit(mlp(10).double(), (X[:200], y[:200]), epochs=10, batch_size=20, lr=0.1,
                   weight_decay=1e-3)
     report("MLP 8-8 (control)", run, (X[200:], y[200:]))
-    try:
-        import transformers
-    except ImportError:
-        print("tiny BERT: transformers is not installed (pip install '.[integrations]')")
-    else:
-        config = transformers.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2,
-                                         num_attention_heads=2, intermediate_size=128,
-                                         max_position_embeddings=32, num_labels=2)
-        tokens = torch.randint(1, 1000, (576, 32), generator=g)
-        labels = (tokens[:, :16].float().mean(1) > tokens[:, 16:].float().mean(1)).long()
+    bert = tiny_bert(generator=g)
+    if bert is not None:
+        make, tokens, labels = bert
         torch.manual_seed(0)
-        run = sgi.fit(transformers.BertForSequenceClassification(config),
-                      (tokens[:512], labels[:512]), epochs=3, batch_size=32, lr=3e-3,
+        run = sgi.fit(make(), (tokens[:512], labels[:512]), epochs=3, batch_size=32, lr=3e-3,
                       optimizer="adamw", weight_decay=0.01)
         report("tiny BERT", run, (tokens[512:], labels[512:]))
-    from deep_ratios import resnet18
-
-    try:
-        from sgdinfluence.app.data import load
-
-        table = load("cifar10", args.data_dir)["train"]
-        X, y = torch.as_tensor(table.X[:576]).float(), torch.as_tensor(table.y[:576]).long()
-    except Exception as e:  # noqa: BLE001 (stand-in data then)
-        print(f"CIFAR-10 not found ({e}); random images stand in")
-        X, y = torch.rand(576, 3, 32, 32), torch.randint(0, 10, (576,))
+    X, y = cifar_subset(args.data_dir)
     torch.manual_seed(0)
     run = sgi.fit(resnet18(), (X[:512], y[:512]), epochs=1, batch_size=64, lr=0.05,
                   momentum=0.9, nesterov=True, weight_decay=5e-4)
