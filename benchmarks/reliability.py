@@ -6,9 +6,10 @@ decay 5e-4, 1 epoch on 512 CIFAR-10 images; its 8 leave-outs are 8 retrainings).
     python benchmarks/reliability.py --data-dir ../shared/data   # ~20 min on 2 cores
 
 Measured here (2 cores, 2026-12-03): MLP holds (Spearman 0.93, scale 0.57, growth 5.7x);
-tiny BERT does not hold (Spearman -0.62, scale -86, growth 273x); ResNet-18 in float32: every
-leave-out of the 8 rounded to no change of the validation loss, which the check now reports
-as "cannot tell" (check in float64) instead of a verdict (16 min, 8 retrainings).
+tiny BERT does not hold (Spearman -0.62, scale -86, growth 273x). The ResNet-18 run then
+took the first 576 images, which are all one class: every leave-out rounded to no change of
+the validation loss ("cannot tell"), which says nothing of CIFAR-10; the subset is now drawn
+at random, and that run is still to be made.
 """
 
 from __future__ import annotations
