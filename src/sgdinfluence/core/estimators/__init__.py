@@ -23,6 +23,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ...errors import Error
+from .. import distributed
 from ..objective import tracked_batch_norms
 from ..queries import PerExample, Query
 from ..tensors import as_indices
@@ -32,11 +33,11 @@ from .loo import leave_one_out
 from .loo import leave_out as _leave_out
 from .reliability import Reliability as Reliability
 from .reliability import reliability as reliability
-from .sgd import sgd_influence
+from .sgd import SweepFile, sgd_influence
 from .tracin import tracin
 
 OPTIONS = {  # the options each method takes, besides indices and progress
-    "sgd": {"epochs", "at"}, "sgd-nohessian": {"epochs", "at"},
+    "sgd": {"epochs", "at", "checkpoint"}, "sgd-nohessian": {"epochs", "at", "checkpoint"},
     "tracin": {"every", "self_influence"},
     "loo": {"chunk"},
     "influence-function": {"solver", "damping", "cg_rtol", "lissa_depth", "lissa_scale"},
@@ -56,6 +57,10 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
     alone, in the same single sweep: harm done while the model learned a failure still
     counts once the failure has saturated, when leaving out any one culprit no longer
     changes the final model (docs/design.md, "Targets").
+    ``checkpoint`` (``"sgd"``, ``"sgd-nohessian"``): a file path where the sweep saves its
+    state at each epoch start, so that a long sweep that is interrupted continues from there
+    when called again with the same arguments (the result is the same as without); the file
+    is removed when the sweep completes. Not in a process group.
     ``indices`` restricts the result to those training instances, in that order: integer
     indices, or a boolean mask of length N (the instances where it is True, ascending).
     Returns (N,) or (len(indices),) for a single query, (M, N) or (M, len(indices)) for
@@ -76,6 +81,8 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
         raise Error(f"epochs must be None or an int in [1, {run.epochs}], got {epochs!r}")
     if options.get("at", "end") not in ("end", "epochs"):
         raise Error(f"at must be 'end' or 'epochs', got {options['at']!r}")
+    if options.get("checkpoint") is not None and distributed.world()[1] > 1:
+        raise Error("checkpoint is not supported in a process group; sweep without it")
     every = options.get("every", 1)
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
         raise Error(f"every must be an int >= 1, got {every!r}")
@@ -104,11 +111,20 @@ def _estimate(run: Run, q: Query, method: str, idx: torch.Tensor, progress: bool
         else:  # sgd, sgd-nohessian
             swept, ends = options.get("epochs") or run.epochs, {}
             stats = _statistics(run, q) if method == "sgd" else {}
-            if options.pop("at", "end") == "epochs":  # Q's mean over the swept epochs' ends
+            at, path = options.pop("at", "end"), options.pop("checkpoint", None)
+            if at == "epochs":  # Q's mean over the swept epochs' ends
                 U, ends = U / swept, _epoch_ends(run, q, swept, method == "sgd")
                 stats = {n: v / swept for n, v in stats.items()}
+            file = None if path is None else SweepFile(path, {
+                "query": U, "start": run.store[0], "steps": run.num_steps, "method": method,
+                "epochs": swept, "at": at})
             scores = sgd_influence(run, U, hessian=method == "sgd", progress=progress,
-                                   checkpoints=ends, statistics=stats, **options)[:, idx]
+                                   checkpoints=ends, statistics=stats,
+                                   resume=None if file is None else file.load(U.device),
+                                   save=None if file is None else file.save,
+                                   **options)[:, idx]
+            if file is not None:
+                file.done()
     return scores
 
 
