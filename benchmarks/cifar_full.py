@@ -144,7 +144,8 @@ def main() -> None:
     base = {"val_wrong": wrong(run.model, splits.val), "test": error(run.model, splits.test)}
     mistakes = {m: {0: base["val_wrong"]} for m in METHODS}
     curves = {m: {0: (float(base["val_wrong"].mean()), base["test"])} for m in METHODS}
-    for k in ks:  # k by k, every method: a stopped run has whole columns
+    # k by k, every method (a stopped run has whole columns), the paper's best k first
+    for k in sorted(ks, key=lambda k: (k not in (300, 600), k not in (100, 1000), k)):
         for m in METHODS:
             r = stage(work / "last" / f"{m}-{k}.npz", f"retrain last, {m}, k = {k}",
                       lambda m=m, k=k: _after(run, order[m][:k], run.epochs - 1, splits), clock)
