@@ -9,7 +9,7 @@ from sgdinfluence.app.methods import METHODS
 
 
 def test_the_demo_says_one_k_and_one_error(tmp_path):
-    summary = run(DemoConfig(epochs=2), tmp_path / "demo", progress=False)
+    summary = run(DemoConfig(epochs=1), tmp_path / "demo", progress=False)
     text = summary["text"]
     said = re.search(r"Removing the ([\d,]+) most harmful .* from ([\d.]+%) to ([\d.]+%)",
                      " ".join(text.split()))
