@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -165,7 +166,14 @@ def query_value(run, val) -> float:
         return float(q.values(q.objective.flatten())[0])
 
 
-def measure(s: Setting, results: dict, save) -> None:
+def measure(s: Setting, results: dict, save, out: Path) -> None:
+    raw: dict[str, np.ndarray] = {}
+    slug = "".join(c if c.isalnum() else "-" for c in s.name.split(",")[0].lower())
+
+    def keep() -> None:  # the raw vectors, for the bootstrap and any later reading
+        np.savez(out / f"{slug}.npz", **raw, **{f"score:{n}": v for n, v in scores.items()})
+        save()
+
     res = results.setdefault(s.name, {"fit": {k: str(v) for k, v in s.fit.items()},
                                       "rows": {}, "sizes": {}})
     rows = res["rows"]
@@ -224,7 +232,7 @@ def measure(s: Setting, results: dict, save) -> None:
     for name in scores:
         rows.setdefault(name, {})["cost"] = cost[name] / trained
     res["finite"] = {n: bool(np.isfinite(v).all()) for n, v in scores.items()}
-    save()
+    keep()
 
     # truths: literal leave-one-out on a random sample, then random halves both ways
     n = len(s.train[1])
@@ -234,34 +242,63 @@ def measure(s: Setting, results: dict, save) -> None:
     truth = sgi.leave_out(run, s.val, [[int(j)] for j in sample])
     res["loo_seconds"] = time.perf_counter() - start
     res["loo_nonzero"] = int(np.count_nonzero(truth))
+    raw |= {"sample": sample, "truth": truth}
     for name, v in scores.items():
         rows[name]["tau"] = metrics.kendall_tau(v[sample], truth)
+    bootstrap(res, scores, raw)
     print(f"leave-one-out of {len(sample)} ({res['loo_seconds']:.0f} s)", flush=True)
-    save()
+    keep()
 
     masks = [rng.permutation(n) < n // 2 for _ in range(s.halves)]
     start = time.perf_counter()
     identical = sgi.leave_out(run, s.val, masks)
     res["identical_seconds"] = time.perf_counter() - start
     M = np.stack(masks).astype(np.float64)
+    raw |= {"masks": M, "identical": identical}
     for name, v in scores.items():
         rows[name]["lds_identical"] = metrics.lds(M @ v, identical)
+    bootstrap(res, scores, raw)
     print(f"identical-schedule halves ({res['identical_seconds']:.0f} s)", flush=True)
-    save()
+    keep()
 
     start = time.perf_counter()
     fresh = []
     for i, m in enumerate(masks):
         torch.manual_seed(1000 + i)
-        keep = ~m
-        sub = (s.train[0][keep], s.train[1][keep])
+        sub = (s.train[0][~m], s.train[1][~m])
         r_fresh = sgi.fit(s.make(), sub, seed=1000 + i, **s.fit)
         fresh.append(query_value(r_fresh, s.val))
     res["fresh_seconds"] = time.perf_counter() - start
+    raw["fresh"] = np.array(fresh)
     for name, v in scores.items():
         rows[name]["lds_fresh"] = metrics.lds(M @ v, np.array(fresh))
+    bootstrap(res, scores, raw)
     print(f"fresh halves ({res['fresh_seconds']:.0f} s)", flush=True)
-    save()
+    keep()
+
+
+def bootstrap(res: dict, scores: dict[str, np.ndarray], raw: dict, draws: int = 1000) -> None:
+    """Each measure's bootstrap standard error (instances, or halves, drawn again with
+    replacement), and that of its difference from the first row (today's default) on the
+    same draws: ``se`` and ``se_diff`` beside each measure in ``res["rows"]``."""
+    rng = np.random.default_rng(2)
+    names = list(scores)
+    measures = {}
+    if "truth" in raw:
+        def tau(v, i):
+            return metrics.kendall_tau(v[raw["sample"]][i], raw["truth"][i])
+        measures["tau"] = (len(raw["truth"]), tau)
+    for key in ("identical", "fresh"):
+        if key in raw:
+            def lds(v, i, key=key):
+                return metrics.lds((raw["masks"] @ v)[i], raw[key][i])
+            measures[f"lds_{key}"] = (len(raw["masks"]), lds)
+    for m, (n, fn) in measures.items():
+        draws_ = [rng.integers(0, n, n) for _ in range(draws)]
+        values = np.array([[fn(scores[name], i) for i in draws_] for name in names])
+        for name, v in zip(names, values, strict=True):
+            res["rows"][name][f"{m}_se"] = float(np.nanstd(v))
+            res["rows"][name][f"{m}_se_diff"] = float(np.nanstd(v - values[0]))
 
 
 def table(results: dict) -> str:
@@ -280,10 +317,12 @@ def table(results: dict) -> str:
                          f"{rel['spearman']:.2f}, scale {rel['scale']:.3g}, growth up to "
                          f"{max(rel['growth'], default=float('nan')):.3g}x "
                          f"({rel['seconds']:.0f} s)\n")
+        lines.append("(± the bootstrap standard error over instances / halves)\n")
         lines.append("| estimator | τ vs LOO | LDS identical | LDS fresh | cost (trainings) |")
         lines.append("|---|---|---|---|---|")
         for row, m in res.get("rows", {}).items():
-            cells = [f"{m[k]:.2f}" if k in m and m[k] == m[k] else ("nan" if k in m else "–")
+            cells = [(f"{m[k]:.2f} ± {m.get(k + '_se', float('nan')):.2f}" if m[k] == m[k]
+                      else "nan") if k in m else "–"
                      for k in ("tau", "lds_identical", "lds_fresh")]
             lines.append(f"| {row} | {' | '.join(cells)} | {m.get('cost', float('nan')):.1f} |")
     return "\n".join(lines) + "\n"
@@ -309,6 +348,7 @@ def main() -> None:
     ap.add_argument("--resnet-seeds", type=int, default=2)
     args = ap.parse_args()
     args.models = args.models.split(",")
+    warnings.filterwarnings("ignore", message=".*constant.*")  # a bootstrap draw of ties
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {}
@@ -324,7 +364,7 @@ def main() -> None:
             os.replace(tmp, out / name)
 
     for s in settings(args):
-        measure(s, results, save)
+        measure(s, results, save, out)
         print(table({s.name: results[s.name]}), flush=True)
     save()
     print(f"wall time {time.perf_counter() - begun:.0f} s")
