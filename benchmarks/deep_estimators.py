@@ -112,10 +112,12 @@ def settings(args) -> list[Setting]:
         X, y = cifar_subset(args.data_dir, n + 128)
         dt = torch.float64 if args.resnet_dtype == "float64" else torch.float32
         X = X.to(dt)
-        out.append(Setting(f"ResNet-18, {n} CIFAR-10 images ({args.resnet_dtype})",
+        out.append(Setting(f"ResNet-18, {n} CIFAR-10 images, lr {args.resnet_lr:g} "
+                           f"({args.resnet_dtype})",
                            lambda: resnet18().to(dt), (X[:n], y[:n]), (X[n:], y[n:]),
                            dict(epochs=args.resnet_epochs, batch_size=args.resnet_batch,
-                                lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4),
+                                lr=args.resnet_lr, momentum=0.9, nesterov=True,
+                                weight_decay=5e-4),
                            loo=args.resnet_loo, halves=args.resnet_halves,
                            seeds=args.resnet_seeds, dampings=(1.0,)))
     return out
@@ -342,6 +344,7 @@ def main() -> None:
     ap.add_argument("--resnet-n", type=int, default=64)
     ap.add_argument("--resnet-epochs", type=int, default=2)
     ap.add_argument("--resnet-batch", type=int, default=16)
+    ap.add_argument("--resnet-lr", type=float, default=0.05)
     ap.add_argument("--resnet-dtype", default="float32", choices=("float32", "float64"))
     ap.add_argument("--resnet-loo", type=int, default=12)
     ap.add_argument("--resnet-halves", type=int, default=12)
