@@ -68,6 +68,7 @@ class Setting:
     halves: int  # random halves for the LDS, identical schedule and fresh
     seeds: int  # runs averaged by the seed average
     dampings: tuple = (1.0, 0.1)
+    base: int = 0  # the seed of the run measured; the seed average adds the next ones
     notes: list = field(default_factory=list)
 
 
@@ -179,7 +180,7 @@ def measure(s: Setting, results: dict, save, out: Path) -> None:
     res = results.setdefault(s.name, {"fit": {k: str(v) for k, v in s.fit.items()},
                                       "rows": {}, "sizes": {}})
     rows = res["rows"]
-    run, trained = record(s, 0)
+    run, trained = record(s, s.base)
     res["train_seconds"] = trained
     res["sizes"] = dict(train=len(s.train[1]), val=len(s.val[1]), steps=run.num_steps,
                         loo=min(s.loo, len(s.train[1])), halves=s.halves, seeds=s.seeds)
@@ -220,7 +221,7 @@ def measure(s: Setting, results: dict, save, out: Path) -> None:
 
     # seed average: runs recorded with other seeds on the same training set
     extra, alls, autos = 0.0, [full], [last[k]]
-    for seed in range(1, s.seeds):
+    for seed in range(s.base + 1, s.base + s.seeds):
         other, t = record(s, seed)
         f, lst, ko, _, sw = full_sweep(other, s.val)
         extra += t + sw
@@ -339,6 +340,7 @@ def main() -> None:
     ap.add_argument("--loo", type=int, default=32, help="instances left out (BERT, CNN)")
     ap.add_argument("--halves", type=int, default=20)
     ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--base-seed", type=int, default=0, help="the measured run's seed")
     ap.add_argument("--bert-n", type=int, default=256)
     ap.add_argument("--cnn-n", type=int, default=1000)
     ap.add_argument("--resnet-n", type=int, default=64)
@@ -367,6 +369,7 @@ def main() -> None:
             os.replace(tmp, out / name)
 
     for s in settings(args):
+        s.base = args.base_seed
         measure(s, results, save, out)
         print(table({s.name: results[s.name]}), flush=True)
     save()
