@@ -129,3 +129,30 @@ def test_sgd_nohessian_takes_no_damping():
     run = sgi.fit(model, train, epochs=2, batch_size=8, lr=0.1)
     with pytest.raises(TypeError, match="no option"):
         sgi.influence(run, val, "sgd-nohessian", damping=1.0)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_damped_sweep_resumes_only_from_a_damped_checkpoint(tmp_path, monkeypatch):
+    from sgdinfluence.core.estimators.sgd import SweepFile
+
+    model, train, val = small_problem(seed=8)
+    run = sgi.fit(model, train, epochs=3, batch_size=8, lr=0.2, momentum=0.9)
+    whole = sgi.influence(run, val, damping=0.5)
+    path = tmp_path / "sweep.pt"
+    real = SweepFile.save
+
+    def save_then_stop(self, state):
+        real(self, state)
+        raise Interrupted
+
+    monkeypatch.setattr(SweepFile, "save", save_then_stop)
+    with pytest.raises(Interrupted):
+        sgi.influence(run, val, damping=0.5, checkpoint=path)
+    monkeypatch.setattr(SweepFile, "save", real)
+    for other in (dict(), dict(damping=0.25)):
+        with pytest.raises(sgi.Error, match="holds the sweep of another run, query or options"):
+            sgi.influence(run, val, checkpoint=path, **other)
+    np.testing.assert_array_equal(sgi.influence(run, val, damping=0.5, checkpoint=path), whole)

@@ -143,9 +143,10 @@ def _estimate(run: Run, q: Query, method: str, idx: torch.Tensor, progress: bool
             if at == "epochs":  # Q's mean over the swept epochs' ends
                 U, ends = U / swept, _epoch_ends(run, q, swept, method == "sgd")
                 stats = {n: v / swept for n, v in stats.items()}
+            damped = {"damping": options["damping"]} if options.get("damping") else {}
             file = None if path is None else SweepFile(path, {
                 "query": U, "start": run.store[0], "steps": run.num_steps, "method": method,
-                "epochs": swept, "at": at})
+                "epochs": swept, "at": at} | damped)  # (files from before damping match)
             scores = sgd_influence(run, U, hessian=method == "sgd", progress=progress,
                                    checkpoints=ends, statistics=stats,
                                    resume=None if file is None else file.load(U.device),
