@@ -31,7 +31,8 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
                   checkpoints: Mapping[int, Checkpoint] | None = None,
                   statistics: dict[str, torch.Tensor] | None = None,
                   norms: list | None = None, resume: dict | None = None,
-                  save: Callable[[dict], None] | None = None) -> torch.Tensor:
+                  save: Callable[[dict], None] | None = None, damping: float = 0.0
+                  ) -> torch.Tensor:
     """Estimate ``⟨u, θ_{-j}[T] - θ[T]⟩`` for every query row u of U (M, P) and every
     training index j: returns (M, N). ``epochs=k`` sweeps over the last k epochs only
     (``epochs=1`` is the paper's last-epoch approximation). ``hessian=False`` drops the
@@ -54,6 +55,14 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
     ``save``, if given, is called at the start of each epoch swept (backwards) with the
     sweep's state there, a dict of tensors; ``resume=`` such a dict continues the sweep from
     that point, with the same result as a sweep never interrupted (:class:`SweepFile`).
+    Its ``scores`` at the start of epoch e are the scores of the sweep over the last
+    E − e epochs (a tensor the sweep goes on adding to: copy it to keep it).
+
+    ``damping`` λ > 0: the adjoint of a step gains λ G beside H_t G, so under plain SGD
+    u ← u − η_t (H_t + λI) u: the exact derivative of the run's linearisation with an extra
+    λ/2‖θ‖² that belongs to no instance (the trajectory is the one recorded). A step's
+    contribution then fades by about (1 − η λ) per later step, as in segmented, damped
+    unrolling (Bae et al. 2024). 0 is Algorithm 2, bit for bit.
     """
     adjoint = StepAdjoint(run.objective(functional=True), hessian)
     stats = (RunningStatistics(run, adjoint.objective.model, statistics)
@@ -96,6 +105,8 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
             scores.index_add_(1, part.to(scores.device), -dW)  # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
             if HG is not None:
                 U = U + HG                                     # u ← (I - η_t H_t) u
+            if damping:
+                U = U + damping * G                            # u ← u - η_t λ u
             if stats is not None:                              # u += m (∂s_t/∂θ)ᵀ v; v ← (1-m) v
                 U = U + stats.step(adjoint.objective, t, theta, x, y, distributed.pieces(
                     len(part), run.micro_at(t), run.seeds[t]), G)
@@ -105,6 +116,18 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
                 save({"t": t, "U": U, "rest": list(rest), "scores": scores,
                       "V": {} if stats is None else stats.V, "norms": list(norms or [])})
     return distributed.all_reduce(scores)
+
+
+def auto_epochs(norms: list[torch.Tensor], max_growth: float) -> torch.Tensor:
+    """The last-k-epoch rule (``epochs="auto"``): for each query row, the most epochs k ≥ 1
+    over which the adjoint grows at most ``max_growth`` times: ‖u‖ at the start of each of
+    the last k epochs ≤ ``max_growth`` ‖u(θ[T])‖. ``norms`` as :func:`sgd_influence` fills
+    it over a full sweep (‖u‖ (M,) at θ[T], then at each epoch start, backwards). (M,) ints.
+    """
+    start = norms[0]
+    growth = torch.stack([n / torch.where(start > 0, start, 1) for n in norms[1:]])  # (E, M)
+    within = torch.cumprod((growth <= max_growth).long(), dim=0)  # 1 while all epochs so far
+    return within.sum(0).clamp(min=1)
 
 
 def _shard_adjoint(adjoint: StepAdjoint, run: Run, t: int, part, theta, x, y, G):
