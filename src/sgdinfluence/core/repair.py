@@ -24,8 +24,9 @@ half), both McNemar's (one-sided, ``z``): a k is admitted only if its removal tu
 significantly more of them from wrong to right than from right to wrong; the best admitted k
 has the lowest error (the validation error, or with a target the mean of it and the target
 error); the k chosen is the smallest admitted k that the best is not significantly better
-than. The stop rule is a one-sided two-proportion test of the held-out target error against
-the validation error.
+than, and that repairs the target where the best does. "Repairs" is the stop rule: a
+one-sided two-proportion test says the held-out target error is no longer above the
+validation error.
 """
 
 from __future__ import annotations
@@ -132,13 +133,16 @@ def pick(curve: Mapping[int, Measured], z: float = Z) -> int:
     """The k to remove, from the measurements ``curve`` (k -> Measured, k = 0 the model as
     trained): among k = 0 and the k significantly better than it, the best has the lowest
     error (the smallest k on ties); the smallest of them that the best is not significantly
-    better than is chosen."""
+    better than (and, where the best repairs the target, that repairs it too: its held-out
+    error not significantly above the validation error) is chosen."""
     if 0 not in curve:
         raise Error("curve needs k = 0, the model as trained")
     base = curve[0]
     admitted = [k for k in sorted(curve) if k == 0 or better(base, curve[k], z)]
     best = min(admitted, key=lambda k: (curve[k].error, k))
-    return next(k for k in admitted if k <= best and not better(curve[k], curve[best], z))
+    repairs = not above(curve[best], z)  # then a smaller k must repair the target too
+    return next(k for k in admitted if k <= best and not better(curve[k], curve[best], z)
+                and (not repairs or not above(curve[k], z)))
 
 
 def choose_k(measure: Callable[[int], Measured], ks, *, known: Mapping[int, Measured] | None = None,
