@@ -207,3 +207,19 @@ def test_a_loss_without_classes_needs_its_own_mistakes():
                   batch_size=10, lr=0.1)
     with pytest.raises(sgi.Error, match="pass mistakes"):
         sgi.repair(run, (X, X), (X, X), val=(X, X), rounds=1)
+
+
+def test_a_target_harder_than_validation_by_nature_stops_the_rounds(poisoned):
+    """A quarter of the held-out target labelled against the trigger-free truth: no model gets
+    it below 25%, far above validation's error. Once the poisoned rows are gone, the rounds
+    stop instead of removing clean rows after an error no removal can lower."""
+    run, bad, target, holdout, val = poisoned
+    X, y = holdout
+    y = y.clone()
+    y[: len(y) // 4] = 1
+    fixed = sgi.repair(run, target, (X, y), val=val)
+    assert fixed.stopped in ("stalled", "no gain"), fixed.why
+    assert above(fixed.after)  # still above validation: the floor
+    assert 0.2 <= fixed.after.target_error <= 0.35
+    assert np.isin(bad, fixed.removed).sum() >= 0.75 * len(bad)
+    assert len(fixed.removed) <= 2 * len(bad) and len(fixed.rounds) <= 3
