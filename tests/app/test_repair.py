@@ -167,3 +167,19 @@ def test_the_summary_reports_the_rounds():
     assert text.startswith("In 2 rounds, removing 36 of 900 training rows (SGD-influence")
     assert "lowers the target error from 90.00% to 4.00% and lowers test error from 5.00% " \
         "to 4.90%. Stopped: done." in text
+
+
+def test_fresh_rounds_measure_new_trainings_of_the_kept_rows(tmp_path):
+    data, target, poisoned = wide_backdoor(tmp_path, columns=6, trigger=("x0", "x1"))
+    out = tmp_path / "out"
+    assert main(["cleanse", str(data), "--label-column", "label", "--drop-columns", "id",
+                 "--target", str(target), "--retrain", "fresh", "--methods", "sgd-epochs",
+                 "--model", "mlp", "--epochs", "10", "--batch-size", "16", "--lr", "0.2",
+                 "--k", "10,30,100", "--max-removed", "60", "--quiet", "--out", str(out)]) == 0
+    rep = json.loads((out / "results.json").read_text())["repair"]
+    assert rep["config"]["retrain"] == "fresh" and rep["config"]["max_removed"] == 60
+    first = rep["rounds"][0]
+    # a round's result is a new training, not the removal on the run's schedule
+    assert first["after"] != first["curve"][str(first["k"])]
+    assert rep["after"]["target_error"] < 0.5 * rep["before"]["target_error"]
+    assert len(rep["removed"]) <= 60

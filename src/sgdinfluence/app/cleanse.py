@@ -357,7 +357,8 @@ def cleanse(splits: Splits, cfg: CleanseConfig = CleanseConfig(), progress: bool
     if ks and ks[-1] >= n:
         raise ConfigError(f"k = {ks[-1]} would remove the whole training set of {n} instances; "
                          f"choose k < {n}")
-    rounds = cfg.rounds if cfg.rounds is not None else "auto" if target is not None else 1
+    rounds = (cfg.rounds if cfg.rounds is not None else
+              "auto" if target is not None and cfg.retrain != "last" else 1)
     if target is None and (rounds != 1 or cfg.retrain == "fresh"):
         raise ConfigError("rounds other than 1 and retrain='fresh' repair a failure on a target "
                           "set, and there is none; give a target set, or leave them out")
@@ -472,6 +473,8 @@ def _repair(result: Result, method: str, ks: list[int], rounds: int | str, name:
         if r is run:
             return result.scores[method]
         return methods.score(r, method, query, seed=cfg.seed, progress=progress)
+
+    rank.__name__ = method  # what results.json names the repair's method
 
     def refit(keep: np.ndarray) -> Run:
         trainings[0] += 1

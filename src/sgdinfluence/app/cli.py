@@ -362,7 +362,8 @@ def parser() -> Parser:
                    help="with --target: repair in rounds, each ranking a new training of the "
                    "rows kept, until the target's held-out error is no longer significantly "
                    "above the validation error or a budget is spent (auto, the default with "
-                   "--target), or at most N rounds; without --target only 1")
+                   "--target unless --retrain last), or at most N rounds; without --target "
+                   "only 1")
     p.add_argument("--max-removed", type=positive_int, default=None,
                    help="the most rows all rounds may remove (default: the largest k, at "
                    "least a fifth of the training set)")

@@ -196,6 +196,7 @@ def one(cfg: ScenariosConfig, dataset: str, scenario: str, seed: int, tables, da
             "ap": average_precision_score(harmful, -scores),
             "precision_at_m": float(harmful[top].mean()),
             "k": k, "rounds": len(repaired.rounds) if repaired is not None else 1,
+            "stopped": repaired.stopped if repaired is not None else "",
             "harmful_removed": int(harmful[repaired.removed if repaired is not None else
                                            result.order(method)[:k]].sum()),
             "target_error_before": held[0], "target_error": after[0],
