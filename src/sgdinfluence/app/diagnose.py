@@ -87,9 +87,9 @@ def diagnose(run: Run, train: Table, val: Table, target: Table | None,
                if shares[c] > 0}
     ev, et, mf = float(val_wrong.mean()), None if target_wrong is None else \
         float(target_wrong.mean()), float(train_wrong.mean())
-    carried = (f"the {int(train_wrong.sum()):,} training rows the model misfits (the highest "
-               f"training losses) carry {max(explained, 0):.0%} of the harm SGD-influence "
-               "estimates")
+    carried = (f"the {m:,} training row{'s' * (m != 1)} of highest loss (as many as the model "
+               f"misfits, at least one) carr{'y' if m != 1 else 'ies'} {max(explained, 0):.0%} "
+               "of the harm SGD-influence estimates")
     if target_above and explained < EXPLAINED:
         kind, method = "target", "sgd-epochs"
         reason = (f"The target's error ({et:.1%} on its query half) is significantly above "

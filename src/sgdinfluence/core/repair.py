@@ -23,11 +23,16 @@ Choosing k uses two tests on the instances judged (validation, then the target's
 half), both McNemar's (one-sided, ``z``): a k is admitted only if its removal turned
 significantly more of them from wrong to right than from right to wrong; the best admitted k
 has the lowest error (the validation error, or with a target the mean of it and the target
-error); the k chosen is the smallest admitted k that the best is not significantly better
-than. Another round follows only while the target's held-out error is significantly above
-the validation error (a one-sided two-proportion test) and the last round lowered it
-significantly (McNemar's test on the held-out target alone): a target that is harder than
-the validation data by its nature (a trigger makes its inputs unusual) would otherwise send
+error). Where the target fails, the k chosen is the smallest admitted k that repairs it (its
+held-out error no longer significantly above the validation error, a one-sided
+two-proportion test) without a validation error more than one standard error above the
+best's; where none does, or nothing failed, the smallest admitted k within one standard
+error of the best (the one-standard-error rule, with McNemar's paired standard error) on the
+validation set and on the held-out target, tested apart. Another round follows
+only while the target's held-out error is significantly above the validation error (a
+one-sided two-proportion test) and the round lowered it significantly below the previous
+result (McNemar's test on the held-out target alone): a target that is harder than the
+validation data by its nature (a trigger makes its inputs unusual) would otherwise send
 round after round after clean rows.
 """
 
@@ -52,6 +57,7 @@ from .tensors import CHUNK, as_tensors
 from .train import Run, fit
 
 Z = 1.645  # one-sided 5%
+SE = 1.0  # the one-standard-error rule: a smaller k within one standard error of the best
 GRID = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)  # 3x apart, roughly
 METHODS = ("sgd", "sgd-nohessian")
 RETRAIN = ("all", "fresh")
@@ -143,15 +149,35 @@ def exceeds(a: np.ndarray, b: np.ndarray, z: float = Z) -> bool:
 
 def pick(curve: Mapping[int, Measured], z: float = Z) -> int:
     """The k to remove, from the measurements ``curve`` (k -> Measured, k = 0 the model as
-    trained): among k = 0 and the k significantly better than it, the best has the lowest
-    error (the smallest k on ties); the smallest of them that the best is not significantly
-    better than is chosen."""
+    trained). Admitted: k = 0 and the k significantly better than it; the best admitted k
+    has the lowest error (the smallest k on ties). Where the target fails as trained (its
+    held-out error significantly above the validation error, :func:`above`), the smallest
+    admitted k that repairs it (no longer above) with a validation error within one standard
+    error of the best's is chosen; otherwise (or where none repairs it) the smallest admitted
+    k within one standard error of the best (:func:`as_good`: on validation and on the
+    held-out target)."""
     if 0 not in curve:
         raise Error("curve needs k = 0, the model as trained")
     base = curve[0]
     admitted = [k for k in sorted(curve) if k == 0 or better(base, curve[k], z)]
     best = min(admitted, key=lambda k: (curve[k].error, k))
-    return next(k for k in admitted if k <= best and not better(curve[k], curve[best], z))
+    if above(base, z):  # a failing target: the smallest k that repairs it, if one does
+        repairing = [k for k in admitted if not above(curve[k], z) and
+                     as_good(Measured(val=curve[k].val), Measured(val=curve[best].val))]
+        if repairing:
+            return repairing[0]
+    return next(k for k in admitted if k <= best and as_good(curve[k], curve[best]))
+
+
+def as_good(m: Measured, best: Measured, se: float = SE) -> bool:
+    """Whether ``m`` is within ``se`` standard errors of ``best`` on the validation set and
+    on the target's held-out half (the one-standard-error rule of Breiman et al., with
+    McNemar's paired standard error, the square root of the discordant count): tested apart,
+    so that the churn of a large validation set (every retraining flips some of its
+    instances both ways) does not hide a worse target."""
+    sets = [(m.val, best.val)] + ([] if m.target is None or best.target is None else
+                                  [(m.target, best.target)])
+    return not any(better(Measured(val=a), Measured(val=b), se) for a, b in sets)
 
 
 def choose_k(measure: Callable[[int], Measured], ks, *, known: Mapping[int, Measured] | None = None,
@@ -387,23 +413,20 @@ def repair(run_or_fit: Run | Callable[[np.ndarray | None], Run], target, holdout
     kept = np.arange(n)
     removed: list[np.ndarray] = []
     done: list[Round] = []
-    before = now = measured(run.model)
+    before = now = result = measured(run.model)  # result: the last round's, measured
     model, stopped = run.model, "rounds"
     for r in range(1, cfg.most_rounds + 1):
         # the run this round ranks is ``run``, its model measured ``now``
         rows_left = limit - sum(map(len, removed))
         left = cfg.max_trainings - trainings
         grid = [k for k in (cfg.ks or GRID) if k <= min(rows_left, run.num_train - 1)]
-        if r > 1 and not above(now, cfg.z):  # round 1 is a cleansing like any other
-            stopped = "fixed"
-        elif rows_left < 1 or not grid:
+        if rows_left < 1 or not grid:
             stopped = "rows"
         elif left < 1:
             stopped = "trainings"
         else:
             stopped = ""
         if stopped:
-            model = run.model
             break
         began, used, start_m = time.perf_counter(), trainings, now
         order = rank(run)
@@ -412,9 +435,9 @@ def repair(run_or_fit: Run | Callable[[np.ndarray | None], Run], target, holdout
 
         def removal(k: int, run=run, order=order, models=models) -> Measured:
             retrained = run.retrain(order[:k], from_epoch=0)
-            result = measured(retrained)
+            got = measured(retrained)
             models[k] = retrained.cpu()  # kept until the round has chosen
-            return result
+            return got
 
         k, curve = choose_k(removal, grid, known={0: now}, z=cfg.z, refine=cfg.refine,
                             probes=max(0, min(6, left - len(grid))))
@@ -422,7 +445,7 @@ def repair(run_or_fit: Run | Callable[[np.ndarray | None], Run], target, holdout
         if k == 0:
             done.append(Round(r, 0, np.empty(0, np.int64), now, now, curve,
                               trainings - used, time.perf_counter() - began))
-            stopped, model = "no gain", run.model
+            stopped = "no gain"
             break
         gone = kept[order[:k]]
         removed.append(gone)
@@ -442,9 +465,10 @@ def repair(run_or_fit: Run | Callable[[np.ndarray | None], Run], target, holdout
         if not above(after, cfg.z):
             stopped = "fixed"
             break
-        if not lowered(start_m, after, cfg.z):
-            stopped = "stalled"
+        if not lowered(result, after, cfg.z):  # progress on the last result, not on the
+            stopped = "stalled"  # new training, which may be a bad draw
             break
+        result = after
         rows_left = limit - sum(map(len, removed))
         if last_round:
             stopped = "rounds"
