@@ -23,12 +23,9 @@ Choosing k uses two tests on the instances judged (validation, then the target's
 half), both McNemar's (one-sided, ``z``): a k is admitted only if its removal turned
 significantly more of them from wrong to right than from right to wrong; the best admitted k
 has the lowest error (the validation error, or with a target the mean of it and the target
-error). Where the target fails, the k chosen is the smallest admitted k that repairs it (its
-held-out error no longer significantly above the validation error, a one-sided
-two-proportion test) without a validation error more than one standard error above the
-best's; where none does, or nothing failed, the smallest admitted k within one standard
-error of the best (the one-standard-error rule, with McNemar's paired standard error) on the
-validation set and on the held-out target, tested apart. Another round follows
+error); the k chosen is the smallest admitted k that the best is not significantly better
+than, on the validation set nor on the held-out target (tested apart: the churn of a large
+validation set would hide a worse target). Another round follows
 only while the target's held-out error is significantly above the validation error (a
 one-sided two-proportion test) and the round lowered it significantly below the previous
 result (McNemar's test on the held-out target alone): a target that is harder than the
@@ -57,7 +54,6 @@ from .tensors import CHUNK, as_tensors
 from .train import Run, fit
 
 Z = 1.645  # one-sided 5%
-SE = 1.0  # the one-standard-error rule: a smaller k within one standard error of the best
 GRID = (1, 3, 10, 30, 100, 300, 1000, 3000, 10000, 30000, 100000)  # 3x apart, roughly
 METHODS = ("sgd", "sgd-nohessian")
 RETRAIN = ("all", "fresh")
@@ -150,34 +146,25 @@ def exceeds(a: np.ndarray, b: np.ndarray, z: float = Z) -> bool:
 def pick(curve: Mapping[int, Measured], z: float = Z) -> int:
     """The k to remove, from the measurements ``curve`` (k -> Measured, k = 0 the model as
     trained). Admitted: k = 0 and the k significantly better than it; the best admitted k
-    has the lowest error (the smallest k on ties). Where the target fails as trained (its
-    held-out error significantly above the validation error, :func:`above`), the smallest
-    admitted k that repairs it (no longer above) with a validation error within one standard
-    error of the best's is chosen; otherwise (or where none repairs it) the smallest admitted
-    k within one standard error of the best (:func:`as_good`: on validation and on the
-    held-out target)."""
+    has the lowest error (the smallest k on ties); the smallest admitted k that the best is
+    not significantly better than (:func:`as_good`: on validation, nor on the held-out
+    target) is chosen."""
     if 0 not in curve:
         raise Error("curve needs k = 0, the model as trained")
     base = curve[0]
     admitted = [k for k in sorted(curve) if k == 0 or better(base, curve[k], z)]
     best = min(admitted, key=lambda k: (curve[k].error, k))
-    if above(base, z):  # a failing target: the smallest k that repairs it, if one does
-        repairing = [k for k in admitted if not above(curve[k], z) and
-                     as_good(Measured(val=curve[k].val), Measured(val=curve[best].val))]
-        if repairing:
-            return repairing[0]
-    return next(k for k in admitted if k <= best and as_good(curve[k], curve[best]))
+    return next(k for k in admitted if k <= best and as_good(curve[k], curve[best], z))
 
 
-def as_good(m: Measured, best: Measured, se: float = SE) -> bool:
-    """Whether ``m`` is within ``se`` standard errors of ``best`` on the validation set and
-    on the target's held-out half (the one-standard-error rule of Breiman et al., with
-    McNemar's paired standard error, the square root of the discordant count): tested apart,
-    so that the churn of a large validation set (every retraining flips some of its
-    instances both ways) does not hide a worse target."""
+def as_good(m: Measured, best: Measured, z: float = Z) -> bool:
+    """Whether ``best`` is not significantly better than ``m`` on the validation set, nor on
+    the target's held-out half (McNemar's test, one-sided): tested apart, so that the churn
+    of a large validation set (every retraining flips some of its instances both ways) does
+    not hide a worse target."""
     sets = [(m.val, best.val)] + ([] if m.target is None or best.target is None else
                                   [(m.target, best.target)])
-    return not any(better(Measured(val=a), Measured(val=b), se) for a, b in sets)
+    return not any(better(Measured(val=a), Measured(val=b), z) for a, b in sets)
 
 
 def choose_k(measure: Callable[[int], Measured], ks, *, known: Mapping[int, Measured] | None = None,
