@@ -48,6 +48,17 @@ def test_a_worse_target_is_not_hidden_by_the_churn_of_a_large_validation_set():
     assert not as_good(Measured(val=churned.val, target=mistakes(200, 21)), best)
 
 
+def test_a_repair_that_costs_validation_accuracy_is_not_admitted():
+    """The target's 40 fixed mistakes would carry 10 more validation mistakes of 100 through
+    a test of both together (50 - 10 > 1.645 sqrt(60)); apart, validation is 10 worse."""
+    base = Measured(val=mistakes(100, 5), target=mistakes(100, 50))
+    costly = Measured(val=mistakes(100, 15), target=mistakes(100, 10))
+    assert better(base, costly)
+    assert pick({0: base, 30: costly}) == 0
+    gentle = Measured(val=mistakes(100, 6), target=mistakes(100, 10))
+    assert pick({0: base, 30: costly, 20: gentle}) == 20
+
+
 def monotone(needed=37, n_val=400, n_target=200, clean_cost=150):
     """A constructed curve: removing k rows fixes the target in proportion up to ``needed``;
     past ``clean_cost`` every further 25 rows break one more validation instance."""
@@ -70,7 +81,7 @@ def test_the_grid_alone_removes_three_times_what_is_needed_and_bisection_does_no
 
 
 def test_bisection_stops_at_the_smallest_k_not_significantly_worse_than_the_best():
-    measure = monotone(needed=200)  # the target is only fully fixed at 200
+    measure = monotone(needed=200, clean_cost=2000)  # fully fixed only at 200
     k, curve = choose_k(measure, (10, 30, 100, 300, 1000))
     best = min(curve, key=lambda j: (curve[j].error, j))
     assert k <= best and as_good(curve[k], curve[best])  # as good, statistically

@@ -19,9 +19,10 @@ members the first ranking missed; once the others are gone, they stand out in th
 Why bisection: a grid of k spaced 3x apart can only remove 3x what was needed, or too few;
 between the chosen k and the one below it, the smallest k as good as the best is found.
 
-Choosing k uses two tests on the instances judged (validation, then the target's held-out
-half), both McNemar's (one-sided, ``z``): a k is admitted only if its removal turned
-significantly more of them from wrong to right than from right to wrong; the best admitted k
+Choosing k uses McNemar's test (one-sided, ``z``) on the instances judged (validation, then
+the target's held-out half): a k is admitted only if its removal turned significantly more of
+them from wrong to right than from right to wrong, and did not make validation alone
+significantly worse (a repair may not cost accuracy elsewhere); the best admitted k
 has the lowest error (the validation error, or with a target the mean of it and the target
 error); the k chosen is the smallest admitted k that the best is not significantly better
 than, on the validation set nor on the held-out target (tested apart: the churn of a large
@@ -145,16 +146,25 @@ def exceeds(a: np.ndarray, b: np.ndarray, z: float = Z) -> bool:
 
 def pick(curve: Mapping[int, Measured], z: float = Z) -> int:
     """The k to remove, from the measurements ``curve`` (k -> Measured, k = 0 the model as
-    trained). Admitted: k = 0 and the k significantly better than it; the best admitted k
+    trained). Admitted: k = 0 and the k significantly better than it that are not
+    significantly worse on validation alone (:func:`spares_validation`); the best admitted k
     has the lowest error (the smallest k on ties); the smallest admitted k that the best is
     not significantly better than (:func:`as_good`: on validation, nor on the held-out
     target) is chosen."""
     if 0 not in curve:
         raise Error("curve needs k = 0, the model as trained")
     base = curve[0]
-    admitted = [k for k in sorted(curve) if k == 0 or better(base, curve[k], z)]
+    admitted = [k for k in sorted(curve) if k == 0 or (
+        better(base, curve[k], z) and spares_validation(curve[k], base, z))]
     best = min(admitted, key=lambda k: (curve[k].error, k))
     return next(k for k in admitted if k <= best and as_good(curve[k], curve[best], z))
+
+
+def spares_validation(m: Measured, base: Measured, z: float = Z) -> bool:
+    """Whether ``m`` is not significantly worse than ``base`` on the validation set alone: a
+    repair of the target may not cost accuracy elsewhere (the target's gain, tested together
+    with validation, would otherwise hide that cost)."""
+    return not better(Measured(val=m.val), Measured(val=base.val), z)
 
 
 def as_good(m: Measured, best: Measured, z: float = Z) -> bool:
