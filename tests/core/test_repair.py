@@ -164,7 +164,9 @@ def test_one_round_is_not_enough_and_the_rounds_go_on_until_the_target_is_repair
     assert [r.round for r in fixed.rounds] == list(range(1, len(fixed.rounds) + 1))
     for r in fixed.rounds[1:]:  # a round starts from a new training of the kept rows
         assert r.start.target_error is not None
-    assert fixed.rounds[-1].after.target_error == fixed.after.target_error
+    kept_rounds = [r for r in fixed.rounds if not r.undone]
+    assert kept_rounds[-1].after.target_error == fixed.after.target_error
+    assert sum(r.k for r in kept_rounds) == len(fixed.removed)
     assert fixed.trainings == sum(r.trainings for r in fixed.rounds)
 
 
@@ -204,6 +206,7 @@ def test_a_fit_callable_and_fresh_rounds(poisoned):
     fixed = sgi.repair(fit, target, holdout, val=val, retrain="fresh")
     removed = np.cumsum([r.k for r in fixed.rounds])
     assert calls[0] is None and calls[1:] == [600 - int(c) for c in removed]
+    assert len(fixed.removed) == sum(r.k for r in fixed.rounds if not r.undone)
     assert fixed.model is fixed.run.model  # fresh: the result is the new training
     assert fixed.after.target_error < 0.15
 
@@ -288,4 +291,6 @@ def test_the_rounds_stop_once_a_round_no_longer_lowers_the_target(monkeypatch):
     fixed = sgi.repair(fit, "target", "holdout", val="val", retrain="fresh",
                        mistakes=scripted, method=lambda run, q: np.zeros(run.num_train))
     assert [r.after.target_error for r in fixed.rounds] == [0.6, 0.3, 0.28]
-    assert fixed.stopped == "stalled" and len(fixed.removed) == 15
+    assert fixed.stopped == "stalled" and [r.undone for r in fixed.rounds] == [False] * 2 + [
+        True]  # the third round's removal is undone: its rows stay, its model is not kept
+    assert len(fixed.removed) == 10 and fixed.after.target_error == 0.3

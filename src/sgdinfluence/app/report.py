@@ -86,7 +86,7 @@ def _rounds_summary(result: Result, what: str, method: str) -> str:
     """The summary of a repair in rounds: what all rounds removed, and what it did."""
     rep, n = result.repair, len(result.splits.train.y)
     assert rep is not None
-    rounds = len(rep.rounds)
+    rounds = sum(not r.undone for r in rep.rounds)
     removed = len(rep.removed)
     label = METHODS[method].label
     if not removed:
@@ -126,7 +126,8 @@ def scores_frame(result: Result) -> pd.DataFrame:
     if repaired:
         rounds = np.zeros(len(s), dtype=np.int64)
         for r in result.repair.rounds:
-            rounds[r.removed] = r.round
+            if not r.undone:
+                rounds[r.removed] = r.round
         frame["round"] = rounds  # the round that removed it; 0: kept
     if train.notes is not None:
         frame["note"] = train.notes
@@ -313,8 +314,9 @@ def rounds_frame(result: Result) -> pd.DataFrame | None:
              "test error": rep.before.test, "trainings": 0, "seconds": 0.0}]
     total = 0
     for r in rep.rounds:
-        total += r.k
-        rows.append({"round": r.round, "k": r.k, "removed in all": total,
+        total += 0 if r.undone else r.k
+        rows.append({"round": r.round, "k": f"{r.k} (undone)" if r.undone else r.k,
+                     "removed in all": total,
                      "ranked run's target error": r.start.target_error,
                      "target error": r.after.target_error, "validation error": r.after.val_error,
                      "test error": r.after.test, "trainings": r.trainings,
@@ -335,7 +337,9 @@ def _rounds_table(result: Result) -> str:
              rep.config.retrain == "all" else "a new training of the kept rows, new seed")
     return (f"<h2>Rounds</h2>\n<p class=\"meta\">Each round ranks a training of the rows kept "
             "so far (round 1: the recorded run), chooses its k on the validation set and the "
-            "target's held-out half (the grid, then bisection), and removes them. Errors after "
+            "target's held-out half (the grid, then bisection), and removes them; a later "
+            "round that does not lower the target error below the last result is undone (its "
+            "rows stay, its model is not kept). Errors after "
             f"each round: {html.escape(after)}. Round 0: the model as trained. Stopped: "
             f"{html.escape(rep.why)}.</p>\n"
             + shown.to_html(index=False, classes="rounds", border=0))

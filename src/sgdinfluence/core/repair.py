@@ -62,8 +62,9 @@ STOPPED = {
     "fixed": "the target's held-out error is no longer significantly above the validation "
              "error",
     "no gain": "no k lowered the mistakes significantly",
-    "stalled": "the last round did not lower the target's held-out error significantly, though "
-               "it stays above the validation error (the target may be harder by nature)",
+    "stalled": "a round did not lower the target's held-out error significantly (after the "
+               "first, such a round is undone), though it stays above the validation error "
+               "(the target may be harder by nature)",
     "rows": "the budget of rows to remove is spent",
     "trainings": "the budget of trainings is spent",
     "rounds": "the rounds asked for are done",
@@ -275,7 +276,9 @@ class RepairConfig:
 class Round:
     """One round: the ``k`` training indices it removed (of the original run, ``removed``),
     the run it ranked as trained (``start``), the result after the removal (``after``: see
-    ``RepairConfig.retrain``), every k it measured (``curve``), its trainings and seconds."""
+    ``RepairConfig.retrain``), every k it measured (``curve``), its trainings and seconds.
+    ``undone``: a round after the first whose result did not lower the target's held-out
+    error significantly below the last result; its rows stay in, its model is not kept."""
 
     round: int
     k: int
@@ -285,9 +288,11 @@ class Round:
     curve: dict[int, Measured] = field(repr=False)
     trainings: int
     seconds: float
+    undone: bool = False  # its removal did not lower the target below the last result
 
     def as_dict(self) -> dict:
         return {"round": self.round, "k": self.k, "removed": self.removed.tolist(),
+                "undone": self.undone,
                 "start": self.start.as_dict(), "after": self.after.as_dict(),
                 "curve": {str(k): m.as_dict() for k, m in self.curve.items()},
                 "trainings": self.trainings, "seconds": self.seconds}
@@ -444,26 +449,31 @@ def repair(run_or_fit: Run | Callable[[np.ndarray | None], Run], target, holdout
                               trainings - used, time.perf_counter() - began))
             stopped = "no gain"
             break
-        gone = kept[order[:k]]
-        removed.append(gone)
-        kept = np.delete(kept, order[:k])
+        gone, kept_now = kept[order[:k]], np.delete(kept, order[:k])
         device = next(run.model.parameters()).device
         last_round = r == cfg.most_rounds
         if cfg.retrain == "fresh":
-            run = again(kept, r, True)
+            fresh_run = again(kept_now, r, True)
             trainings += 1
-            after = now = measured(run.model)
-            model = run.model
+            after, candidate = measured(fresh_run.model), fresh_run.model
         else:
-            after, model = curve[k], models[k].to(device)
+            after, candidate = curve[k], models[k].to(device)
         models.clear()
         done.append(Round(r, k, gone, start_m, after, curve, trainings - used,
                           time.perf_counter() - began))
+        if r > 1 and not lowered(result, after, cfg.z):  # judged on the last result, not on
+            done[-1].undone = True  # the new training (a bad draw, maybe): undone
+            stopped = "stalled"
+            break
+        removed.append(gone)
+        kept, model = kept_now, candidate
+        if cfg.retrain == "fresh":
+            run, now = fresh_run, after
         if not above(after, cfg.z):
             stopped = "fixed"
             break
-        if not lowered(result, after, cfg.z):  # progress on the last result, not on the
-            stopped = "stalled"  # new training, which may be a bad draw
+        if not lowered(result, after, cfg.z):  # round 1 kept as a cleansing
+            stopped = "stalled"
             break
         result = after
         rows_left = limit - sum(map(len, removed))
