@@ -15,12 +15,13 @@ from .core.estimators import Reliability, influence, leave_out, reliability, sel
 from .core.optimizers import LRSchedule
 from .core.queries import PerExample
 from .core.recorder import Recorder
+from .core.repair import Repair, RepairConfig, repair
 from .core.train import FitConfig, Run, fit, load_run
 from .core.trajectory import DiskStore, MemoryStore, ReplayStore, Store
 from .errors import Error
 
 __all__ = ["DiskStore", "Error", "FitConfig", "LRSchedule", "MemoryStore", "PerExample",
-           "RandomCrop", "Recorder", "Reliability", "ReplayStore", "Run", "Store", "errors",
-           "fit", "influence", "integrations", "leave_out", "load_run", "metrics",
-           "reliability", "select"]
+           "RandomCrop", "Recorder", "Reliability", "Repair", "RepairConfig", "ReplayStore", "Run",
+           "Store", "errors", "fit", "influence", "integrations", "leave_out", "load_run",
+           "metrics", "reliability", "repair", "select"]
 __version__ = "0.1.0"

@@ -95,7 +95,12 @@ def test_outputs_are_absent_after_a_failure(flipped_digits, tmp_path, monkeypatc
 @pytest.mark.parametrize("change, message", [
     (dict(ks=(2000,)), "k = 2000 would remove the whole training set of"),
     (dict(methods=("sgd", "magic")), "unknown methods ['magic']"),
-    (dict(retrain="some"), "retrain must be 'last' or 'all'"),
+    (dict(retrain="some"), "retrain must be 'last', 'all' or 'fresh'"),
+    (dict(rounds=0), "rounds must be 'auto' or an int >= 1, got 0"),
+    (dict(rounds=2), "rounds other than 1 and retrain='fresh' repair a failure on a target"),
+    (dict(retrain="fresh"), "rounds other than 1 and retrain='fresh' repair a failure"),
+    (dict(max_trainings=0), "max_trainings must be an int >= 1"),
+    (dict(methods=("auto", "magic")), "unknown methods ['magic']; use some of ['auto', "),
     (dict(model="resnet"), "unknown model 'resnet'"),
     (dict(val=1.5), "val must be a fraction in (0, 1) or a count"),
     (dict(augment="crop", model="mlp"), None),

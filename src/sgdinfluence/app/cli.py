@@ -27,7 +27,7 @@ from .output import check_output
 def cleanse_command(args: argparse.Namespace) -> None:
     """Find the training instances that hurt the model, remove them, retrain, and report."""
     from . import report
-    from .cleanse import DEFAULT_METHODS, TARGET_METHODS, CleanseConfig, cleanse, split
+    from .cleanse import DEFAULT_METHODS, CleanseConfig, cleanse, split
     from .data import cleaned_name, load_data, read_like
 
     out = Path(args.out if args.out is not None else f"out/cleanse-{Path(args.data).stem}")
@@ -36,13 +36,14 @@ def cleanse_command(args: argparse.Namespace) -> None:
              if isinstance(f, str)}
     inputs = _inputs(args.data, args.data_dir) + list(files.values())
     check_output(out, args.overwrite, inputs)
-    methods = args.methods or (TARGET_METHODS if args.target else DEFAULT_METHODS)
+    methods = args.methods or DEFAULT_METHODS
     cfg = CleanseConfig(model=args.model, epochs=args.epochs, batch_size=args.batch_size,
                         lr=args.lr, weight_decay=args.weight_decay, seed=args.seed,
                         val=0.1 if isinstance(args.val, str) else args.val,
                         test=args.test, subset=args.subset, ks=args.k, methods=methods,
                         retrain=args.retrain or ("all" if args.target else "last"),
-                        augment=args.augment,
+                        rounds=args.rounds, refine=args.refine, max_removed=args.max_removed,
+                        max_trainings=args.max_trainings, augment=args.augment,
                         fresh_seeds=args.fresh_seeds, reliability=args.reliability,
                         device=args.device,
                         max_grad_norm=args.max_grad_norm, clip_grad_value=args.clip_grad_value,
@@ -61,6 +62,8 @@ def cleanse_command(args: argparse.Namespace) -> None:
     report.write(result, out, title=f"Cleansing {args.data}", overwrite=args.overwrite,
                  inputs=inputs, source=source)
     _warn(report.training_warning(result))
+    if result.diagnosis:
+        print(report.diagnosis_text(result))
     print(report.summary(result))
     if result.fresh:
         print(report.fresh_summary(result))
@@ -194,9 +197,14 @@ def method_list(text: str) -> tuple[str, ...]:
     from . import methods
 
     try:
-        return methods.check(m.strip() for m in text.split(","))
+        return methods.check((m.strip() for m in text.split(",")), auto=True)
     except Error as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def rounds_arg(text: str) -> int | str:
+    """``auto`` or a number of rounds >= 1."""
+    return "auto" if text.strip() == "auto" else positive_int(text)
 
 
 def natural(text: str) -> int:
@@ -305,7 +313,7 @@ def fractions(text: str) -> tuple[float, ...]:
 
 def parser() -> Parser:
     """Every command and its options."""
-    from .cleanse import AUGMENTS, DEFAULT_METHODS, TARGET_METHODS
+    from .cleanse import AUGMENTS, DEFAULT_METHODS
     from .data import DATASETS, MAX_BYTES, MISSING
     from .experiments.estimation import DATASETS as ESTIMATION_DATASETS
     from .experiments.noisy_labels import METHODS as NOISY_METHODS
@@ -409,12 +417,30 @@ def parser() -> Parser:
     p.add_argument("--k", type=int_list, help="numbers to remove, e.g. 10,30,100 "
                    "(default: the paper's 1,3,6,10,...,10000 up to half the training set)")
     p.add_argument("--methods", type=method_list, default=None,
-                   help=f"comma-separated, of {','.join(METHODS)} (default: "
-                   f"{','.join(DEFAULT_METHODS)}; with --target: {','.join(TARGET_METHODS)})")
-    p.add_argument("--retrain", choices=["last", "all"], default=None,
-                   help="after removing the k most harmful, retrain the last epoch only "
-                   "(fast), or all epochs (default: last; all with --target: a failure learned "
-                   "early outlives a last epoch)")
+                   help=f"comma-separated, of auto,{','.join(METHODS)} (default "
+                   f"{','.join(DEFAULT_METHODS)}; auto: the method the data calls for, "
+                   "training-loss for label noise, sgd-epochs for a target-specific failure, "
+                   "else sgd; the report says why)")
+    p.add_argument("--retrain", choices=["last", "all", "fresh"], default=None,
+                   help="retrain the last epoch only (fast; the default), or all epochs (the "
+                   "default with --target: a failure learned early outlives a last epoch); "
+                   "fresh (with --target): measure each round on a new training of the kept "
+                   "rows with a new seed")
+    p.add_argument("--rounds", type=rounds_arg, default=None,
+                   help="with --target: repair in rounds, each ranking a new training of the "
+                   "rows kept, until the target's held-out error is no longer significantly "
+                   "above the validation error or a budget is spent (auto, the default with "
+                   "--target unless --retrain last), or at most N rounds; without --target "
+                   "only 1")
+    p.add_argument("--max-removed", type=positive_int, default=None,
+                   help="the most rows all rounds may remove (default: the largest k, at "
+                   "least a fifth of the training set)")
+    p.add_argument("--max-trainings", type=positive_int, default=60,
+                   help="the most retrainings and new trainings all rounds may take "
+                   "(default 60)")
+    p.add_argument("--no-refine", dest="refine", action="store_false",
+                   help="keep the grid's k; by default k is refined by bisection between the "
+                   "chosen k and the one below it")
     p.add_argument("--augment", choices=AUGMENTS, default="auto",
                    help="random crops of the training images (padded by 2 pixels, 4 for colour), "
                         "and left-right flips; auto: crops for a CNN, plus flips for colour "
@@ -575,6 +601,8 @@ def _interrupt(signum, frame):
 
 
 FLAGS = {"overwrite=True": "--overwrite", "label_column": "--label-column", "lr": "--lr",
+         "rounds": "--rounds", "retrain='fresh'": "--retrain fresh",
+         "retrain='last'": "--retrain last",
          "data_dir": "--data-dir", "drop_columns": "--drop-columns",
          "missing='drop'": "--missing drop", "missing='impute'": "--missing impute",
          "max_bytes": "--max-bytes"}

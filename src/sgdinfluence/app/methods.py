@@ -26,6 +26,7 @@ from ..errors import ConfigError
 from .models import features
 
 INFLUENCE, DETECTOR, BASELINE = "influence", "detector", "baseline"
+AUTO = "auto"  # not a method: cleanse's choice of one from the data (app/diagnose.py)
 
 
 @dataclass(frozen=True)
@@ -184,12 +185,14 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
-def check(names, known: Mapping = METHODS) -> tuple[str, ...]:
-    """``names`` as a tuple, refused unless non-empty and every one is in ``known``."""
+def check(names, known: Mapping = METHODS, auto: bool = False) -> tuple[str, ...]:
+    """``names`` as a tuple, refused unless non-empty and every one is in ``known`` (or, with
+    ``auto``, is ``"auto"``: the method the data calls for, chosen by ``cleanse``)."""
     names = tuple(names)
-    unknown = [m for m in names if m not in known]
+    unknown = [m for m in names if m not in known and not (auto and m == AUTO)]
     if unknown or not names:
-        raise ConfigError(f"unknown methods {unknown}; use some of {list(known)}")
+        choices = [AUTO, *known] if auto else list(known)
+        raise ConfigError(f"unknown methods {unknown}; use some of {choices}")
     return names
 
 

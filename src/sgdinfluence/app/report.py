@@ -27,10 +27,11 @@ from PIL import Image
 
 from .cleanse import Result, best_k, primary
 from .data.files import Schema, cleaned_name, write_cleaned
-from .methods import METHODS
+from .methods import INFLUENCE, METHODS
 from .output import output_dir
 
 GALLERY = (24, 12)  # how many of the most harmful, and of the most helpful, to show
+COLUMNS = 12  # how many of a table's columns the galleries show: those that explain most
 
 
 def fresh_summary(result: Result) -> str | None:
@@ -62,6 +63,8 @@ def summary(result: Result) -> str:
 def _summary(result: Result) -> str:
     what = "training images" if result.splits.train.image else "training rows"
     method = primary(result)
+    if getattr(result, "repair", None) is not None:
+        return _rounds_summary(result, what, method)
     k, n = best_k(result, method), len(result.splits.train.y)
     curve = result.curves[method]
     before, after = curve[0][1], curve[k][1]
@@ -80,6 +83,27 @@ def _summary(result: Result) -> str:
             f"on {chosen}) and retraining {change}.")
 
 
+def _rounds_summary(result: Result, what: str, method: str) -> str:
+    """The summary of a repair in rounds: what all rounds removed, and what it did."""
+    rep, n = result.repair, len(result.splits.train.y)
+    assert rep is not None
+    rounds = sum(not r.undone for r in rep.rounds)
+    removed = len(rep.removed)
+    label = METHODS[method].label
+    if not removed:
+        return (f"No removal of the most harmful of {n:,} {what} ({label}) lowered the mistakes "
+                f"on the validation set and the target's held-out half significantly; the "
+                f"model as trained is the one to keep (target error {rep.before.target_error:.2%}"
+                f", test error {rep.before.test:.2%}).")
+    retrained = ("retraining all epochs on the identical schedule" if rep.config.retrain ==
+                 "all" else "training afresh")
+    change = (f"{_change('the target error', rep.before.target_error, rep.after.target_error)}"
+              f" and {_change('test error', rep.before.test, rep.after.test)}")
+    return (f"In {rounds} round{'s' * (rounds > 1)}, removing {removed:,} of {n:,} {what} "
+            f"({label}; each round's k chosen on the validation set and the target's held-out "
+            f"half, refined by bisection) and {retrained} {change}. Stopped: {rep.why}.")
+
+
 def _change(what: str, before: float, after: float) -> str:
     verb = "lowers" if after < before else "raises" if after > before else "leaves"
     return (f"{verb} {what} from {before:.2%} to {after:.2%}" if verb != "leaves"
@@ -96,7 +120,16 @@ def scores_frame(result: Result) -> pd.DataFrame:
         frame["file"] = train.names
     frame["label"] = np.asarray(train.classes)[train.y]
     frame["score"], frame["rank"] = s, rank
-    frame["removed"] = rank <= best_k(result, method)  # at the k chosen on validation
+    removed = np.zeros(len(s), dtype=bool)  # at the k chosen on validation; or every round's
+    repaired = getattr(result, "repair", None) is not None
+    removed[result.removed() if repaired else result.order(method)[:best_k(result, method)]] = 1
+    frame["removed"] = removed
+    if repaired:
+        rounds = np.zeros(len(s), dtype=np.int64)
+        for r in result.repair.rounds:
+            if not r.undone:
+                rounds[r.removed] = r.round
+        frame["round"] = rounds  # the round that removed it; 0: kept
     if train.notes is not None:
         frame["note"] = train.notes
     for m, v in result.scores.items():
@@ -201,7 +234,73 @@ def _png(image: np.ndarray, size: int = 84) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _gallery(result: Result, frame: pd.DataFrame, positions: np.ndarray) -> str:
+def explaining_columns(result: Result) -> list[dict]:
+    """The input's feature columns, those where the removed rows differ most from the kept
+    ones first (without removals: the most harmful rows shown from the rest): the distance
+    between the two groups' values, Kolmogorov-Smirnov for a numeric column (the largest gap
+    between their distribution functions) and total variation for a categorical one (the
+    share of rows that would have to change category), both in [0, 1]. Empty for images."""
+    train = result.splits.train
+    if train.image:
+        return []
+    X = np.asarray(train.X, dtype=np.float64)
+    gone = np.zeros(len(X), dtype=bool)
+    repaired = getattr(result, "repair", None) is not None
+    method = primary(result)
+    gone[result.removed() if repaired else result.order(method)[:best_k(result, method)]] = True
+    if not gone.any():
+        gone[result.order(method)[:GALLERY[0]]] = True
+    if gone.all():
+        return []
+    schema = train.schema
+    groups: list[tuple[str, slice, bool]] = []
+    if schema is not None and schema.kind == "csv" and schema.features:
+        at = 0
+        for col in schema.features:
+            width = len(schema.categories[col]) if col in schema.categories else 1
+            groups.append((col, slice(at, at + width), col in schema.categories))
+            at += width
+    else:
+        names = (list(map(str, train.rows.columns)) if train.rows is not None
+                 and train.rows.shape[1] == X.shape[1] else
+                 [f"x{j}" for j in range(X.shape[1])])
+        groups = [(name, slice(j, j + 1), False) for j, name in enumerate(names)]
+    found = []
+    for name, cols, categorical in groups:
+        a, b = X[gone, cols], X[~gone, cols]
+        if categorical:
+            distance = 0.5 * float(np.abs(a.mean(0) - b.mean(0)).sum())
+        else:
+            distance = _ks(a[:, 0], b[:, 0])
+        found.append({"column": name, "distance": round(distance, 4),
+                      "kind": "categories" if categorical else "numbers"})
+    return sorted(found, key=lambda c: -c["distance"])
+
+
+def _ks(a: np.ndarray, b: np.ndarray) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic: max |F_a - F_b| over the values."""
+    values = np.union1d(a, b)
+    fa = np.searchsorted(np.sort(a), values, side="right") / len(a)
+    fb = np.searchsorted(np.sort(b), values, side="right") / len(b)
+    return float(np.abs(fa - fb).max())
+
+
+def _columns_note(columns: list[dict]) -> str:
+    """Which columns the galleries show, and that the others were cut for width."""
+    if not columns:
+        return ""
+    shown = ", ".join(f"{c['column']} ({c['distance']:.2f})" for c in columns[:COLUMNS])
+    cut = len(columns) - COLUMNS
+    return (f"Columns shown (after any identifier columns dropped from the features): the "
+            f"{min(COLUMNS, len(columns))} of {len(columns)} feature columns where the "
+            "removed rows differ most from the kept ones (distance: Kolmogorov-Smirnov for "
+            f"numbers, total variation for categories): {shown}."
+            + (f" {cut} column{'s' * (cut > 1)} cut for width (results.json lists every "
+               "column's distance)." if cut > 0 else " No column cut."))
+
+
+def _gallery(result: Result, frame: pd.DataFrame, positions: np.ndarray,
+             columns: list[dict] | None = None) -> str:
     train = result.splits.train
     if train.image:
         cards = []
@@ -219,21 +318,79 @@ def _gallery(result: Result, frame: pd.DataFrame, positions: np.ndarray) -> str:
     shown = frame.iloc[positions][["rank", "index", "label", "score"] +
                                   (["note"] if "note" in frame else [])].copy()
     shown["score"] = shown["score"].map("{:.2e}".format)
-    if train.rows is not None:  # the original columns of those rows
+    if train.rows is not None:  # the original columns of those rows, those that explain first
         original = train.rows.iloc[positions].reset_index(drop=True)
-        shown = pd.concat([shown.reset_index(drop=True),
-                           original.iloc[:, :12].add_prefix("")], axis=1)
+        names = [c["column"] for c in columns or [] if c["column"] in original.columns]
+        ids = [c for c in (train.schema.drop_columns if train.schema else ())
+               if c in original.columns]  # identifiers: not used, but they find the row
+        picked = original[ids + names[:COLUMNS]] if names else original.iloc[:, :COLUMNS]
+        shown = pd.concat([shown.reset_index(drop=True), picked], axis=1)
     return '<div class="wide">' + shown.to_html(index=False, classes="rows", border=0) + "</div>"
 
 
 def _curve_table(result: Result) -> str:
-    ks = sorted(next(iter(result.curves.values())))
-    frame = pd.DataFrame({**{f"{METHODS[m].label}: test error": [f"{c[k][1]:.2%}" for k in ks]
+    ks = sorted({k for c in result.curves.values() for k in c})  # refined k: the primary's
+    frame = pd.DataFrame({**{f"{METHODS[m].label}: test error": [f"{c[k][1]:.2%}" if k in c
+                                                                  else "" for k in ks]
                              for m, c in result.curves.items()},
-                          **{f"{METHODS[m].label}: target error": [f"{c[k]:.2%}" for k in ks]
+                          **{f"{METHODS[m].label}: target error": [f"{c[k]:.2%}" if k in c
+                                                                    else "" for k in ks]
                              for m, c in result.target_curves.items()}}, index=ks)
     frame.index.name = "k"
     return frame.T.to_html(classes="curve", border=0)
+
+
+def diagnosis_text(result: Result) -> str | None:
+    """What methods=auto saw and chose, if it was asked for."""
+    d = getattr(result, "diagnosis", None)
+    if d is None:
+        return None
+    from .diagnose import KINDS
+
+    return (f"Which method: this looks like {KINDS[d.kind]}, so auto ran "
+            f"{METHODS[d.method].label} ({d.method}). {d.reason}")
+
+
+def rounds_frame(result: Result) -> pd.DataFrame | None:
+    """One row for the model as trained and one per round: rows removed (this round, in
+    all), the target's held-out error, validation and test error, trainings and seconds."""
+    rep = getattr(result, "repair", None)
+    if rep is None:
+        return None
+    rows = [{"round": 0, "k": 0, "removed in all": 0, "ranked run's target error": np.nan,
+             "target error": rep.before.target_error, "validation error": rep.before.val_error,
+             "test error": rep.before.test, "trainings": 0, "seconds": 0.0}]
+    total = 0
+    for r in rep.rounds:
+        total += 0 if r.undone else r.k
+        rows.append({"round": r.round, "k": f"{r.k} (undone)" if r.undone else r.k,
+                     "removed in all": total,
+                     "ranked run's target error": r.start.target_error,
+                     "target error": r.after.target_error, "validation error": r.after.val_error,
+                     "test error": r.after.test, "trainings": r.trainings,
+                     "seconds": r.seconds})
+    return pd.DataFrame(rows)
+
+
+def _rounds_table(result: Result) -> str:
+    frame = rounds_frame(result)
+    if frame is None:
+        return ""
+    rep = result.repair
+    shown = frame.copy()
+    for col in ("ranked run's target error", "target error", "validation error", "test error"):
+        shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.2%}")
+    shown["seconds"] = shown["seconds"].map("{:.0f}".format)
+    after = ("the removal retrained on the ranked run's schedule, all epochs" if
+             rep.config.retrain == "all" else "a new training of the kept rows, new seed")
+    return (f"<h2>Rounds</h2>\n<p class=\"meta\">Each round ranks a training of the rows kept "
+            "so far (round 1: the recorded run), chooses its k on the validation set and the "
+            "target's held-out half (the grid, then bisection), and removes them; a later "
+            "round that does not lower the target error below the last result is undone (its "
+            "rows stay, its model is not kept). Errors after "
+            f"each round: {html.escape(after)}. Round 0: the model as trained. Stopped: "
+            f"{html.escape(rep.why)}.</p>\n"
+            + shown.to_html(index=False, classes="rounds", border=0))
 
 
 CSS = """
@@ -273,9 +430,16 @@ def render(result: Result, title: str, frame: pd.DataFrame, curve_png: bytes,
             + ("" if target is None else f" / {len(target.y):,} + "
                f"{len(result.splits.target_check.y):,} target (queried + held out)") + ";"
             f" retraining {'the last epoch' if cfg.retrain == 'last' else 'all epochs'} on the "
-            f"identical schedule. Time: {seconds}.")
+            f"identical schedule"
+            f"{'; rounds measured on new trainings' if cfg.retrain == 'fresh' else ''}"
+            f". Time: {seconds}.")
+    said = diagnosis_text(result)
     extra = "".join(f"<p>{html.escape(n)}</p>" for n in
+                    ([said] if said else []) +
                     ([fresh_summary(result)] if result.fresh else []) + list(notes))
+    columns = explaining_columns(result)
+    scored = ("Score = estimated change of " + queried + " if the instance is left out." if
+              METHODS[method].kind == INFLUENCE else "Score: the method's (lowest first).")
     training = result.training()
     if training["warning"]:
         extra = f'<p class="warning">Warning: {html.escape(training["warning"])}.</p>' + extra
@@ -301,13 +465,15 @@ random order's curve shows what removing k instances at random does. k is chosen
 test (McNemar) on the validation set{"" if target is None else " and the target's held-out half"},
 which tells smaller changes than the band.</p>
 {_curve_table(result)}
+{_rounds_table(result)}
 <h2>The {GALLERY[0]} most harmful {what}</h2>
 <p class="meta">{html.escape(METHODS[method].label)}: removing these lowers {queried} most.
-Score = estimated change of {queried} if the instance is left out.</p>
-{_gallery(result, frame, order[:GALLERY[0]])}
+{html.escape(scored)}</p>
+<p class="meta">{html.escape(_columns_note(columns))}</p>
+{_gallery(result, frame, order[:GALLERY[0]], columns)}
 <h2>The {GALLERY[1]} most helpful {what}</h2>
 <p class="meta">Removing these would raise {queried} most.</p>
-{_gallery(result, frame, order[::-1][:GALLERY[1]])}
+{_gallery(result, frame, order[::-1][:GALLERY[1]], columns)}
 </body></html>
 """
 
@@ -326,6 +492,7 @@ def write(result: Result, out: str | Path, title: str = "sgdinfluence cleansing 
         frame.sort_values("rank").to_csv(tmp / "scores.csv", index=False)
         write_cleaned(source, frame.loc[frame["removed"], "index"].to_numpy(), tmp)
         info = {**result.to_json(), "summary": summary(result), "notes": list(notes),
+                "which_method": diagnosis_text(result), "columns": explaining_columns(result),
                 "cleaned": cleaned_name(source), **(extra or {})}
         (tmp / "results.json").write_text(json.dumps(info, indent=2, default=float))
         (tmp / "curve.png").write_bytes(curve_png)

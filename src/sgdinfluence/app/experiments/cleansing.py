@@ -86,8 +86,11 @@ def run(cfg: CleansingConfig, out: str | Path, *, data_dir=None, overwrite: bool
             report.write(result, tmp / f"seed-{seed}",
                          title=f"Cleansing {cfg.dataset}, seed {seed}")
             runs.append(result.to_json())
+            grid = {0, *seed_cfg.ks}  # the k refined for the leading method are its own
             for m, curve in result.curves.items():
                 for k, (_, test) in curve.items():
+                    if k not in grid:
+                        continue
                     curves.setdefault(m, {}).setdefault(k, []).append(test)
         summary = {
             "dataset": cfg.dataset, "seeds": cfg.seeds, "subset": cfg.subset,

@@ -38,7 +38,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ...errors import ConfigError
-from ..cleanse import CleanseConfig, Splits, _halves, best_k, cleanse, error
+from ..cleanse import CleanseConfig, Splits, _halves, best_k, cleanse, error, primary
 from ..data import load
 from ..data.files import Table
 from ..methods import check as check_methods
@@ -72,7 +72,7 @@ class ScenariosConfig:
             object.__setattr__(self, name, values)
             if not values or set(values) - set(known):
                 raise ConfigError(f"{name} must be some of {list(known)}, got {list(values)}")
-        object.__setattr__(self, "methods", check_methods(self.methods))
+        object.__setattr__(self, "methods", check_methods(self.methods, auto=True))
         if self.seeds < 1 or min(self.n_train, self.n_val, self.n_test, self.n_target) < 10:
             raise ConfigError("seeds must be >= 1 and the sizes >= 10")
 
@@ -169,20 +169,38 @@ def one(cfg: ScenariosConfig, dataset: str, scenario: str, seed: int, tables, da
                      progress=progress)
     training = result.seconds["training"]
     rows = []
+    lead = primary(result)
     for method, scores in result.scores.items():
         curve, held = result.curves[method], result.target_curves[method]
-        k, top = best_k(result, method), result.order(method)[:m]
+        top = result.order(method)[:m]
+        repaired = result.repair if method == lead else None
+        if repaired is not None:  # every round's removal, and the model after the last
+            k, model = len(repaired.removed), repaired.model
+            after = (repaired.after.target_error, repaired.after.test)
+        else:
+            k = best_k(result, method)
+            model = result.run.retrain(result.order(method)[:k]) if k else result.run.model
+            after = (held[k], curve[k][1])
         attack = {}
         if scenario == "backdoor":  # the held-out triggered targets predicted as class 0
-            attack = {f"attack_success{tag}": success(result, method, kk)
-                      for tag, kk in (("_before", 0), ("", k), ("_2m", 2 * m))}
+            attack = {"attack_success_before": success(result, result.run.model),
+                      "attack_success": success(result, model),
+                      "attack_success_2m": success(result, result.run.retrain(
+                          result.order(method)[:2 * m]))}
+        chosen = result.diagnosis.method if result.diagnosis and method == lead else ""
         rows.append({
-            "dataset": dataset, "scenario": scenario, "seed": seed, "method": method,
+            "dataset": dataset, "scenario": scenario, "seed": seed,
+            "method": "auto" if chosen else method, "chosen": chosen,
+            "kind": result.diagnosis.kind if chosen and result.diagnosis else "",
             "n_train": len(train.y), "m": m, "auroc": roc_auc_score(harmful, -scores),
             "ap": average_precision_score(harmful, -scores),
             "precision_at_m": float(harmful[top].mean()),
-            "k": k, "target_error_before": held[0], "target_error": held[k],
-            "test_error_before": curve[0][1], "test_error": curve[k][1],
+            "k": k, "rounds": len(repaired.rounds) if repaired is not None else 1,
+            "stopped": repaired.stopped if repaired is not None else "",
+            "harmful_removed": int(harmful[repaired.removed if repaired is not None else
+                                           result.order(method)[:k]].sum()),
+            "target_error_before": held[0], "target_error": after[0],
+            "test_error_before": curve[0][1], "test_error": after[1],
             "target_error_2m": held[2 * m], "test_error_2m": curve[2 * m][1],
             "trainings": result.seconds[method] / training, "training_seconds": training,
             **attack,
@@ -190,10 +208,9 @@ def one(cfg: ScenariosConfig, dataset: str, scenario: str, seed: int, tables, da
     return rows
 
 
-def success(result, method: str, k: int) -> float:
-    """The backdoor's attack success after removing the method's k first and retraining as
-    ``cleanse`` did: the share of the target's held-out half predicted as class 0."""
-    model = result.run.retrain(result.order(method)[:k]) if k else result.run.model
+def success(result, model) -> float:
+    """The backdoor's attack success: the share of the target's held-out half ``model``
+    predicts as class 0."""
     check = result.splits.target_check
     return float(1 - error(model, Table(check.X, np.zeros_like(check.y), check.classes,
                                          check.index)))
@@ -222,8 +239,9 @@ def run(cfg: ScenariosConfig, out: str | Path, *, data_dir=None, overwrite: bool
 
 
 ATTACK = ("attack_success_before", "attack_success", "attack_success_2m")
-COLUMNS = ("auroc", "ap", "precision_at_m", "k", "target_error_before", "target_error",
-           "test_error_before", "test_error", "target_error_2m", "test_error_2m", "trainings")
+COLUMNS = ("auroc", "ap", "precision_at_m", "m", "k", "rounds", "harmful_removed",
+           "target_error_before", "target_error", "test_error_before", "test_error",
+           "target_error_2m", "test_error_2m", "trainings")
 
 
 def means(rows: list[dict]) -> list[dict]:
@@ -232,6 +250,7 @@ def means(rows: list[dict]) -> list[dict]:
     for r in rows:
         groups.setdefault((r["dataset"], r["scenario"], r["method"]), []).append(r)
     return [{"dataset": d, "scenario": s, "method": m, "seeds": len(g),
+             "chosen": ",".join(sorted({r.get("chosen", "") for r in g} - {""})),
              **{c: float(np.mean([r[c] for r in g])) for c in COLUMNS},
              **{f"{c}_std": float(np.std([r[c] for r in g])) for c in ("auroc", "target_error")},
              **{c: float(np.mean([r[c] for r in g])) for c in ATTACK if c in g[0]}}
@@ -268,20 +287,24 @@ def default_out(cfg: ScenariosConfig) -> str:
 
 
 def format_summary(summary: dict) -> str:
-    head = (f"{'dataset':<14}{'scenario':<11}{'method':<22}{'AUROC':>6}{'AP':>6}{'P@m':>6}"
-            f"{'k':>6}{'target':>15}{'test err':>15}{'tgt@2m':>8}{'cost':>7}")
+    head = (f"{'dataset':<14}{'scenario':<11}{'method':<27}{'AUROC':>6}{'AP':>6}{'P@m':>6}"
+            f"{'k':>6}{'k/m':>5}{'hit':>5}{'rnd':>4}{'target':>15}{'test err':>15}{'tgt@2m':>8}"
+            f"{'cost':>7}")
     lines = [head]
     for r in summary["means"]:
+        method = r["method"] + (f">{r['chosen']}" if r.get("chosen") else "")
         lines.append(
-            f"{r['dataset']:<14}{r['scenario']:<11}{r['method']:<22}{r['auroc']:6.2f}"
+            f"{r['dataset']:<14}{r['scenario']:<11}{method:<27}{r['auroc']:6.2f}"
             f"{r['ap']:6.2f}{r['precision_at_m']:6.2f}{r['k']:6.0f}"
+            f"{r['k'] / r['m']:5.1f}{r['harmful_removed'] / r['m']:5.2f}{r['rounds']:4.1f}"
             f"{r['target_error_before']:7.3f}>{r['target_error']:6.3f} "
             f"{r['test_error_before']:7.3f}>{r['test_error']:6.3f} {r['target_error_2m']:7.3f}"
             f"{r['trainings']:7.2f}")
         if "attack_success" in r:
             lines[-1] += (f"   attack success {r['attack_success_before']:.3f}>"
                           f"{r['attack_success']:.3f}, at 2m {r['attack_success_2m']:.3f}")
-    lines.append(f"({summary['seconds']:.0f} s; target / test error: before > after removing "
-                 "the method's k; tgt@2m: after removing 2m; cost: the method's time in "
-                 "trainings)")
+    lines.append(f"({summary['seconds']:.0f} s; k: rows removed (all rounds); k/m: per harmful "
+                 "row; hit: the share of the harmful rows removed; rnd: rounds; target / test "
+                 "error: before > after; tgt@2m: after removing 2m; cost: the method's time in "
+                 "trainings; auto>x: auto chose x)")
     return "\n".join(lines)
