@@ -85,7 +85,7 @@ def tell(result, true: np.ndarray, flipped: np.ndarray) -> dict:
     lines += ["", f"flipped labels among the {m} images each method puts first:"]
     lines += [f"  {label[meth]:<{width}} {found[meth]:4d}  ({found[meth] / m:.0%})"
               for meth in sorted(found, key=lambda meth: -found[meth])]
-    ks = sorted(result.curves["sgd"])
+    ks = sorted(set().union(*result.curves.values()))  # the grid, and each method's refined k
     chosen = {meth: best_k(result, meth) for meth in result.curves}
     before = result.curves["sgd"][0][1]
     band = report.interval(before, n_test)
@@ -93,9 +93,11 @@ def tell(result, true: np.ndarray, flipped: np.ndarray) -> dict:
               f"  {'k':<{width}}" + "".join(f"{k:>8}" for k in ks)]
     for meth, curve in result.curves.items():
         lines.append(f"  {label[meth]:<{width}}" + "".join(
-            f"{curve[k][1]:7.2%}" + ("*" if k == chosen[meth] else " ") for k in ks))
+            (f"{curve[k][1]:7.2%}" if k in curve else f"{'-':>7}")
+            + ("*" if k == chosen[meth] else " ") for k in ks))
     lines += _wrap(f"* the k that method's validation error chooses (0: no removal passed its "
-                   f"significance test). {n_test} test images: one "
+                   f"significance test; -: a k refined for another method only). {n_test} "
+                   "test images: one "
                    f"is {1 / n_test:.2%}, and another draw of {n_test} could put the error of "
                    f"{before:.2%} anywhere from {band[0]:.2%} to {band[1]:.2%} (95%).", "  ")
     notes = meaning(result, found, chosen, band)
