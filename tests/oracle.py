@@ -34,7 +34,7 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
                        momentum=0.0, dampening=0.0, nesterov=False, betas=(0.9, 0.999),
                        eps=1e-8, weight_decay=0.0, seeds=None, from_step=0, inputs=None,
                        max_grad_norm=None, clip_grad_value=None, eval_modules=None,
-                       hypers=None, micro=1):
+                       hypers=None, micro=1, damping=0.0):
     """Scores (N,) = -dQ(θ[T](w))/dw at w = 1, and the final parameters, of training
     ``model`` (from its current parameters) as ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` do.
 
@@ -101,6 +101,9 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
     that changes them).
     ``micro`` > 1: each step's gradient is accumulated over that many contiguous parts of its
     batch, one forward each, the losses summed and divided by |S_t| (no ``seeds`` then).
+    ``damping`` λ: g_t gains λ(θ − θ̄), θ̄ = θ held constant: zero in value (the trajectory
+    is the one trained), λI in g_t's derivative by θ: the run's linearisation with an extra
+    λ/2‖θ‖² that belongs to no instance (the sweep's ``damping``).
     """
     w = torch.ones(len(X), dtype=next(model.parameters()).dtype, device=X.device,
                    requires_grad=True)
@@ -109,7 +112,7 @@ def unrolled_optimizer(model, X, y, loss, batches, lrs, query, *, optimizer="sgd
                                 betas=betas, eps=eps, weight_decay=weight_decay, seeds=seeds,
                                 from_step=from_step, inputs=inputs, max_grad_norm=max_grad_norm,
                                 clip_grad_value=clip_grad_value, eval_modules=eval_modules,
-                                hypers=hypers, micro=micro)
+                                hypers=hypers, micro=micro, damping=damping)
     (dw,) = torch.autograd.grad(query(forward), w)
     return -dw, [p.detach() for p in params]
 
@@ -124,7 +127,7 @@ def sqrt0(v):
 def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
            dampening=0.0, nesterov=False, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
            seeds=None, from_step=0, inputs=None, create_graph=True, max_grad_norm=None,
-           clip_grad_value=None, eval_modules=None, hypers=None, micro=1):
+           clip_grad_value=None, eval_modules=None, hypers=None, micro=1, damping=0.0):
     """The training of ``unrolled_optimizer`` with instance weights ``w`` (N,).
 
     Returns the final parameters, the final optimizer state (per parameter: the momentum
@@ -188,6 +191,8 @@ def unroll(model, X, y, loss, batches, lrs, w, *, optimizer="sgd", momentum=0.0,
                                                               for g in grads]))
                 coef = torch.clamp(max_grad_norm / (total + 1e-6), max=1.0)
                 grads = [g * coef for g in grads]
+            if damping:  # value 0, derivative λI: damping in the linearisation only
+                grads = [g + damping * (p - p.detach()) for g, p in zip(grads, params, strict=True)]
             if optimizer == "sgd":
                 params, state = _sgd(params, grads, state, lr, h.get("momentum", momentum),
                                      dampening, nesterov)

@@ -217,6 +217,52 @@ def test_every_help_text_prints(argv, capsys):
     assert e.value.code == 0 and "usage: sgdinfluence" in capsys.readouterr().out
 
 
+def parsers(parser=None, prefix=()):
+    """(command, parser) for the top parser and every subcommand's."""
+    import argparse
+
+    from sgdinfluence.app import cli
+
+    parser = parser or cli.parser()
+    found = [(" ".join(prefix) or "sgdinfluence", parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += parsers(sub, (*prefix, name))
+    return found
+
+
+@pytest.mark.parametrize("name, parser", parsers(), ids=[n for n, _ in parsers()])
+def test_every_option_says_what_it_does_and_its_default(name, parser):
+    """Each argument has a help text; each option that takes a value shows its default, and
+    one whose default is None ("chosen for you") says in its help what decides it."""
+    import argparse
+
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction,
+                               argparse._SubParsersAction)):
+            continue
+        what = f"{name} {'/'.join(action.option_strings) or action.dest}"
+        assert action.help and len(action.help) > 10, f"{what} has no help text"
+        if action.nargs == 0 or action.required or not action.option_strings:
+            continue  # a flag (off unless given), a required option, a positional argument
+        shown = formatter._expand_help(action)  # as --help prints it
+        assert "default" in shown, f"{what} shows no default: {shown!r}"
+        assert "(default: None" not in shown and "('" not in shown, f"{what}: {shown!r}"
+
+
+def test_cleanse_lists_every_built_in_dataset(capsys):
+    from sgdinfluence.app.data import DATASETS
+
+    with pytest.raises(SystemExit):
+        main(["cleanse", "--help"])
+    text = capsys.readouterr().out
+    listed = text.split("built-in datasets:")[1].split("positional arguments")[0]
+    assert [line.split()[0] for line in listed.splitlines() if re.match(r"  \S", line)] == \
+        list(DATASETS)
+
+
 def test_help_runs_as_a_program():
     done = subprocess.run([sys.executable, "-m", "sgdinfluence.app.cli", "--help"],
                           capture_output=True, text=True, timeout=120)

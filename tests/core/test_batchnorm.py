@@ -6,13 +6,14 @@ the oracle writes batch norm out with running statistics in autograd's graph
 import copy
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import sgdinfluence as sgi
 from oracle import unroll, unrolled_optimizer
-from sgdinfluence.core.estimators.sgd import sgd_influence
+from sgdinfluence.core.estimators.sgd import SweepFile, sgd_influence
 from sgdinfluence.core.queries import Query
 
 
@@ -73,3 +74,49 @@ def test_the_query_over_epochs_reads_each_epochs_statistics():
                    for end in ends) / len(ends)
     scores = sgi.influence(run, val, at="epochs")
     assert np.abs(scores - expected.numpy()).max() / np.abs(expected.numpy()).max() < 1e-9
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_sweep_continues_from_its_checkpoint_to_the_same_scores(tmp_path,
+                                                                               monkeypatch):
+    # every part of the sweep's state: momentum's slot, batch norm's statistics, epoch ends
+    model, train, val = problem(2)
+    run = sgi.fit(model, train, epochs=4, batch_size=8, lr=0.2, momentum=0.9)
+    whole = sgi.influence(run, val, at="epochs")
+    path = tmp_path / "sweep.pt"
+    real, saves = SweepFile.save, []
+
+    def save_then_stop(self, state):
+        real(self, state)
+        saves.append(state["t"])
+        if len(saves) == 2:  # killed after the second epoch start
+            raise Interrupted
+
+    monkeypatch.setattr(SweepFile, "save", save_then_stop)
+    with pytest.raises(Interrupted):
+        sgi.influence(run, val, at="epochs", checkpoint=path)
+    monkeypatch.setattr(SweepFile, "save", real)
+    assert path.is_file() and saves == [run.epoch_starts[3], run.epoch_starts[2]]
+    with pytest.raises(sgi.Error, match="holds the sweep of another run, query or options"):
+        sgi.influence(run, val, checkpoint=path)  # at the end, not over the epochs
+    resumed = sgi.influence(run, val, at="epochs", checkpoint=path)
+    np.testing.assert_array_equal(resumed, whole)
+    assert not path.exists()  # removed once done
+
+
+def test_a_checkpoint_path_that_is_not_a_sweep_is_refused(tmp_path):
+    model, train, val = problem(3)
+    run = sgi.fit(model, train, epochs=1, batch_size=8, lr=0.2)
+    mine = tmp_path / "notes.pt"
+    mine.write_text("a file of the user's")
+    with pytest.raises(sgi.Error, match="exists and is not a saved sweep"):
+        sgi.influence(run, val, checkpoint=mine)
+    assert mine.read_text() == "a file of the user's"
+    run.save(tmp_path / "run.pt")
+    with pytest.raises(sgi.Error, match="is a run file, not a saved sweep"):
+        sgi.influence(run, val, checkpoint=tmp_path / "run.pt")
+    with pytest.raises(sgi.Error, match="directory .* does not exist"):
+        sgi.influence(run, val, checkpoint=tmp_path / "no" / "sweep.pt")

@@ -14,6 +14,7 @@ import math
 import re
 import signal
 import sys
+import textwrap
 import time
 import warnings
 from pathlib import Path
@@ -136,13 +137,13 @@ def noisy_labels_config(args):
 
 def optimizer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="sgd",
-                   help="update rule, exactly as torch.optim's (default sgd, as in the paper)")
-    p.add_argument("--momentum", type=float, default=0.0, help="sgd's momentum (default 0)")
+                   help="update rule, exactly as torch.optim's; sgd is the paper's")
+    p.add_argument("--momentum", type=float, default=0.0, help="sgd's momentum")
     p.add_argument("--nesterov", action="store_true", help="sgd with Nesterov momentum")
 
 
 def device_argument(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default auto: the "
+    p.add_argument("--device", default="auto", help="cpu, cuda or cuda:N (default: auto, the "
                    "GPU when torch sees one)")
 
 
@@ -257,8 +258,46 @@ def fraction_or_count(text: str) -> float | int:
     return value
 
 
+class Help(argparse.HelpFormatter):
+    """Every option shows its default: "(default: X)" is appended to a help text that does not
+    state its default itself (a flag's is off; a default of None, "chosen for you", must say
+    in its help what decides it). Descriptions keep their line breaks: a line that starts
+    with spaces ("  name  what it is") wraps under its text, as argparse's option list does."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, argparse.SUPPRESS) or
+                isinstance(action.default, bool) or action.required or not action.option_strings):
+            return text
+        return f"{text} (default: {shown(action.default).replace('%', '%%')})"
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            name = re.match(r"\s+\S+\s{2,}", line)  # an entry of a list: hang under its text
+            hang = " " * (len(name.group()) if name else 0)
+            lines += textwrap.wrap(line, width, initial_indent=indent, break_on_hyphens=False,
+                                   subsequent_indent=indent + hang) or [""]
+        return "\n".join(lines)
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        """As argparse's, without breaking a name such as sgd-last or --target at a hyphen."""
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
+def shown(default) -> str:
+    """A default as the command line would take it: a tuple comma-separated."""
+    if isinstance(default, (tuple, list)):
+        return ",".join(map(str, default)) or "none"
+    return str(default)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad option in one line (with where to find help)."""
+    """argparse that reports a bad option in one line (with where to find help), and shows
+    every option's default (:class:`Help`)."""
+
+    def __init__(self, *args, formatter_class=None, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class or Help, **kwargs)
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -275,12 +314,19 @@ def fractions(text: str) -> tuple[float, ...]:
 def parser() -> Parser:
     """Every command and its options."""
     from .cleanse import AUGMENTS, DEFAULT_METHODS
-    from .data import MAX_BYTES, MISSING
+    from .data import DATASETS, MAX_BYTES, MISSING
     from .experiments.estimation import DATASETS as ESTIMATION_DATASETS
+    from .experiments.noisy_labels import METHODS as NOISY_METHODS
+    from .experiments.scenarios import METHODS as SCENARIO_METHODS
+    from .experiments.scenarios import NOT_FOR_CNN
     from .methods import METHODS
     from .models import MODELS
 
-    top = Parser(prog="sgdinfluence", description=__doc__.split("\n")[0])
+    top = Parser(prog="sgdinfluence", description=(
+        "Find the training instances that hurt a model trained with SGD (SGD-influence, Hara "
+        "et al. 2019), remove them, retrain, and report."),
+        epilog="start with:\n  sgdinfluence demo\n  sgdinfluence cleanse data.csv "
+               "--label-column label\nand see sgdinfluence <command> --help")
     top.add_argument("--debug", action="store_true",
                      help="show the traceback of a failure, not only its message")
     top.add_argument("--version", action="version", version=f"sgdinfluence {__version__}")
@@ -298,7 +344,7 @@ def parser() -> Parser:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         if out is not None:
             p.add_argument("--out", type=out_path, default=None,
-                           help=f"output directory (default {out})")
+                           help=f"output directory (default: {out})")
         if replace_own:
             p.set_defaults(overwrite=name)  # a previous result of this command, no other
         elif out is not None:
@@ -307,57 +353,79 @@ def parser() -> Parser:
                                 "(never a directory holding anything else)")
         if data_dir is not None:
             p.add_argument("--data-dir", default=None,
-                           help=f"holds {data_dir} (default $SGDINFLUENCE_DATA)")
+                           help=f"holds {data_dir}, each downloaded there when missing "
+                                "(default: $SGDINFLUENCE_DATA, else ~/.cache/sgdinfluence)")
         return p
 
+    files = [name for name, d in DATASETS.items() if d.download]
+    width = max(map(len, DATASETS)) + 2
     p = command(sub, "cleanse", cleanse_command, cleanse_command.__doc__,
-                out="out/cleanse-<data>", data_dir="mnist/, fashion-mnist/, cifar10-jpeg/",
-                description=(" DATA is a built-in dataset (digits, mnist, fashion-mnist, "
-                             "cifar10) or a path to a CSV file, an .npz file (X, y) or an image "
-                             "folder (<split>/<class>/<file>, or a tar archive of one)."))
-    p.add_argument("data", metavar="DATA")
-    p.add_argument("--label-column", help="the CSV column that holds the labels")
+                out="out/cleanse-<data>",
+                data_dir=f"the files of the built-in datasets {', '.join(files)}",
+                description=(" DATA is a built-in dataset or a path to a CSV file, an .npz file "
+                             "(X, y) or an image folder (<split>/<class>/<file>, or a tar "
+                             "archive of one).\n\nbuilt-in datasets:\n" + "\n".join(
+                                 f"  {name:<{width}}{d.about}" + ("" if d.download else
+                                                                " (no download)")
+                                 for name, d in DATASETS.items())))
+    p.add_argument("data", metavar="DATA", help="a built-in dataset's name (listed above) or a "
+                   "path to a CSV file, an .npz file or an image folder")
+    p.add_argument("--label-column", help="the CSV column that holds the labels (default: none; "
+                   "required for a CSV file, unused otherwise: an .npz file's labels are its y, "
+                   "an image folder's its class folders)")
     p.add_argument("--drop-columns", type=words, default=(),
-                   help="comma-separated CSV columns not to use as features (identifiers)")
+                   help="comma-separated CSV columns not to use as features, such as "
+                        "identifiers")
     p.add_argument("--missing", choices=MISSING, default="refuse",
                    help="a CSV file's empty cells: refuse (name the rows), drop those rows, or "
                         "impute (numbers: the column's median over the whole file; text: a "
-                        "category '(missing)'); a missing label is never imputed (default "
-                        "refuse)")
+                        "category '(missing)'); a missing label is never imputed")
     p.add_argument("--max-bytes", type=positive_int, default=MAX_BYTES,
                    help="the most bytes an input file may expand to once decompressed (a CSV "
                         "file, an .npz file's arrays, a tar archive's members); a larger one "
-                        f"is refused (default {MAX_BYTES}: {MAX_BYTES >> 30} GiB)")
+                        f"is refused (default: {MAX_BYTES} bytes, {MAX_BYTES >> 30} GiB)")
     p.add_argument("--model", choices=["auto", *MODELS], default="auto",
-                   help="auto: the CIFAR-10 CNN for colour images of side 8n, the MNIST CNN "
-                        "for other square images of side 16 or more, else an MLP")
-    p.add_argument("--epochs", type=positive_int, default=20)
-    p.add_argument("--batch-size", type=positive_int, default=64)
-    p.add_argument("--lr", type=positive_float, default=0.05)
-    p.add_argument("--weight-decay", type=float, default=0.0)
-    p.add_argument("--seed", type=seed, default=0)
+                   help="the network; auto picks the CIFAR-10 CNN for colour images of side "
+                        "8n, the MNIST CNN for other square images of side 16 or more, else an "
+                        "MLP")
+    p.add_argument("--epochs", type=positive_int, default=20,
+                   help="passes of SGD over the training data")
+    p.add_argument("--batch-size", type=positive_int, default=64,
+                   help="training instances per SGD step, at most the training set")
+    p.add_argument("--lr", type=positive_float, default=0.05,
+                   help="the learning rate, the same at every step")
+    p.add_argument("--weight-decay", type=float, default=0.0,
+                   help="L2 penalty: the loss gains weight_decay/2 times the squared norm of "
+                        "the parameters")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="seeds the validation / test split, the subset, the initialisation and "
+                        "the order of the mini-batches")
     p.add_argument("--val", type=fraction_count_or_file, default=0.1,
-                   help="validation share of the training data: fraction or count (0.1); or "
-                   "a file of validation data in DATA's format")
+                   help="validation share of the training data: a fraction or a count; or a "
+                        "file of validation data in DATA's format")
     p.add_argument("--target", metavar="FILE",
                    help="examples where the model must work (in DATA's format): half is the "
                    "influence query, half measures the target error that, with the "
-                   "validation error, chooses k")
+                   "validation error, chooses k (default: none; the validation set is the "
+                   "query)")
     p.add_argument("--test", type=fraction_or_count, default=0.2,
-                   help="test share, for data without a test split (0.2)")
-    p.add_argument("--subset", type=positive_int, help="train on this many instances only")
+                   help="test share, a fraction or a count, for data that has no test split "
+                        "of its own")
+    p.add_argument("--subset", type=positive_int,
+                   help="train on this many instances, drawn at random, and validate and test "
+                        "on at most as many (default: all)")
     p.add_argument("--k", type=int_list, help="numbers to remove, e.g. 10,30,100 "
                    "(default: the paper's 1,3,6,10,...,10000 up to half the training set)")
     p.add_argument("--methods", type=method_list, default=None,
-                   help=f"comma-separated, of auto,{','.join(METHODS)} (default "
+                   help=f"comma-separated, of auto,{','.join(METHODS)} (default: "
                    f"{','.join(DEFAULT_METHODS)}; auto: the method the data calls for, "
                    "training-loss for label noise, sgd-epochs for a target-specific failure, "
                    "else sgd; the report says why)")
     p.add_argument("--retrain", choices=["last", "all", "fresh"], default=None,
-                   help="retrain the last epoch only (fast; the default), or all epochs (the "
-                   "default with --target: a failure learned early outlives a last epoch); "
-                   "fresh (with --target): measure each round on a new training of the kept "
-                   "rows with a new seed")
+                   help="after removing the k most harmful, retrain the last epoch only "
+                   "(fast), or all epochs (default: last; all with --target: a failure learned "
+                   "early outlives a last epoch); fresh (with --target): measure each round on "
+                   "a new training of the kept rows with a new seed")
     p.add_argument("--rounds", type=rounds_arg, default=None,
                    help="with --target: repair in rounds, each ranking a new training of the "
                    "rows kept, until the target's held-out error is no longer significantly "
@@ -373,14 +441,17 @@ def parser() -> Parser:
     p.add_argument("--no-refine", dest="refine", action="store_false",
                    help="keep the grid's k; by default k is refined by bisection between the "
                    "chosen k and the one below it")
-    p.add_argument("--augment", choices=AUGMENTS, default="auto")
+    p.add_argument("--augment", choices=AUGMENTS, default="auto",
+                   help="random crops of the training images (padded by 2 pixels, 4 for colour), "
+                        "and left-right flips; auto: crops for a CNN, plus flips for colour "
+                        "images, none for logreg and the MLP")
     p.add_argument("--reliability", type=natural, default=8,
                    help="check what the sgd scores mean: leave this many instances out "
-                        "literally (half the most harmful, half the most helpful) and compare "
-                        "(default 8; 0: no check)")
+                        "literally, half the most harmful and half the most helpful, and "
+                        "compare; 0: no check")
     p.add_argument("--fresh-seeds", type=natural, default=0,
                    help="also train afresh with this many new seeds, with all the data and "
-                        "without the removed instances: does the gain carry over? (default 0)")
+                        "without the removed instances: does the gain carry over?")
     optimizer_arguments(p)
     p.add_argument("--max-grad-norm", type=float, default=None,
                    help="clip each step's gradient to this norm, as torch.nn.utils."
@@ -393,33 +464,52 @@ def parser() -> Parser:
     p = command(sub, "demo", experiment_command("demo", demo_config),
                 "Digits with 10% of the training labels flipped: does SGD-influence find them?",
                 out="out/demo; a previous demo's is replaced", replace_own=True)
-    p.add_argument("--epochs", type=positive_int, default=20)
-    p.add_argument("--seed", type=seed, default=0)
+    p.add_argument("--epochs", type=positive_int, default=20,
+                   help="passes of SGD over the training data")
+    p.add_argument("--seed", type=seed, default=0,
+                   help="seeds the split, the flipped labels, the initialisation and the "
+                        "order of the mini-batches")
 
-    exps = sub.add_parser("experiment", help="reproduce the paper's experiments, and benchmarks")
+    exps = sub.add_parser("experiment", help="reproduce the paper's experiments, and benchmarks",
+                          description="Reproduce the paper's experiments, and benchmarks.")
     exps = exps.add_subparsers(dest="experiment", required=True, parser_class=Parser)
     p = command(exps, "estimation", experiment_command("estimation", estimation_config),
                 "The paper's Sec 7.1: estimated vs true leave-one-out change of validation "
                 "loss.", out="out/estimation-<dataset>-<model>",
                 data_dir="adult/, 20newsgroups/, mnist/")
-    p.add_argument("--dataset", choices=ESTIMATION_DATASETS, required=True)
-    p.add_argument("--model", choices=["logreg", "mlp"], required=True)
-    p.add_argument("--seeds", type=positive_int, default=30)
-    p.add_argument("--lr", type=positive_float, help="instead of the paper's rate")
+    p.add_argument("--dataset", choices=ESTIMATION_DATASETS, required=True,
+                   help="the paper's data (required)")
+    p.add_argument("--model", choices=["logreg", "mlp"], required=True,
+                   help="the paper's two models (required)")
+    p.add_argument("--seeds", type=positive_int, default=30,
+                   help="draws of 200 training and 200 validation instances, one run each; "
+                        "the paper's 30")
+    p.add_argument("--lr", type=positive_float,
+                   help="the initial learning rate (default: the paper's: logreg 0.1, 0.01 on "
+                        "20news, decayed as lr/sqrt(t+1); mlp 0.1)")
     optimizer_arguments(p)
 
     p = command(exps, "cleansing", experiment_command("cleansing", cleansing_config),
                 "The paper's Sec 7.2: test error after removing the k most harmful, MNIST / "
                 "CIFAR-10.", out="out/cleansing-<dataset>", data_dir="mnist/, cifar10-jpeg/")
-    p.add_argument("--dataset", choices=["mnist", "cifar10"], required=True)
-    p.add_argument("--seeds", type=positive_int, default=1)
+    p.add_argument("--dataset", choices=["mnist", "cifar10"], required=True,
+                   help="the paper's data (required)")
+    p.add_argument("--seeds", type=positive_int, default=1,
+                   help="runs with seeds 0, 1, ...; results.json holds their mean curves")
     p.add_argument("--subset", type=positive_int,
-                   help="train on this many of the 50,000 / 40,000 instances (quick runs)")
-    p.add_argument("--retrain", choices=["last", "all"], default="last")
-    p.add_argument("--methods", type=method_list, default=("sgd", "sgd-last", "random"))
-    p.add_argument("--k", type=int_list, help="default: the paper's list")
-    p.add_argument("--lr", type=positive_float, help="instead of the paper's 0.05")
-    p.add_argument("--epochs", type=positive_int, help="instead of the paper's 20")
+                   help="train on this many of the 50,000 / 40,000 instances (quick runs; "
+                        "default: all)")
+    p.add_argument("--retrain", choices=["last", "all"], default="last",
+                   help="after removing the k most harmful, retrain the last epoch only, or all "
+                        "epochs")
+    p.add_argument("--methods", type=method_list, default=("sgd", "sgd-last", "random"),
+                   help="comma-separated, as cleanse's --methods")
+    p.add_argument("--k", type=int_list, help="numbers to remove, e.g. 10,30,100 (default: the "
+                   "paper's 1,3,6,10,...,10000 up to a fifth of the training set)")
+    p.add_argument("--lr", type=positive_float, help="the learning rate (default: the paper's "
+                   "0.05)")
+    p.add_argument("--epochs", type=positive_int, help="passes over the training data "
+                   "(default: the paper's 20)")
     optimizer_arguments(p)
     device_argument(p)
 
@@ -431,11 +521,17 @@ def parser() -> Parser:
                    help="comma-separated, of mnist,fashion-mnist,adult (default: all)")
     p.add_argument("--scenarios", type=words, default=None, help="comma-separated, of "
                    "symmetric,systematic,backdoor,shortcut,ood (default: all)")
-    p.add_argument("--methods", type=method_list, default=None)
-    p.add_argument("--seeds", type=positive_int, default=None, help="default 1")
-    p.add_argument("--n-train", type=positive_int, default=None, help="default 3000")
+    p.add_argument("--methods", type=method_list, default=None,
+                   help="comma-separated, as cleanse's --methods (default: "
+                        f"{','.join(SCENARIO_METHODS)}; the CNN runs all but "
+                        f"{','.join(NOT_FOR_CNN)})")
+    p.add_argument("--seeds", type=positive_int, default=None,
+                   help="runs per dataset and scenario (default: 1)")
+    p.add_argument("--n-train", type=positive_int, default=None,
+                   help="training instances (default: 3000)")
     p.add_argument("--epochs", type=positive_int, default=None,
-                   help="default 8 for the CNN, 20 for the MLP")
+                   help="passes over the training data (default: 8 for the CNN on mnist and "
+                        "fashion-mnist, 20 for the MLP on adult)")
 
     p = command(exps, "noisy-labels", experiment_command("noisy_labels", noisy_labels_config),
                 "Mislabeled-example detection: SGD-influence vs cleanlab, TracIn, influence "
@@ -446,23 +542,28 @@ def parser() -> Parser:
                    help="comma-separated, of digits,mnist,fashion-mnist,adult (default: all)")
     p.add_argument("--noise-rates", type=fractions, default=None,
                    help="comma-separated fractions of flipped training labels, each in (0, 1) "
-                        "(default 0.1,0.2)")
+                        "(default: 0.1,0.2)")
     p.add_argument("--models", type=words, default=None,
-                   help="comma-separated (default logreg,mlp,mnist-cnn); each dataset runs the "
+                   help="comma-separated (default: logreg,mlp,mnist-cnn); each dataset runs the "
                         "ones it takes: logreg, mlp (digits, adult), mnist-cnn (mnist, "
                         "fashion-mnist)")
-    p.add_argument("--methods", type=words, default=None, help="comma-separated (default: all)")
+    p.add_argument("--methods", type=words, default=None,
+                   help=f"comma-separated, of {','.join(NOISY_METHODS)} (default: all)")
     p.add_argument("--n-train", type=int, default=None,
-                   help="training instances (default 1000 for digits, 10000 otherwise)")
+                   help="training instances (default: 1000 for digits, 10000 otherwise; 300 "
+                        "with --quick)")
     p.add_argument("--epochs", type=int, default=None,
-                   help="default 20 for digits, 5 for mnist-cnn, 10 otherwise")
-    p.add_argument("--lr", type=float, default=None, help="default 0.2 for digits, 0.05 otherwise")
-    p.add_argument("--folds", type=int, default=None, help="cleanlab's k (default 5)")
+                   help="passes over the training data (default: 20 for digits, 5 for "
+                        "mnist-cnn, 10 otherwise; 10 with --quick)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="the learning rate (default: 0.2 for digits, 0.05 otherwise)")
+    p.add_argument("--folds", type=int, default=None,
+                   help="cleanlab's cross-validation folds (default: 5; 3 with --quick)")
     optimizer_arguments(p)
-    p.add_argument("--seed", type=seed, default=None)
+    p.add_argument("--seed", type=seed, default=None,
+                   help="seeds the data, the flipped labels and the training (default: 0)")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (default 1: on a shared machine more threads spin "
-                        "against other jobs)")
+                   help="torch threads; on a shared machine more spin against other jobs")
     p.add_argument("--quick", action="store_true",
                    help="a tiny digits run (300 training images, 10 epochs) to try it out")
     return top

@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import json
+import math
 from pathlib import Path
 
 import matplotlib.ticker
@@ -137,41 +138,88 @@ def scores_frame(result: Result) -> pd.DataFrame:
     return frame
 
 
-def plot_curves(result: Result) -> bytes:
+def interval(error: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% (Wilson) interval of an error rate measured on ``n`` instances: where chance in
+    drawing those ``n`` could put the same model's error. Curves that stay inside the band of
+    the error before removal show no effect that this many instances can tell."""
+    centre = (error + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(error * (1 - error) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+CHART_WIDTH = 11.0  # inches at CHART_DPI: 1,100 px, shown unscaled in the report's 1,180 px
+NARROW_WIDTH = 6.0  # the stacked chart, for screens below NARROW_SCREEN px
+NARROW_SCREEN = 1000
+CHART_DPI = 100
+PANEL_HEIGHT = 3.6
+
+
+def plot_curves(result: Result, columns: int = 2) -> bytes:
+    """The error after removing each method's k first, one panel per measured set (with a
+    target its held-out half first, then test and validation), ``columns`` panels a row
+    (1: stacked, for narrow screens), sized to be read unscaled in the report. Each panel
+    shades the 95% interval of the error as trained at that set's size (:func:`interval`):
+    where another draw of that many instances could put it, whatever the axis's zoom
+    suggests."""
     methods = list(result.curves)
-    panels = [(title, {m: {k: v[col] for k, v in c.items()} for m, c in result.curves.items()})
-              for title, col in (("test error", 1), ("validation error", 0))]
+    splits = result.splits
+    panels = [("test error", len(splits.test.y),
+               {m: {k: v[1] for k, v in c.items()} for m, c in result.curves.items()}),
+              ("validation error", len(splits.val.y),
+               {m: {k: v[0] for k, v in c.items()} for m, c in result.curves.items()})]
     if result.target_curves:
-        panels.append(("target error (held-out half)", result.target_curves))
-    rows = -(-len(methods) // 3)  # legend rows under the panels
-    fig = Figure(figsize=(5.5 * len(panels), 4 + 0.3 * rows))
-    axes = fig.subplots(1, len(panels), sharex=True)
-    for ax, (title, curves) in zip(axes, panels, strict=True):
-        for method, curve in curves.items():
-            ks = sorted(curve)
-            ax.plot(ks, [curve[k] for k in ks], marker="o", ms=3, label=METHODS[method].label,
-                    lw=2.2 if method == primary(result) else 1.2,
-                    ls=":" if method == "random" else "-")
-        ax.set_xscale("symlog", linthresh=1)
-        ax.set_xticks(ks, [f"{k:,}" for k in ks], rotation=45 if len(ks) > 8 else 0)
-        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-        ax.set_xlabel("k, training instances removed")
-        ax.set_title(f"{title} after removing the k first and retraining", fontsize=10)
-        ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=2))
-        ax.grid(alpha=0.3)
-        values = [v for c in curves.values() for v in c.values()]
-        base = next(iter(curves.values()))[0]
-        if max(values) > 1.5 * base > 0:  # keep the differences near the start readable
-            ax.set_ylim(0.97 * min(values), 1.5 * base)
-            ax.text(0.01, 0.99, "cut at 1.5x the starting error; see the table", fontsize=7,
-                    color="#666", transform=ax.transAxes, va="top")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(3, len(methods)), fontsize=9,
-               frameon=False)
-    fig.tight_layout(rect=(0, 0.07 * rows / (1 + 0.08 * rows) + 0.02, 1, 1))
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
+        panels.insert(0, ("target error, held-out half", len(splits.target_check.y),
+                          result.target_curves))
+    cols = min(columns, len(panels))
+    rows = -(-len(panels) // cols)
+    spare = rows * cols > len(panels)  # an empty cell holds the legend
+    legend_rows = 0 if spare else -(-(len(methods) + 1) // cols)
+    width = CHART_WIDTH if cols > 1 else NARROW_WIDTH
+    with matplotlib.rc_context({"font.size": 12, "axes.titlesize": 13, "legend.fontsize": 12}):
+        fig = Figure(figsize=(width, PANEL_HEIGHT * rows + 0.3 * legend_rows),
+                     layout="constrained")
+        fig.get_layout_engine().set(h_pad=0.1)
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        for ax, (title, n, curves) in zip(axes, panels, strict=False):
+            _panel(ax, title, n, curves, primary(result))
+        handles, labels = axes[0].get_legend_handles_labels()
+        handles, labels = handles[1:] + handles[:1], labels[1:] + labels[:1]  # the band last
+        if spare:
+            axes[-1].axis("off")
+            axes[-1].legend(handles, labels, loc="center", frameon=False)
+        else:
+            fig.legend(handles, labels, loc="outside upper center", ncol=cols, frameon=False)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=CHART_DPI)
     return buf.getvalue()
+
+
+def _panel(ax, title: str, n: int, curves: dict[str, dict[int, float]], lead: str) -> None:
+    """One panel: each method's error against k, over the band chance leaves at size n."""
+    base = next(iter(curves.values()))[0]  # k = 0: the model as trained, the same for all
+    lo, hi = interval(base, n)
+    ax.axhspan(lo, hi, color="#8c8c8c", alpha=0.18, lw=0, zorder=0,
+               label="chance at this n: 95% interval of the error as trained")
+    for method, curve in curves.items():
+        ks = sorted(curve)
+        ax.plot(ks, [curve[k] for k in ks], marker="o", ms=3.5, label=METHODS[method].label,
+                lw=2.4 if method == lead else 1.4, ls=":" if method == "random" else "-")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xticks(ks, [f"{k:,}" for k in ks], rotation=45 if len(ks) > 8 else 0)
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xlabel("k first removed, then retrained")
+    ax.set_title(f"{title} (n = {n:,})")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.grid(alpha=0.3)
+    values = [v for c in curves.values() for v in c.values()]
+    low, high = min(min(values), lo), max(max(values), hi)
+    cut = max(1.5 * base, hi)
+    if base > 0 and high > cut:  # keep the differences near the start readable
+        high = cut
+        ax.text(0.01, 0.98, "cut at 1.5x the starting error; see the table", fontsize=9,
+                color="#555", transform=ax.transAxes, va="top")
+    pad = 0.05 * (high - low or 0.01)
+    ax.set_ylim(max(0.0, low - pad), high + pad)
 
 
 def _png(image: np.ndarray, size: int = 84) -> str:
@@ -398,7 +446,9 @@ def render(result: Result, title: str, frame: pd.DataFrame, curve_png: bytes,
     losses = ", ".join(f"{v:.3g}" for v in training["epoch_loss"])
     meta += (f" Mean training loss per epoch: {losses} (predicting the class frequencies: "
              f"{training['constant_predictor_loss']:.3g}).")
-    curve_uri = "data:image/png;base64," + base64.b64encode(curve_png).decode()
+    uri = "data:image/png;base64,{}".format
+    curve_uri = uri(base64.b64encode(curve_png).decode())
+    stacked_uri = uri(base64.b64encode(plot_curves(result, columns=1)).decode())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{CSS}</style></head><body>
@@ -406,7 +456,14 @@ def render(result: Result, title: str, frame: pd.DataFrame, curve_png: bytes,
 <p class="summary">{html.escape(summary(result))}</p>{extra}
 <p class="meta">{html.escape(meta)}</p>
 <h2>Cleansing curve</h2>
+<picture><source media="(max-width: {NARROW_SCREEN}px)" srcset="{stacked_uri}">
 <img class="curve" src="{curve_uri}" alt="test and validation error against k per method">
+</picture>
+<p class="meta">Grey band: where another draw of as many instances could put the error of
+the model as trained (95%, binomial); a curve inside it moved less than that chance. The
+random order's curve shows what removing k instances at random does. k is chosen by a paired
+test (McNemar) on the validation set{"" if target is None else " and the target's held-out half"},
+which tells smaller changes than the band.</p>
 {_curve_table(result)}
 {_rounds_table(result)}
 <h2>The {GALLERY[0]} most harmful {what}</h2>

@@ -390,4 +390,4 @@ def test_the_command_line_names_the_flag_that_raises_max_bytes(tmp_path, capsys)
         "raise --max-bytes if you trust" in err
     with pytest.raises(SystemExit):
         main(["cleanse", "--help"])
-    assert "(default 4294967296: 4 GiB)" in " ".join(capsys.readouterr().out.split())
+    assert "(default: 4294967296 bytes, 4 GiB)" in " ".join(capsys.readouterr().out.split())

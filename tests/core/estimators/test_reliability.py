@@ -44,7 +44,7 @@ def test_a_chaotic_run_does_not_hold_and_says_what_to_do(data):
     run = sgi.fit(mlp(5, hidden=(32, 32)).double(), train, epochs=20, batch_size=10, lr=2.0)
     r = sgi.reliability(run, val)
     assert r.verdict == "does not hold" and max(r.growth) > 1e3
-    assert "sweep the last epochs only (epochs=1), or rank by the query over training" in r.advice
+    assert "confirm a removal by retraining (sgi.leave_out), or try epochs='auto'" in r.advice
 
 
 def test_bad_arguments_are_refused(data):

@@ -23,6 +23,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ...errors import Error
+from .. import distributed
 from ..objective import tracked_batch_norms
 from ..queries import PerExample, Query
 from ..tensors import as_indices
@@ -32,16 +33,18 @@ from .loo import leave_one_out
 from .loo import leave_out as _leave_out
 from .reliability import Reliability as Reliability
 from .reliability import reliability as reliability
-from .sgd import sgd_influence
+from .sgd import SweepFile, auto_epochs, sgd_influence
 from .tracin import tracin
 
 OPTIONS = {  # the options each method takes, besides indices and progress
-    "sgd": {"epochs", "at"}, "sgd-nohessian": {"epochs", "at"},
+    "sgd": {"epochs", "at", "checkpoint", "damping", "max_growth"},
+    "sgd-nohessian": {"epochs", "at", "checkpoint"},
     "tracin": {"every", "self_influence"},
     "loo": {"chunk"},
     "influence-function": {"solver", "damping", "cg_rtol", "lissa_depth", "lissa_scale"},
 }
 METHODS = tuple(OPTIONS)
+MAX_GROWTH = 10.0  # epochs="auto": sweep the epochs over which ‖u‖ grows at most 10x
 
 
 def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: bool = False,
@@ -56,6 +59,18 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
     alone, in the same single sweep: harm done while the model learned a failure still
     counts once the failure has saturated, when leaving out any one culprit no longer
     changes the final model (docs/design.md, "Targets").
+    ``checkpoint`` (``"sgd"``, ``"sgd-nohessian"``): a file path where the sweep saves its
+    state at each epoch start, so that a long sweep that is interrupted continues from there
+    when called again with the same arguments (the result is the same as without); the file
+    is removed when the sweep completes. Not in a process group.
+    ``epochs="auto"`` (``"sgd"``): for each query, the most recent epochs over which the
+    adjoint ‖u‖ grows at most ``max_growth`` times (10 by default): the scores of the sweep
+    over the last k epochs, k chosen by that rule from one full sweep (whose state at each
+    epoch start holds every last-k sweep's scores), at the cost of one sweep. Where the
+    sweep amplifies u by orders of magnitude, the older epochs' terms carry the run's
+    nonlinearity as much (docs/design.md, "Deep models").
+    ``damping`` λ ≥ 0 (``"sgd"``): u ← u − η_t (H_t + λI) u, a step's contribution fading by
+    about (1 − η λ) per later step (docs/design.md); 0, the default, is Algorithm 2.
     ``indices`` restricts the result to those training instances, in that order: integer
     indices, or a boolean mask of length N (the instances where it is True, ascending).
     Returns (N,) or (len(indices),) for a single query, (M, N) or (M, len(indices)) for
@@ -71,11 +86,29 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
         raise TypeError(f"method {method!r} takes no option {sorted(unknown)}; "
                         f"its options are {sorted(OPTIONS[method])}")
     epochs = options.get("epochs")
-    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool)
-                               or not 1 <= epochs <= run.epochs):
-        raise Error(f"epochs must be None or an int in [1, {run.epochs}], got {epochs!r}")
+    if epochs == "auto" and method == "sgd":
+        if options.get("at", "end") != "end" or options.get("checkpoint") is not None:
+            raise Error("epochs='auto' chooses among sweeps of the query at θ[T] in one "
+                        "uninterrupted sweep: use it with at='end' and without checkpoint")
+        if distributed.world()[1] > 1:
+            raise Error("epochs='auto' is not supported in a process group; pass epochs=k")
+    elif epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool)
+                                 or not 1 <= epochs <= run.epochs):
+        extra = " or 'auto'" if method == "sgd" else ""
+        raise Error(f"epochs must be None{extra} or an int in [1, {run.epochs}], got {epochs!r}")
+    elif "max_growth" in options:
+        raise Error("max_growth is the rule of epochs='auto'; pass epochs='auto' with it")
+    growth = options.get("max_growth", MAX_GROWTH)
+    if isinstance(growth, bool) or not isinstance(growth, (int, float)) or not growth >= 1:
+        raise Error(f"max_growth must be a number >= 1, got {growth!r}")
+    damping = options.get("damping", 0.0) if method == "sgd" else 0.0
+    if isinstance(damping, bool) or not isinstance(damping, (int, float)) or not (
+            0 <= damping < float("inf")):
+        raise Error(f"damping must be a finite number >= 0, got {damping!r}")
     if options.get("at", "end") not in ("end", "epochs"):
         raise Error(f"at must be 'end' or 'epochs', got {options['at']!r}")
+    if options.get("checkpoint") is not None and distributed.world()[1] > 1:
+        raise Error("checkpoint is not supported in a process group; sweep without it")
     every = options.get("every", 1)
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
         raise Error(f"every must be an int >= 1, got {every!r}")
@@ -101,15 +134,45 @@ def _estimate(run: Run, q: Query, method: str, idx: torch.Tensor, progress: bool
         U = q.gradients(q.objective.flatten())
         if method == "influence-function":
             scores = influence_function(run, U, **options)[:, idx]
+        elif options.get("epochs") == "auto":
+            scores = _auto_epochs(run, q, U, progress, options)[:, idx]
         else:  # sgd, sgd-nohessian
             swept, ends = options.get("epochs") or run.epochs, {}
             stats = _statistics(run, q) if method == "sgd" else {}
-            if options.pop("at", "end") == "epochs":  # Q's mean over the swept epochs' ends
+            at, path = options.pop("at", "end"), options.pop("checkpoint", None)
+            if at == "epochs":  # Q's mean over the swept epochs' ends
                 U, ends = U / swept, _epoch_ends(run, q, swept, method == "sgd")
                 stats = {n: v / swept for n, v in stats.items()}
+            damped = {"damping": options["damping"]} if options.get("damping") else {}
+            file = None if path is None else SweepFile(path, {
+                "query": U, "start": run.store[0], "steps": run.num_steps, "method": method,
+                "epochs": swept, "at": at} | damped)  # (files from before damping match)
             scores = sgd_influence(run, U, hessian=method == "sgd", progress=progress,
-                                   checkpoints=ends, statistics=stats, **options)[:, idx]
+                                   checkpoints=ends, statistics=stats,
+                                   resume=None if file is None else file.load(U.device),
+                                   save=None if file is None else file.save,
+                                   **options)[:, idx]
+            if file is not None:
+                file.done()
     return scores
+
+
+def _auto_epochs(run: Run, q: Query, U: torch.Tensor, progress: bool, options: dict
+                 ) -> torch.Tensor:
+    """``epochs="auto"``: one full sweep that keeps its scores at each epoch start (those of
+    the sweep over the epochs after it) and ‖u‖ there; each query row's scores over the
+    last k epochs, k by :func:`auto_epochs`."""
+    norms: list[torch.Tensor] = []
+    kept: dict[int, torch.Tensor] = {}
+
+    def keep(state: dict) -> None:
+        kept[state["t"]] = state["scores"].clone()  # the sweep goes on adding to it
+
+    sgd_influence(run, U, progress=progress, statistics=_statistics(run, q), norms=norms,
+                  save=keep, damping=options.get("damping", 0.0))
+    k = auto_epochs(norms, options.get("max_growth", MAX_GROWTH))
+    return torch.stack([kept[run.epoch_starts[run.epochs - int(km)]][m]
+                        for m, km in enumerate(k)])
 
 
 _said: set[str] = set()

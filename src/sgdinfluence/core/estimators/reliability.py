@@ -110,5 +110,7 @@ def _advice(verdict: str, rho: float, scale: float, growth: float, n: int) -> st
         return (f"the scores rank the instances as leaving them out does, but their sizes are "
                 f"off: {said}; read them as a ranking")
     return (f"the scores do not predict leaving an instance out of this run: {said}; the "
-            "sweep is exact, the run is too nonlinear for a first-order estimate: sweep the "
-            "last epochs only (epochs=1), or rank by the query over training (at='epochs')")
+            "sweep is exact, the run is too nonlinear for a first-order estimate: take them as "
+            "a first guess and confirm a removal by retraining (sgi.leave_out), or try "
+            "epochs='auto' (the last epochs before the adjoint grows 10x; closer on ResNet-18, "
+            "not on BERT: docs/design.md, 'Deep models')")

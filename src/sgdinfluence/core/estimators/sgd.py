@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 from torch import nn
 from torch.func import jvp, vjp, vmap
 from tqdm.auto import tqdm
 
-from ...errors import Error
+from ...errors import Error, RunFileError
 from .. import distributed
 from ..objective import (
     Objective,
@@ -19,6 +20,7 @@ from ..objective import (
     tracked_batch_norms,
 )
 from ..train import Run
+from ..trajectory import _digest, read_run_file, write_run_file
 
 Checkpoint = Callable[[], tuple[torch.Tensor, dict]]  # a query term's gradients at a step
 ROW_BUDGET = 2**20  # query rows x batch size x parameters handled by one batched reverse pass
@@ -28,7 +30,9 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
                   progress: bool = False,
                   checkpoints: Mapping[int, Checkpoint] | None = None,
                   statistics: dict[str, torch.Tensor] | None = None,
-                  norms: list | None = None) -> torch.Tensor:
+                  norms: list | None = None, resume: dict | None = None,
+                  save: Callable[[dict], None] | None = None, damping: float = 0.0
+                  ) -> torch.Tensor:
     """Estimate ``⟨u, θ_{-j}[T] - θ[T]⟩`` for every query row u of U (M, P) and every
     training index j: returns (M, N). ``epochs=k`` sweeps over the last k epochs only
     (``epochs=1`` is the paper's last-epoch approximation). ``hessian=False`` drops the
@@ -47,20 +51,40 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
     reads them, and training made them): their adjoint is carried beside U
     (:class:`RunningStatistics`). ``norms``, if given, gets ‖u‖ (M,) at θ[T] and at the
     start of each epoch swept, backwards: how much the sweep amplifies the query.
+
+    ``save``, if given, is called at the start of each epoch swept (backwards) with the
+    sweep's state there, a dict of tensors; ``resume=`` such a dict continues the sweep from
+    that point, with the same result as a sweep never interrupted (:class:`SweepFile`).
+    Its ``scores`` at the start of epoch e are the scores of the sweep over the last
+    E − e epochs (a tensor the sweep goes on adding to: copy it to keep it).
+
+    ``damping`` λ > 0: the adjoint of a step gains λ G beside H_t G, so under plain SGD
+    u ← u − η_t (H_t + λI) u: the exact derivative of the run's linearisation with an extra
+    λ/2‖θ‖² that belongs to no instance (the trajectory is the one recorded). A step's
+    contribution then fades by about (1 − η λ) per later step, as in segmented, damped
+    unrolling (Bae et al. 2024). 0 is Algorithm 2, bit for bit.
     """
     adjoint = StepAdjoint(run.objective(functional=True), hessian)
     stats = (RunningStatistics(run, adjoint.objective.model, statistics)
              if statistics and hessian else None)
     optimizer = run.optimizer
     start = 0 if epochs is None else run.epoch_starts[run.epochs - epochs]
-    steps = range(run.num_steps - 1, start - 1, -1)              # t = T-1, ..., start
-    local = [distributed.shard(run.batches[t]) for t in steps]  # all of S_t in one process
-    data = run.train.batches(local, [run.seeds[t] for t in steps])
     scores = torch.zeros(len(U), run.num_train, dtype=U.dtype, device=U.device)
     rest = tuple(torch.zeros_like(U) for _ in range(optimizer.slots))  # 0 after the last step
-    starts = set(run.epoch_starts)
-    if norms is not None:
+    last = run.num_steps - 1
+    if resume is not None:                                     # the state at θ[t], saved
+        last, U, scores = resume["t"] - 1, resume["U"], resume["scores"]
+        rest = tuple(resume["rest"])
+        if stats is not None:
+            stats.V = dict(resume["V"])
+        if norms is not None:
+            norms[:] = list(resume["norms"])
+    elif norms is not None:
         norms.append(torch.linalg.vector_norm(U, dim=1))
+    steps = range(last, start - 1, -1)                          # t = T-1, ..., start
+    local = [distributed.shard(run.batches[t]) for t in steps]  # all of S_t in one process
+    data = run.train.batches(local, [run.seeds[t] for t in steps])
+    starts = set(run.epoch_starts)
     with mode(adjoint.objective.model, train=True):
         for t, part, (x, y) in tqdm(zip(steps, local, data, strict=True), total=len(steps),
                                     desc="influence sweep", disable=not progress, leave=False):
@@ -81,12 +105,29 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
             scores.index_add_(1, part.to(scores.device), -dW)  # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
             if HG is not None:
                 U = U + HG                                     # u ← (I - η_t H_t) u
+            if damping:
+                U = U + damping * G                            # u ← u - η_t λ u
             if stats is not None:                              # u += m (∂s_t/∂θ)ᵀ v; v ← (1-m) v
                 U = U + stats.step(adjoint.objective, t, theta, x, y, distributed.pieces(
                     len(part), run.micro_at(t), run.seeds[t]), G)
             if norms is not None and t in starts:               # u at the start of an epoch
                 norms.append(torch.linalg.vector_norm(U, dim=1))
+            if save is not None and t in starts:
+                save({"t": t, "U": U, "rest": list(rest), "scores": scores,
+                      "V": {} if stats is None else stats.V, "norms": list(norms or [])})
     return distributed.all_reduce(scores)
+
+
+def auto_epochs(norms: list[torch.Tensor], max_growth: float) -> torch.Tensor:
+    """The last-k-epoch rule (``epochs="auto"``): for each query row, the most epochs k ≥ 1
+    over which the adjoint grows at most ``max_growth`` times: ‖u‖ at the start of each of
+    the last k epochs ≤ ``max_growth`` ‖u(θ[T])‖. ``norms`` as :func:`sgd_influence` fills
+    it over a full sweep (‖u‖ (M,) at θ[T], then at each epoch start, backwards). (M,) ints.
+    """
+    start = norms[0]
+    growth = torch.stack([n / torch.where(start > 0, start, 1) for n in norms[1:]])  # (E, M)
+    within = torch.cumprod((growth <= max_growth).long(), dim=0)  # 1 while all epochs so far
+    return within.sum(0).clamp(min=1)
 
 
 def _shard_adjoint(adjoint: StepAdjoint, run: Run, t: int, part, theta, x, y, G):
@@ -300,3 +341,41 @@ class StepAdjoint:
 
     def _split(self, outs: list[torch.Tensor]) -> tuple[torch.Tensor | None, torch.Tensor]:
         return (outs[0], outs[1]) if self.hessian else (None, outs[0])
+
+
+class SweepFile:
+    """A sweep's state saved at each epoch start to ``path`` (atomically, tensors and plain
+    data only, with a run file's digest), so that a sweep of hours that is interrupted
+    continues from the last epoch start it reached: ``influence(..., checkpoint=path)``. The
+    file names what it sweeps (``key``: the query's rows, the run, the options, as digests);
+    a file of another sweep, or not of a sweep, is refused. Removed once the sweep is done."""
+
+    def __init__(self, path, key: dict):
+        self.path = Path(path)
+        self.key = {k: _digest(v) if isinstance(v, torch.Tensor) else v for k, v in key.items()}
+        if not self.path.parent.is_dir():
+            raise Error(f"checkpoint {self.path}: the directory {self.path.parent} does not "
+                        "exist; create it or give another path")
+
+    def load(self, device: torch.device) -> dict | None:
+        """The saved state, or None when there is none yet."""
+        if not self.path.exists():
+            return None
+        try:
+            p = read_run_file(self.path, map_location=device)
+        except RunFileError as e:
+            raise Error(f"checkpoint {self.path} exists and is not a saved sweep ({e}); "
+                        "give a new path") from e
+        if p.get("kind") != "sweep":
+            raise Error(f"checkpoint {self.path} is a run file, not a saved sweep; give a "
+                        "new path")
+        if p.get("key") != self.key:
+            raise Error(f"checkpoint {self.path} holds the sweep of another run, query or "
+                        "options; delete it or give another path")
+        return p["state"]
+
+    def save(self, state: dict) -> None:
+        write_run_file(self.path, {"kind": "sweep", "key": self.key, "state": state})
+
+    def done(self) -> None:
+        self.path.unlink(missing_ok=True)
