@@ -417,15 +417,15 @@ def parser() -> Parser:
     p.add_argument("--k", type=int_list, help="numbers to remove, e.g. 10,30,100 "
                    "(default: the paper's 1,3,6,10,...,10000 up to half the training set)")
     p.add_argument("--methods", type=method_list, default=None,
-                   help=f"comma-separated, of auto,{','.join(METHODS)} (default "
+                   help=f"comma-separated, of auto,{','.join(METHODS)} (default: "
                    f"{','.join(DEFAULT_METHODS)}; auto: the method the data calls for, "
                    "training-loss for label noise, sgd-epochs for a target-specific failure, "
                    "else sgd; the report says why)")
     p.add_argument("--retrain", choices=["last", "all", "fresh"], default=None,
-                   help="retrain the last epoch only (fast; the default), or all epochs (the "
-                   "default with --target: a failure learned early outlives a last epoch); "
-                   "fresh (with --target): measure each round on a new training of the kept "
-                   "rows with a new seed")
+                   help="after removing the k most harmful, retrain the last epoch only "
+                   "(fast), or all epochs (default: last; all with --target: a failure learned "
+                   "early outlives a last epoch); fresh (with --target): measure each round on "
+                   "a new training of the kept rows with a new seed")
     p.add_argument("--rounds", type=rounds_arg, default=None,
                    help="with --target: repair in rounds, each ranking a new training of the "
                    "rows kept, until the target's held-out error is no longer significantly "
