@@ -19,8 +19,9 @@ runs them in one go. Each stage's result is kept in ``--work`` (default out/cifa
 
 Methods: SGD-influence over all epochs and over the last epoch, and random removal (3 draws,
 for the noise band). k: the paper's list up to a fifth of the training set. The chosen k is
-the report's rule (:func:`sgdinfluence.app.cleanse.best_k`: the lowest validation error among
-the k whose removal fixed significantly more validation images than it broke).
+the report's rule (:func:`sgdinfluence.app.cleanse.best_k`: the smallest k whose removal fixed
+significantly more validation images than it broke and that the best such k does not beat
+significantly).
 """
 
 from __future__ import annotations
