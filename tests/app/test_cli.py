@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -283,9 +284,11 @@ def test_ctrl_c_and_kill_leave_nothing_behind(cancer_csv, tmp_path, capsys, monk
     path, _ = cancer_csv
     for signum in (signal.SIGINT, signal.SIGTERM):
         def interrupted(*args, signum=signum):  # while the output is being written
-            os.kill(os.getpid(), signum)
-            time.sleep(60)  # the signal's handler ends this at once; a loaded machine may
-            raise AssertionError("the signal was not delivered in 60 s")  # take seconds
+            # to the main thread: sent to the process, a signal may land in a torch or tqdm
+            # thread and leave this sleep to run out
+            signal.pthread_kill(threading.main_thread().ident, signum)
+            time.sleep(60)  # the signal's handler ends this at once
+            raise AssertionError("the signal was not delivered in 60 s")
         monkeypatch.setattr(report, "render", interrupted)
         line = fails(["cleanse", str(path), *CSV_ARGS, "--out", str(tmp_path / "out")], capsys,
                      code=130)
