@@ -1,8 +1,26 @@
 """The small float64 problem the exactness tests share: 5 features, a noisy linear boundary."""
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from sgdinfluence.app.models import mlp
+
+
+def per_sample(outputs, targets):
+    """The oracle's per-instance loss: cross-entropy, one value per row."""
+    return F.cross_entropy(outputs, targets, reduction="none")
+
+
+def val_loss(val):
+    """The query: the mean cross-entropy on ``val`` = (X, y), as a function of the forward."""
+    return lambda forward: F.cross_entropy(forward(val[0]), val[1])
+
+
+def rel_err(a, b):
+    """The largest difference relative to the largest magnitude of ``b``."""
+    a, b = np.asarray(a), np.asarray(b)
+    return np.abs(a - b).max() / np.abs(b).max()
 
 
 def small_problem(model_fn=lambda d: mlp(d, hidden=(8, 8)), n=40, n_val=30, d=5, seed=0):

@@ -5,28 +5,13 @@ holds at its epoch starts; and epochs="auto", the last k epochs by the adjoint's
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import sgdinfluence as sgi
 from oracle import unrolled_optimizer
-from problems import small_problem
+from problems import per_sample, rel_err, small_problem, val_loss
 from sgdinfluence.core.estimators import _statistics
 from sgdinfluence.core.estimators.sgd import auto_epochs, sgd_influence
 from sgdinfluence.core.queries import Query
-
-
-def per_sample(outputs, targets):
-    return F.cross_entropy(outputs, targets, reduction="none")
-
-
-def val_loss(val):
-    return lambda forward: F.cross_entropy(forward(val[0]), val[1])
-
-
-def rel_err(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.abs(a - b).max() / np.abs(b).max()
-
 
 OPTIMIZERS = {
     "sgd": dict(optimizer="sgd", weight_decay=0.01),

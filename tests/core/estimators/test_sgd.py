@@ -11,7 +11,7 @@ from scipy.stats import kendalltau
 
 import sgdinfluence as sgi
 from oracle import unrolled, unrolled_optimizer
-from problems import small_problem
+from problems import per_sample, rel_err, small_problem, val_loss
 from sgdinfluence.app.models import logistic_regression, mlp
 from sgdinfluence.core.augment import RandomCrop
 
@@ -21,19 +21,6 @@ def decaying(t):
 
 
 MODELS = {"logreg": logistic_regression, "mlp": lambda d: mlp(d, hidden=(8, 8))}
-
-
-def per_sample(outputs, targets):
-    return F.cross_entropy(outputs, targets, reduction="none")
-
-
-def val_loss(val):
-    return lambda forward: F.cross_entropy(forward(val[0]), val[1])
-
-
-def rel_err(a, b):
-    a, b = np.asarray(a), np.asarray(b)
-    return np.abs(a - b).max() / np.abs(b).max()
 
 
 @pytest.mark.parametrize("name", MODELS)
