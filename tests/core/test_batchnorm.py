@@ -107,6 +107,36 @@ def test_an_interrupted_sweep_continues_from_its_checkpoint_to_the_same_scores(t
     assert not path.exists()  # removed once done
 
 
+def test_a_checkpoint_resumes_where_the_query_gradient_was_summed_in_another_order(
+        tmp_path, monkeypatch):
+    # another number of threads sums the query's gradient in another order: its digest
+    # differs in the last bits, and the sweep must still continue; another query must not
+    from sgdinfluence.core.trajectory import read_run_file, write_run_file
+    model, train, val = problem(4)
+    run = sgi.fit(model, train, epochs=3, batch_size=8, lr=0.2)
+    whole = sgi.influence(run, val)
+    path = tmp_path / "sweep.pt"
+    real = SweepFile.save
+
+    def save_then_stop(self, state):
+        real(self, state)
+        raise Interrupted
+
+    monkeypatch.setattr(SweepFile, "save", save_then_stop)
+    with pytest.raises(Interrupted):
+        sgi.influence(run, val, checkpoint=path)
+    monkeypatch.setattr(SweepFile, "save", real)
+    saved = read_run_file(path)
+    saved["key"]["query"] = "digest of the same gradient summed in another order"
+    saved["query"] = saved["query"] * (1 + 1e-14 * torch.randn_like(saved["query"]))
+    write_run_file(path, saved)
+    np.testing.assert_array_equal(sgi.influence(run, val, checkpoint=path), whole)
+    saved["query"] = saved["query"] * (1 + 1e-6 * torch.randn_like(saved["query"]))
+    write_run_file(path, saved)
+    with pytest.raises(sgi.Error, match="holds the sweep of another run, query or options"):
+        sgi.influence(run, val, checkpoint=path)
+
+
 def test_a_checkpoint_path_that_is_not_a_sweep_is_refused(tmp_path):
     model, train, val = problem(3)
     run = sgi.fit(model, train, epochs=1, batch_size=8, lr=0.2)
