@@ -45,6 +45,34 @@ def test_the_sweep_follows_the_running_statistics_to_the_query():
     assert np.abs(blind - expected.numpy()).max() / np.abs(expected.numpy()).max() > 1e-2
 
 
+@pytest.mark.parametrize("vmapped", [True, False])
+def test_the_statistics_term_joins_the_steps_own_reverse_pass_for_every_query_row(
+        vmapped, monkeypatch):
+    # a step of one forward takes the statistics' term in the adjoint's passes (no forward
+    # of its own), vmapped over the query rows or, where vmap is refused, row by row
+    from sgdinfluence.core.estimators import sgd
+
+    model, train, val = problem(5)
+    run = sgi.fit(model, train, epochs=2, batch_size=8, lr=0.2)
+    half = (val[0][:8], val[1][:8])
+    expected = [unrolled_optimizer(model, *train, per_sample, run.batches, run.lrs,
+                                   lambda f, q=q: F.cross_entropy(f(q[0]), q[1]))[0].numpy()
+                for q in (val, half)]
+
+    def unused(*args, **kwargs):
+        raise AssertionError("the statistics' term took a forward of its own")
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("vmap: refused here")
+
+    monkeypatch.setattr(sgd.RunningStatistics, "step", unused)
+    if not vmapped:
+        monkeypatch.setattr(sgd, "vmap", refused)
+    scores = sgi.influence(run, [val, half])
+    for row, exact in zip(scores, expected, strict=True):
+        assert np.abs(row - exact).max() / np.abs(exact).max() < 1e-9
+
+
 def test_leave_one_out_retrains_the_running_statistics_too():
     model, train, val = problem(1)
     run = sgi.fit(model, train, epochs=2, batch_size=8, lr=0.2)

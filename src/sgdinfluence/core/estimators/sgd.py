@@ -23,6 +23,8 @@ from ..train import Run
 from ..trajectory import _digest, read_run_file, write_run_file
 
 Checkpoint = Callable[[], tuple[torch.Tensor, dict]]  # a query term's gradients at a step
+Extra = Callable[[], tuple[list[torch.Tensor], list[torch.Tensor]]]  # more outputs of a
+# step's forward, and their cotangents (M, ...), to pull back to θ with H_t G
 ROW_BUDGET = 2**20  # query rows x batch size x parameters handled by one batched reverse pass
 
 
@@ -101,15 +103,18 @@ def sgd_influence(run: Run, U: torch.Tensor, epochs: int | None = None, hessian:
             else:                                              # (θ, slots) = step(θ, slots, g_t)
                 U, rest, G = _reverse_update(adjoint.objective, run, theta, slots, t, part, x,
                                              y, U, rest)
-            HG, dW = _shard_adjoint(adjoint, run, t, part, theta, x, y, G)  # H_t G, ⟨G,∇ℓ_j⟩/|S_t|
+            # H_t G and ⟨G, ∇ℓ_j⟩/|S_t|; batch norm's statistics term (below) in the same
+            # passes where the step allows (``fused``: one forward, no layer reading them)
+            pieces = distributed.pieces(len(part), run.micro_at(t), run.seeds[t])
+            fused = stats.fused(t, pieces) if stats is not None else None
+            HG, dW = _shard_adjoint(adjoint, run, t, part, theta, x, y, G, fused)
             scores.index_add_(1, part.to(scores.device), -dW)  # score[j] += η_t/|S_t| ⟨u, ∇ℓ_j⟩
             if HG is not None:
                 U = U + HG                                     # u ← (I - η_t H_t) u
             if damping:
                 U = U + damping * G                            # u ← u - η_t λ u
-            if stats is not None:                              # u += m (∂s_t/∂θ)ᵀ v; v ← (1-m) v
-                U = U + stats.step(adjoint.objective, t, theta, x, y, distributed.pieces(
-                    len(part), run.micro_at(t), run.seeds[t]), G)
+            if stats is not None and fused is None:            # u += m (∂s_t/∂θ)ᵀ v; v ← (1-m) v
+                U = U + stats.step(adjoint.objective, t, theta, x, y, pieces, G)
             if norms is not None and t in starts:               # u at the start of an epoch
                 norms.append(torch.linalg.vector_norm(U, dim=1))
             if save is not None and t in starts:
@@ -130,11 +135,13 @@ def auto_epochs(norms: list[torch.Tensor], max_growth: float) -> torch.Tensor:
     return within.sum(0).clamp(min=1)
 
 
-def _shard_adjoint(adjoint: StepAdjoint, run: Run, t: int, part, theta, x, y, G):
+def _shard_adjoint(adjoint: StepAdjoint, run: Run, t: int, part, theta, x, y, G,
+                   fused: Extra | None = None):
     """The step's adjoint on this process's part of S_t, in the same dropout and crops as
     training: all of it in one process; in a process group, each rank's share scaled by
     |part| / |S_t| and H_t G summed over the ranks. A step accumulated over micro-batches
-    is reversed micro-batch by micro-batch, each scaled by its share of S_t."""
+    is reversed micro-batch by micro-batch, each scaled by its share of S_t. ``fused``: the
+    batch-norm statistics' term, taken in the same passes (a step of one piece)."""
     size = len(run.batches[t])
     HGs: list[torch.Tensor] = []
     dWs: list[torch.Tensor] = []
@@ -143,7 +150,7 @@ def _shard_adjoint(adjoint: StepAdjoint, run: Run, t: int, part, theta, x, y, G)
         if not n:  # more ranks (or micro-batches) than the batch has instances
             continue
         with replay_rng(seed, G.device):
-            HG, dW = adjoint(theta, x[piece], y[piece], G)
+            HG, dW = adjoint(theta, x[piece], y[piece], G, fused)
         if n != size:
             HG, dW = (None if HG is None else HG * (n / size)), dW * (n / size)
         if HG is not None:
@@ -214,13 +221,31 @@ class RunningStatistics:
                 self.seen.append((name, args[0]))
         return record
 
+    def _reading(self, t: int) -> set[str]:
+        """The layers that read their running statistics at step t, which then depend on θ."""
+        return {name for name, m in self.model.named_modules()
+                if name in self.momentum and not m.training and self.first_train[name] < t}
+
+    def fused(self, t: int, pieces) -> Extra | None:
+        """The step's term taken in the step adjoint's own passes (:class:`StepAdjoint`):
+        the layers' inputs recorded in its forward, their statistics' pullback joined to its
+        reverse pass; then V decays. For a step of one forward where no layer reads its
+        statistics (else None, and :meth:`step` takes the term with a forward of its own)."""
+        if len(pieces) != 1 or self._reading(t):
+            return None
+        self.seen = []
+
+        def terms() -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+            seen, self.seen = self.seen or [], None
+            return self._terms(seen)
+        return terms
+
     def step(self, objective: Objective, t: int, theta: torch.Tensor, x, y, pieces,
              G: torch.Tensor) -> torch.Tensor:
         """The step's term of u, m (∂s/∂θ)ᵀ V summed over its train-mode forwards; then V
         decays there, and gains (∂g_t/∂r)ᵀ G where a layer read r in eval mode."""
         theta = theta.detach().requires_grad_()
-        reading = {name for name, m in self.model.named_modules()
-                   if name in self.momentum and not m.training and self.first_train[name] < t}
+        reading = self._reading(t)
         read = {f"{n}.{stat}": self.V[f"{n}.{stat}"].new_zeros(0) for n in reading
                 for stat in ("running_mean", "running_var")}
         if reading:
@@ -249,6 +274,17 @@ class RunningStatistics:
                                         materialize_grads=True)
             for key, extra in zip(read, parts, strict=True):
                 self.V[key] = self.V[key] + extra.detach()
+        outs, cotangents = self._terms(seen)
+        if not outs:
+            return theta.new_zeros(len(G), len(theta))
+        (term,) = torch.autograd.grad(outs, theta, cotangents, is_grads_batched=True,
+                                      allow_unused=True, materialize_grads=True)
+        return term.detach()
+
+    def _terms(self, seen: list[tuple[str, torch.Tensor]]
+               ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """The statistics s of the step's train-mode forwards (inputs ``seen``, in order) and
+        their cotangents m (1 − m)^(later forwards) V; then V decays by (1 − m)^forwards."""
         outs, cotangents = [], []
         for c, (name, h) in enumerate(seen):
             m = self.momentum[name]
@@ -262,11 +298,7 @@ class RunningStatistics:
             for stat in ("running_mean", "running_var"):
                 key = f"{name}.{stat}"
                 self.V[key] = self.V[key] * (1 - self.momentum[name]) ** times
-        if not outs:
-            return theta.new_zeros(len(G), len(theta))
-        (term,) = torch.autograd.grad(outs, theta, cotangents, is_grads_batched=True,
-                                      allow_unused=True, materialize_grads=True)
-        return term.detach()
+        return outs, cotangents
 
 
 class StepAdjoint:
@@ -291,41 +323,47 @@ class StepAdjoint:
         self.batched = True  # until a backward formula turns out not to support vmap
 
     def __call__(self, theta: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
-                 U: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        if len(U) == 1 and self.forward_mode:
+                 U: torch.Tensor, extra: Extra | None = None
+                 ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        if len(U) == 1 and self.forward_mode and extra is None:
             return self.reverse_over_forward(theta, x, y, U[0])
-        return self.reverse_over_reverse(theta, x, y, U)
+        return self.reverse_over_reverse(theta, x, y, U, extra)
 
-    def reverse_over_reverse(self, theta, x, y, U):
+    def reverse_over_reverse(self, theta, x, y, U, extra: Extra | None = None):
         """The oracle's derivative (docs/design.md): with instance weights w (B,) = 1 and
         g(θ, w) = ∇_θ (1/B) Σ_i w_i ℓ_i(θ), ⟨u, g⟩ has gradient H u in θ and ⟨u, ∇ℓ_i⟩/B in
         w_i. One forward and one reverse pass that keeps its graph, shared by all rows; then
         one reverse pass through that graph per row, vmapped over as many rows as fit
         ``ROW_BUDGET`` (one at a time on a model the size of the MNIST CNN, where batching
-        them only cost memory), or row by row if a backward formula refuses vmap."""
+        them only cost memory), or row by row if a backward formula refuses vmap.
+        ``extra()``, called after the forward, gives more of its outputs and their cotangents
+        (M, ...): their pullback to θ joins H u in the same reverse pass."""
         theta = theta.detach().requires_grad_()
         w = torch.ones(len(x), dtype=theta.dtype, device=theta.device, requires_grad=True)
         (g,) = torch.autograd.grad(self.objective.batch(theta, w, x, y), theta,
                                    create_graph=True)
+        outs, cotangents = extra() if extra is not None else ([], [])
         wrt = (theta, w) if self.hessian else (w,)
 
-        def pullback(u, retain=True):  # the gradients of ⟨u, g⟩ in wrt
+        def pullback(u, *more, retain=True):  # the gradients of ⟨u, g⟩ (+ Σ⟨c, out⟩) in wrt
             # (allow_unused: with a loss linear in θ, H = 0 and g has no path back to θ)
-            return torch.autograd.grad(g, wrt, u, retain_graph=retain, allow_unused=True,
-                                       materialize_grads=True)
+            return torch.autograd.grad([g, *outs], wrt, [u, *more], retain_graph=retain,
+                                       allow_unused=True, materialize_grads=True)
 
         if len(U) == 1:
-            return self._split([o[None] for o in pullback(U[0], retain=False)])
+            return self._split([o[None] for o in pullback(U[0], *(c[0] for c in cotangents),
+                                                          retain=False)])
         rows = min(len(U), ROW_BUDGET // (len(x) * len(theta)))
         if rows > 1 and self.batched:
             try:
-                parts = [vmap(pullback)(block) for block in U.split(rows)]
+                blocks = zip(U.split(rows), *(c.split(rows) for c in cotangents), strict=True)
+                parts = [vmap(pullback)(*block) for block in blocks]
                 return self._split([torch.cat(o) for o in zip(*parts, strict=True)])
             except RuntimeError as e:  # e.g. convolutions of channels-last (cropped) images
                 if "vmap" not in str(e):
                     raise
                 self.batched = False  # and go on with the same graph, row by row
-        parts = [pullback(u) for u in U]
+        parts = [pullback(u, *(c[i] for c in cotangents)) for i, u in enumerate(U)]
         return self._split([torch.stack(o) for o in zip(*parts, strict=True)])
 
     def reverse_over_forward(self, theta, x, y, u):
