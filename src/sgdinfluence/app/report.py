@@ -337,7 +337,7 @@ def _curve_table(result: Result) -> str:
                                                                     else "" for k in ks]
                              for m, c in result.target_curves.items()}}, index=ks)
     frame.index.name = "k"
-    return frame.T.to_html(classes="curve", border=0)
+    return '<div class="wide">' + frame.T.to_html(classes="curve", border=0) + "</div>"
 
 
 def diagnosis_text(result: Result) -> str | None:
@@ -390,7 +390,8 @@ def _rounds_table(result: Result) -> str:
             "rows stay, its model is not kept). Errors after "
             f"each round: {html.escape(after)}. Round 0: the model as trained. Stopped: "
             f"{html.escape(rep.why)}.</p>\n"
-            + shown.to_html(index=False, classes="rounds", border=0))
+            + '<div class="wide">' + shown.to_html(index=False, classes="rounds", border=0)
+            + "</div>")
 
 
 CSS = """
@@ -405,6 +406,9 @@ table { border-collapse: collapse; font-size: .85em; }
 td, th { padding: .25em .6em; border-bottom: 1px solid #e3e3e3; text-align: right;
          white-space: nowrap; }
 .wide { overflow-x: auto; }
+.curve th, .rounds th { white-space: normal; }  /* long headers wrap; a table still too wide
+                                                   scrolls in its .wide box */
+.curve tbody th { min-width: 14em; text-align: left; } .rounds th { max-width: 8em; }
 .gallery { display: flex; flex-wrap: wrap; gap: 10px; }
 figure { margin: 0; width: 112px; text-align: center; font-size: .75em; }
 figure img { image-rendering: pixelated; width: 84px; height: 84px; border: 1px solid #ccc; }
