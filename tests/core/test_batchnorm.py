@@ -13,6 +13,7 @@ from torch import nn
 
 import sgdinfluence as sgi
 from oracle import unroll, unrolled_optimizer
+from problems import per_sample
 from sgdinfluence.core.estimators.sgd import SweepFile, sgd_influence
 from sgdinfluence.core.queries import Query
 
@@ -25,10 +26,6 @@ def problem(seed=0):
     model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8, momentum=0.3), nn.ReLU(),
                           nn.Linear(8, 2)).double()
     return model, (X[:40], y[:40]), (X[40:], y[40:])
-
-
-def per_sample(o, t):
-    return F.cross_entropy(o, t, reduction="none")
 
 
 def test_the_sweep_follows_the_running_statistics_to_the_query():

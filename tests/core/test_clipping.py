@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 import sgdinfluence as sgi
 from oracle import unroll, unrolled_optimizer
-from problems import small_problem
+from problems import per_sample, small_problem
 from sgdinfluence.errors import ConfigError, Error
 
 # name: (fit's optimizer options, torch optimizer, its options, weight decay)
@@ -24,10 +24,6 @@ CONFIGS = {
 }
 CLIPS = {"norm": dict(max_grad_norm=0.4), "value": dict(clip_grad_value=0.05),
          "both": dict(clip_grad_value=0.1, max_grad_norm=0.4)}
-
-
-def per_sample(outputs, targets):
-    return F.cross_entropy(outputs, targets, reduction="none")
 
 
 def torch_loop(model, train, batches, lrs, make, options, weight_decay, clip):

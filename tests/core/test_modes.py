@@ -14,6 +14,7 @@ from torch import nn
 
 import sgdinfluence as sgi
 from oracle import unroll, unrolled_optimizer
+from problems import per_sample
 
 N, D = 40, 5
 
@@ -51,10 +52,6 @@ def user_loop(model, train, batches, modes, recorder=None):
             F.cross_entropy(model(train[0][idx]), train[1][idx]).backward()
             opt.step()
     return model
-
-
-def per_sample(outputs, targets):
-    return F.cross_entropy(outputs, targets, reduction="none")
 
 
 def test_a_recorded_loop_with_parts_in_eval_mode_is_replayed_exactly():

@@ -5,12 +5,12 @@ import copy
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
 import oracle
 from oracle import unroll, unrolled, unrolled_optimizer
+from problems import per_sample, val_loss
 
 N, N_VAL, D, EPOCHS, BATCH = 40, 30, 5, 3, 7
 
@@ -32,14 +32,6 @@ def problem(model_name, seed=0, dropout=0.0):
     batches = [perm[i:i + BATCH] for perm in perms for i in range(0, N, BATCH)]
     seeds = torch.randint(0, 2**62, (len(batches),), generator=g).tolist()
     return model.double(), (X[:N], y[:N]), (X[N:], y[N:]), batches, seeds
-
-
-def per_sample(outputs, targets):
-    return F.cross_entropy(outputs, targets, reduction="none")
-
-
-def val_loss(val):
-    return lambda forward: F.cross_entropy(forward(val[0]), val[1])
 
 
 def rates(lr0, steps):

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import sgdinfluence as sgi
 from oracle import unrolled_optimizer
-from problems import small_problem
+from problems import per_sample, small_problem
 from sgdinfluence.app.models import logistic_regression, mlp
 from sgdinfluence.errors import ConfigError
 
@@ -28,10 +28,6 @@ WD = 0.01
 
 def decaying(t):
     return 0.1 / np.sqrt(t + 1)
-
-
-def per_sample(outputs, targets):
-    return F.cross_entropy(outputs, targets, reduction="none")
 
 
 def run_of(name, model_name="mlp", **extra):

@@ -9,7 +9,7 @@ from scipy.stats import kendalltau
 
 import sgdinfluence as sgi
 from oracle import unroll
-from problems import small_problem
+from problems import per_sample, small_problem
 from sgdinfluence.app.models import mlp
 
 
@@ -24,10 +24,6 @@ def mean_over_epoch_ends(model, train, run, val, w):
         with torch.no_grad():
             total += F.cross_entropy(forward(val[0]), val[1]).item()
     return total / len(ends)
-
-
-def per_sample(outputs, targets):
-    return F.cross_entropy(outputs, targets, reduction="none")
 
 
 def test_select_is_the_literal_ranking_by_retraining():
