@@ -11,9 +11,15 @@ same machine state), after a warm-up, median of ``--reps`` repetitions:
                         1 epoch, η = 0.05, float32 (``--crops``: with random crops); also
                         with momentum 0.9 and with Adam (η = 1e-3), whose sweeps reverse the
                         optimizer's update as well
+  CIFAR CNN             the paper's CIFAR-10 network (batch norm; 307,946 parameters) on 640
+                        random images shaped like CIFAR-10 (speed does not depend on the
+                        pixels), batch 64, 1 epoch, η = 0.05, float32; and with its running
+                        statistics' term taken by a forward of its own, as before it joined
+                        the step's passes
 
 For each: seconds of training, of the sweep for the mean validation loss (one query; the
-sweep alone, given U = ∇Q(θ[T]), whose one pass over the validation set is left out), and
+sweep alone, given U = ∇Q(θ[T]) and, with batch norm, ∂Q/∂r for its running statistics r,
+whose one pass over the validation set is left out), and
 their ratio. Then the CNN sweep for 1, 10 and 100 per-example queries
 (``sgi.PerExample``), on a smaller run, and a plain reference for the single query: a Python
 loop with one backward per training instance, checked against the sweep.
@@ -34,11 +40,12 @@ import torch
 
 import sgdinfluence as sgi
 from sgdinfluence.app.data.sources import adult, mnist
-from sgdinfluence.app.models import mlp, mnist_cnn
+from sgdinfluence.app.models import cifar_cnn, mlp, mnist_cnn
 from sgdinfluence.core.augment import RandomCrop
-from sgdinfluence.core.estimators.sgd import sgd_influence
+from sgdinfluence.core.estimators import _statistics
+from sgdinfluence.core.estimators.sgd import RunningStatistics, sgd_influence
 from sgdinfluence.core.objective import mode, replay_rng
-from sgdinfluence.core.queries import query_matrix
+from sgdinfluence.core.queries import Query, query_matrix
 
 
 def per_instance_loop(run: sgi.Run, u: torch.Tensor) -> torch.Tensor:
@@ -71,8 +78,9 @@ def side_by_side(fit, queries: dict, reps: int) -> tuple[float, dict]:
     """Median seconds of ``fit()`` and of the sweep for each of ``queries`` (name -> query),
     interleaved. The sweep alone: the query gradients U = ∇Q(θ[T]) are computed untimed."""
     def sweep(run, query):
-        U = query_matrix(run, query)[0]
-        return timed(lambda: sgd_influence(run, U))[0]
+        q = Query(run, query)
+        U, statistics = q.gradients(q.objective.flatten()), _statistics(run, q)  # (batch norm)
+        return timed(lambda: sgd_influence(run, U, statistics=statistics))[0]
 
     run = fit()
     for query in queries.values():  # warm up
@@ -159,6 +167,20 @@ def main() -> None:
         rows.append(("MNIST CNN" + (" + crops" if args.crops else "") + label,
                      fit_cnn(args.n).num_steps, t_fit, t["sweep"]))
     cnn_row = rows[-len(optimizers)]
+
+    g = torch.Generator().manual_seed(0)
+    bn_train = (torch.rand(640, 3, 32, 32, generator=g), torch.randint(0, 10, (640,), generator=g))
+    bn_val = (torch.rand(1000, 3, 32, 32, generator=g), torch.randint(0, 10, (1000,), generator=g))
+    torch.manual_seed(0)
+    bn = cifar_cnn()
+    fit_bn = lambda: sgi.fit(bn, bn_train, epochs=1, batch_size=64, lr=0.05)  # noqa: E731
+    fused = RunningStatistics.fused
+    for label, variant in (("CIFAR CNN (batch norm)", fused),
+                           ("  statistics by a forward of their own", lambda *a: None)):
+        RunningStatistics.fused = variant
+        t_fit, t = side_by_side(fit_bn, {"sweep": bn_val}, args.reps)
+        rows.append((label, fit_bn().num_steps, t_fit, t["sweep"]))
+    RunningStatistics.fused = fused
 
     counts = (1, 10, 100)
     queries = {m: sgi.PerExample((cnn_val[0][:m], cnn_val[1][:m])) for m in counts}
