@@ -1,7 +1,7 @@
 """The paper's Sec 7.2 CIFAR-10 curve at full size on the CPU, in stages that survive an
 interruption: run the same command again and it continues where it stopped.
 
-    OMP_NUM_THREADS=1 python benchmarks/cifar_full.py --data-dir ../shared/data [--jobs 2]
+    OMP_NUM_THREADS=1 python benchmarks/cifar_full.py --data-dir ../shared/data --jobs 2
 
 40,000 training and 10,000 validation images (the JPEG copy of CIFAR-10; the test split's
 10,000 for test error), the authors' network and settings (20 epochs of SGD, batch 64,
@@ -23,9 +23,12 @@ the report's rule (:func:`sgdinfluence.app.cleanse.best_k`: the smallest k whose
 significantly more validation images than it broke and that the best such k does not beat
 significantly).
 
-``--jobs n`` shares the retraining stages among n processes (each one thread where
-OMP_NUM_THREADS=1: on this machine's 2 cores, 2 processes of one thread retrain about twice as
-fast as one of two); training and the sweeps stay in one process.
+Processes running this script side by side share the stages: each claims a stage before
+computing it (``<stage>.claim`` holds its pid; a claim whose process has ended is taken over),
+does whatever no other process holds and its inputs allow (the last-epoch sweep and the random
+curves while another process sweeps all epochs), and waits for the rest. ``--jobs n`` starts n
+of them (with OMP_NUM_THREADS=1 on 2 cores, 2 processes of one thread retrain about twice as
+fast as one of two).
 """
 
 from __future__ import annotations
@@ -58,54 +61,78 @@ def save_npz(path: Path, **arrays) -> None:
     os.replace(tmp, path)
 
 
-def stage(path: Path, what: str, compute, clock: dict):
-    """The arrays saved at ``path``, computed (and timed, the time saved with them) unless an
-    earlier run saved them."""
+def save_json(path: Path, value: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value, indent=1))
+    os.replace(tmp, path)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def claim(path: Path) -> Path | None:
+    """``<path>.claim`` made this process's (its pid, linked into place atomically), or None
+    while another living process holds it; the claim of a process that has ended is taken
+    over."""
+    lock = path.with_name(path.name + ".claim")
+    mine = path.with_name(f".{path.name}.{os.getpid()}")
+    mine.write_text(str(os.getpid()))
+    try:
+        while True:
+            try:
+                os.link(mine, lock)
+                return lock
+            except FileExistsError:
+                try:
+                    holder = int(lock.read_text())
+                except (FileNotFoundError, ValueError):
+                    continue  # released, or being replaced: try again
+                if holder != os.getpid() and alive(holder):
+                    return None
+                lock.unlink(missing_ok=True)  # its process has ended: take the stage over
+    finally:
+        mine.unlink()
+
+
+def stage(path: Path, what: str, compute, clock: dict) -> dict | None:
+    """The arrays saved at ``path``: computed (and timed, the time saved with them) unless
+    an earlier run saved them, or None while another process computes them."""
     if not path.exists():
-        start = time.perf_counter()
-        print(f"{time.strftime('%H:%M:%S')} {what} ...", flush=True)
-        arrays = compute()
-        seconds = time.perf_counter() - start
-        save_npz(path, seconds=np.float64(seconds), **arrays)
-        print(f"{time.strftime('%H:%M:%S')} {what}: {seconds:.0f} s", flush=True)
+        lock = claim(path)
+        if lock is None:
+            return None
+        try:
+            if not path.exists():  # (saved between the look and the claim)
+                start = time.perf_counter()
+                print(f"{time.strftime('%H:%M:%S')} {what} ...", flush=True)
+                arrays = compute()
+                seconds = time.perf_counter() - start
+                save_npz(path, seconds=np.float64(seconds), **arrays)
+                print(f"{time.strftime('%H:%M:%S')} {what}: {seconds:.0f} s", flush=True)
+        finally:
+            lock.unlink(missing_ok=True)
     arrays = dict(np.load(path))
     if "seconds" in arrays:
         clock[what] = float(arrays.pop("seconds"))
     return arrays
 
 
-def drive(jobs: int) -> None:
-    """``--jobs n``: this script again, in stages: one process trains and sweeps, n retrain
-    (each its share of the curve, then of the chosen k's trainings), one gathers the table."""
-    argv, skip = [], False
-    for a in sys.argv[1:]:
-        if not skip and not a.startswith("--jobs"):
-            argv.append(a)
-        skip = a == "--jobs"
-    stop = argv[argv.index("--stop-after") + 1] if "--stop-after" in argv else None
-    me = [sys.executable, str(Path(__file__).resolve()), *argv]
-
-    def together(*runs: list[str]) -> None:
-        children = [subprocess.Popen(me + extra) for extra in runs]
-        if any(c.wait() for c in children):
-            raise SystemExit("a job failed (its error is above); run the command again to "
-                             "continue")
-
-    if stop in ("training", "scores"):
-        return together([])
-    together(["--stop-after", "scores"])
-    shares = [f"{i}/{jobs}" for i in range(jobs)]
-    together(*[["--share", s, "--stop-after", "last"] for s in shares])
-    if stop != "last":
-        together(*[["--share", s] for s in shares])
-        together([])
-
-
-def record(work: Path, splits, cfg, clock: dict) -> sgi.Run:
-    """Fit with recording into work/run, or load the run an earlier call recorded."""
+def record(work: Path, splits, cfg, clock: dict) -> sgi.Run | None:
+    """Fit with recording into work/run, or load the run an earlier call recorded; None
+    while another process records it."""
     name, crop = choose_model(cfg, splits.train.X.shape[1:])
     if (work / "run" / "run.pt").is_file():
         return sgi.load_run(work / "run")
+    lock = claim(work / "run")
+    if lock is None:
+        return None
     start = time.perf_counter()
     print(f"{time.strftime('%H:%M:%S')} training 20 epochs, recording ...", flush=True)
     torch.manual_seed(cfg.seed)
@@ -115,6 +142,7 @@ def record(work: Path, splits, cfg, clock: dict) -> sgi.Run:
                   seed=cfg.seed, augment=crop, store=sgi.DiskStore(work / "run", overwrite=True),
                   progress=True)
     clock["training"] = time.perf_counter() - start
+    lock.unlink()
     return run
 
 
@@ -148,26 +176,17 @@ def main() -> None:
     ap.add_argument("--subset", type=int, default=None, help="a quick check of the stages")
     ap.add_argument("--epochs", type=int, default=None, help="likewise")
     ap.add_argument("--stop-after", choices=["training", "scores", "last"], default=None,
-                    help="stop after this stage (the next call continues)")
-    ap.add_argument("--jobs", type=int, default=1, help="processes for the retraining stages")
-    ap.add_argument("--share", default=None, help=argparse.SUPPRESS)  # "i/n": a job's share
+                    help="stop once this stage is done (the next call continues)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="start this many processes, sharing the stages")
     args = ap.parse_args()
     if args.jobs > 1:
-        return drive(args.jobs)
-    share = tuple(map(int, args.share.split("/"))) if args.share else None
-
-    def mine(i: int, path: Path) -> bool:
-        """Whether this process computes (or reads) stage i: all of them, or its share."""
-        return share is None or i % share[1] == share[0] or path.exists()
+        return together(args.jobs)
     work: Path = args.work
     for sub in ("last", "all"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     clock_file = work / "seconds.json"
     clock = json.loads(clock_file.read_text()) if clock_file.exists() else {}
-
-    def tick() -> None:  # (jobs keep their times in their stages' files)
-        if share is None:
-            clock_file.write_text(json.dumps(clock, indent=1))
 
     cfg = CleansingConfig("cifar10", subset=args.subset, epochs=args.epochs).cleanse_config(0)
     splits = split(load_data("cifar10", root=args.data_dir), cfg)
@@ -176,64 +195,88 @@ def main() -> None:
     ks = [k for k in PAPER_KS if k <= n // 5]
     print(f"{n:,} training, {len(splits.val.y):,} validation, {len(splits.test.y):,} test "
           f"images; k = {ks}; torch threads {torch.get_num_threads()}", flush=True)
+    while (run := record(work, splits, cfg, clock)) is None:
+        time.sleep(60)  # another process records it
+    stops = {"training": 0, "scores": 1, "last": 2, None: 3}[args.stop_after]
+    base = {"val_wrong": wrong(run.model, splits.val), "test": error(run.model, splits.test)}
+    while (done := step(run, base, work, splits, cfg, clock, ks, stops)) is None:
+        time.sleep(60)  # the stages left are other processes' (or wait for theirs)
+    save_json(clock_file, clock)
+    if done:
+        save_json(work / "results.json", done)
+        print(table(done))
 
-    run = record(work, splits, cfg, clock)
-    tick()
-    if args.stop_after == "training":
-        return
+
+def step(run: sgi.Run, base: dict, work: Path, splits, cfg, clock: dict, ks: list[int],
+         stops: int) -> dict | None:
+    """One pass over the stages after training up to ``stops`` (1 scores, 2 the retrain-last
+    curve, 3 the chosen k's trainings), doing each that no other process holds and whose
+    inputs are there: None while some are left, then the summary ({} if stopped early)."""
+    if stops == 0:
+        return {}
     order = {}
     for m in METHODS:
         s = stage(work / f"scores-{m}.npz", f"scores {m}",
-                  lambda m=m: {"scores": scores(run, m, splits.val, work)}, clock)["scores"]
-        order[m] = np.argsort(s, kind="stable")
-        tick()
-    if args.stop_after == "scores":
-        return
+                  lambda m=m: {"scores": scores(run, m, splits.val, work)}, clock)
+        if s is not None:
+            order[m] = np.argsort(s["scores"], kind="stable")
+    if len(order) < len(METHODS) and stops == 1:
+        return None
+    if stops == 1:
+        return {}
 
-    base = {"val_wrong": wrong(run.model, splits.val), "test": error(run.model, splits.test)}
     mistakes = {m: {0: base["val_wrong"]} for m in METHODS}
     curves = {m: {0: (float(base["val_wrong"].mean()), base["test"])} for m in METHODS}
-    # k by k, every method (a stopped run has whole columns), the paper's best k first
-    first = sorted(ks, key=lambda k: (k not in (300, 600), k not in (100, 1000), k))
-    for i, (k, m) in enumerate((k, m) for k in first for m in METHODS):
-        path = work / "last" / f"{m}-{k}.npz"
-        if not mine(i, path):
-            continue
-        r = stage(path, f"retrain last, {m}, k = {k}",
-                  lambda m=m, k=k: _after(run, order[m][:k], run.epochs - 1, splits), clock)
-        mistakes[m][k] = r["val_wrong"]
-        curves[m][k] = (float(r["val_wrong"].mean()), float(r["test"]))
-        tick()
-    if args.stop_after == "last" or any(k not in curves[m] for k in ks for m in METHODS):
-        return  # (a job's share of the curve is not the curve)
+    # k by k, every method, the paper's best k first
+    for k in sorted(ks, key=lambda k: (k not in (300, 600), k not in (100, 1000), k)):
+        for m in order:
+            r = stage(work / "last" / f"{m}-{k}.npz", f"retrain last, {m}, k = {k}",
+                      lambda m=m, k=k: _after(run, order[m][:k], run.epochs - 1, splits), clock)
+            if r is not None:
+                mistakes[m][k] = r["val_wrong"]
+                curves[m][k] = (float(r["val_wrong"].mean()), float(r["test"]))
+    if any(k not in curves[m] for k in ks for m in METHODS):
+        return None
+    if stops == 2:
+        return {}
 
     result = Result(cfg, splits, run, "cifar-cnn", {}, curves, mistakes=mistakes)
     k = best_k(result, "sgd")
     chosen = k or min(ks, key=lambda j: (curves["sgd"][j][0], j))  # none significant: say so
     removed = order["sgd"][:chosen]
-    cases = {"retrain all": (work / "all" / f"sgd-{chosen}.npz",
-                             lambda: _after(run, removed, 0, splits))}
+    after = {"retrain all": stage(work / "all" / f"sgd-{chosen}.npz",
+                                  f"retrain all, sgd, k = {chosen}",
+                                  lambda: _after(run, removed, 0, splits), clock)}
     for s in FRESH_SEEDS:
         for case, rows in (("all data", removed[:0]), (f"k = {chosen} removed", removed)):
-            cases[f"fresh seed {s}, {case}"] = (work / "all" / f"fresh-{s}-{len(rows)}.npz",
-                                                lambda rows=rows, s=s: fresh(splits, cfg,
-                                                                             rows, s))
-    what = {"retrain all": f"retrain all, sgd, k = {chosen}"}
-    after = {case: stage(path, what.get(case, case), compute, clock)
-             for i, (case, (path, compute)) in enumerate(cases.items()) if mine(i, path)}
-    tick()
-    if share or len(after) < len(cases):
-        return  # (the table is the gathering process's)
-    summary = {
-        "train": n, "val": len(splits.val.y), "test": len(splits.test.y), "ks": ks,
+            after[f"fresh seed {s}, {case}"] = stage(
+                work / "all" / f"fresh-{s}-{len(rows)}.npz", f"fresh seed {s}, {case}",
+                lambda rows=rows, s=s: fresh(splits, cfg, rows, s), clock)
+    if any(r is None for r in after.values()):
+        return None
+    return {
+        "train": len(splits.train.y), "val": len(splits.val.y), "test": len(splits.test.y),
+        "ks": ks,
         "test_error": {m: {str(j): curves[m][j][1] for j in curves[m]} for m in METHODS},
         "val_error": {m: {str(j): curves[m][j][0] for j in curves[m]} for m in METHODS},
         "chosen_k": int(chosen), "significant": bool(k),
         "after": {c: float(r["test"]) for c, r in after.items()}, "seconds": clock,
         "paper": PAPER["cifar10"],
     }
-    (work / "results.json").write_text(json.dumps(summary, indent=1))
-    print(table(summary))
+
+
+def together(jobs: int) -> None:
+    """``--jobs n``: n processes of this script (the same arguments), sharing the stages."""
+    argv, skip = [], False
+    for a in sys.argv[1:]:
+        if not skip and not a.startswith("--jobs"):
+            argv.append(a)
+        skip = a == "--jobs"
+    children = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv])
+                for _ in range(jobs)]
+    if any([c.wait() for c in children]):
+        raise SystemExit("a process failed (its error is above); run the command again to "
+                         "continue")
 
 
 def _after(run: sgi.Run, removed: np.ndarray, from_epoch: int, splits) -> dict:
