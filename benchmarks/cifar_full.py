@@ -134,7 +134,7 @@ def record(work: Path, splits, cfg, clock: dict) -> sgi.Run | None:
     if lock is None:
         return None
     start = time.perf_counter()
-    print(f"{time.strftime('%H:%M:%S')} training 20 epochs, recording ...", flush=True)
+    print(f"{time.strftime('%H:%M:%S')} training {cfg.epochs} epochs, recording ...", flush=True)
     torch.manual_seed(cfg.seed)
     model = build(name, splits.train.X.shape[1:], len(splits.train.classes))
     run = sgi.fit(model, (splits.train.X, splits.train.y), epochs=cfg.epochs,
