@@ -236,6 +236,10 @@ def step(run: sgi.Run, base: dict, work: Path, splits, cfg, clock: dict, ks: lis
                 mistakes[m][k] = r["val_wrong"]
                 curves[m][k] = (float(r["val_wrong"].mean()), float(r["test"]))
     if any(k not in curves[m] for k in ks for m in METHODS):
+        if stops == 3:  # nothing of the curve to take now: a fresh training needs no k
+            for s in FRESH_SEEDS:
+                stage(work / "all" / f"fresh-{s}-0.npz", f"fresh seed {s}, all data",
+                      lambda s=s: fresh(splits, cfg, np.arange(0), s), clock)
         return None
     if stops == 2:
         return {}
