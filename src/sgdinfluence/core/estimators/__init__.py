@@ -61,8 +61,9 @@ def influence(run: Run, query, method: str = "sgd", *, indices=None, progress: b
     changes the final model (docs/design.md, "Targets").
     ``checkpoint`` (``"sgd"``, ``"sgd-nohessian"``): a file path where the sweep saves its
     state at each epoch start, so that a long sweep that is interrupted continues from there
-    when called again with the same arguments (the result is the same as without); the file
-    is removed when the sweep completes. Not in a process group.
+    when called again with the same arguments (the result is the same as without; another
+    number of threads may continue it); the file is removed when the sweep completes. Not in
+    a process group.
     ``epochs="auto"`` (``"sgd"``): for each query, the most recent epochs over which the
     adjoint ‖u‖ grows at most ``max_growth`` times (10 by default): the scores of the sweep
     over the last k epochs, k chosen by that rule from one full sweep (whose state at each
