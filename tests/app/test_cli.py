@@ -282,18 +282,23 @@ def test_ctrl_c_and_kill_leave_nothing_behind(cancer_csv, tmp_path, capsys, monk
     from sgdinfluence.app import report
 
     path, _ = cancer_csv
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        def interrupted(*args, signum=signum):  # while the output is being written
-            # to the main thread: sent to the process, a signal may land in a torch or tqdm
-            # thread and leave this sleep to run out
-            signal.pthread_kill(threading.main_thread().ident, signum)
-            time.sleep(60)  # the signal's handler ends this at once
-            raise AssertionError("the signal was not delivered in 60 s")
-        monkeypatch.setattr(report, "render", interrupted)
-        line = fails(["cleanse", str(path), *CSV_ARGS, "--out", str(tmp_path / "out")], capsys,
-                     code=130)
-        assert line == "sgdinfluence: interrupted; no output was written"
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["cancer.csv"]
+    # Ctrl-C as in a terminal: a background job of a script inherits SIGINT ignored
+    terminal = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            def interrupted(*args, signum=signum):  # while the output is being written
+                # to the main thread: sent to the process, a signal may land in a torch or
+                # tqdm thread and leave this sleep to run out
+                signal.pthread_kill(threading.main_thread().ident, signum)
+                time.sleep(60)  # the signal's handler ends this at once
+                raise AssertionError("the signal was not delivered in 60 s")
+            monkeypatch.setattr(report, "render", interrupted)
+            line = fails(["cleanse", str(path), *CSV_ARGS, "--out", str(tmp_path / "out")],
+                         capsys, code=130)
+            assert line == "sgdinfluence: interrupted; no output was written"
+            assert sorted(p.name for p in tmp_path.iterdir()) == ["cancer.csv"]
+    finally:
+        signal.signal(signal.SIGINT, terminal)
 
 
 def test_debug_shows_the_traceback(tmp_path):
