@@ -16,6 +16,7 @@ runs them in one go. Each stage's result is kept in ``--work`` (default out/cifa
   all/<case>.npz     for the chosen k: SGD-influence's k removed and all 20 epochs retrained;
                      2 fresh trainings (new seeds) with everything and with the k removed
   results.json       the table, printed beside the paper's 16.8% -> 15.6% at k = 300-600
+                     (``--status``: what is done and under way, and the curve so far)
 
 Methods: SGD-influence over all epochs and over the last epoch, and random removal (3 draws,
 for the noise band). k: the paper's list up to a fifth of the training set. The chosen k is
@@ -179,7 +180,11 @@ def main() -> None:
                     help="stop once this stage is done (the next call continues)")
     ap.add_argument("--jobs", type=int, default=1,
                     help="start this many processes, sharing the stages")
+    ap.add_argument("--status", action="store_true",
+                    help="print the stages done and under way, and the curve so far; no work")
     args = ap.parse_args()
+    if args.status:
+        return status(args.work)
     if args.jobs > 1:
         return together(args.jobs)
     work: Path = args.work
@@ -267,6 +272,28 @@ def step(run: sgi.Run, base: dict, work: Path, splits, cfg, clock: dict, ks: lis
         "after": {c: float(r["test"]) for c, r in after.items()}, "seconds": clock,
         "paper": PAPER["cifar10"],
     }
+
+
+def status(work: Path) -> None:
+    """What is done (test error after retraining the last epoch, per method and k), what is
+    under way (the live claims) and what the all-epoch sweep's checkpoint holds."""
+    done = sorted(p.relative_to(work) for p in work.rglob("*.npz") if not p.name.startswith("."))
+    print(f"{len(done)} stages done in {work}")
+    for m in METHODS:
+        row = {int(p.stem.rsplit("-", 1)[1]): float(np.load(p)["test"])
+               for p in (work / "last").glob(f"{m}-*.npz")
+               if p.stem.rsplit("-", 1)[0] == m}
+        points = ", ".join(f"k={k} {100 * e:.2f}%" for k, e in sorted(row.items()))
+        print(f"  {m}: {'scores' if (work / f'scores-{m}.npz').exists() else 'no scores'}; "
+              f"test error, retrain last: {points or '-'}")
+    for p in sorted((work / "all").glob("*.npz")):  # the chosen k's and fresh trainings
+        print(f"  {p.relative_to(work)}: test error {100 * float(np.load(p)['test']):.2f}%")
+    for lock in sorted(work.rglob("*.claim")):
+        holder = int(lock.read_text() or 0)
+        print(f"  under way: {lock.relative_to(work).with_suffix('')} (process {holder}"
+              f"{'' if alive(holder) else ', ended: the next call takes it over'})")
+    if (work / "sweep.pt").exists():
+        print("  the all-epoch sweep has a checkpoint (sweep.pt)")
 
 
 def together(jobs: int) -> None:
