@@ -203,7 +203,10 @@ def main() -> None:
     while (run := record(work, splits, cfg, clock)) is None:
         time.sleep(60)  # another process records it
     stops = {"training": 0, "scores": 1, "last": 2, None: 3}[args.stop_after]
-    base = {"val_wrong": wrong(run.model, splits.val), "test": error(run.model, splits.test)}
+    while (base := stage(work / "base.npz", "the model as trained", lambda: {
+            "val_wrong": wrong(run.model, splits.val), "test": error(run.model, splits.test)},
+            clock)) is None:
+        time.sleep(10)
     while (done := step(run, base, work, splits, cfg, clock, ks, stops)) is None:
         time.sleep(60)  # the stages left are other processes' (or wait for theirs)
     save_json(clock_file, clock)
@@ -231,7 +234,7 @@ def step(run: sgi.Run, base: dict, work: Path, splits, cfg, clock: dict, ks: lis
         return {}
 
     mistakes = {m: {0: base["val_wrong"]} for m in METHODS}
-    curves = {m: {0: (float(base["val_wrong"].mean()), base["test"])} for m in METHODS}
+    curves = {m: {0: (float(base["val_wrong"].mean()), float(base["test"]))} for m in METHODS}
     # k by k, every method, the paper's best k first
     for k in sorted(ks, key=lambda k: (k not in (300, 600), k not in (100, 1000), k)):
         for m in order:
@@ -279,6 +282,9 @@ def status(work: Path) -> None:
     under way (the live claims) and what the all-epoch sweep's checkpoint holds."""
     done = sorted(p.relative_to(work) for p in work.rglob("*.npz") if not p.name.startswith("."))
     print(f"{len(done)} stages done in {work}")
+    if (work / "base.npz").exists():
+        base = float(np.load(work / "base.npz")["test"])
+        print(f"  the model as trained: test error {100 * base:.2f}%")
     for m in METHODS:
         row = {int(p.stem.rsplit("-", 1)[1]): float(np.load(p)["test"])
                for p in (work / "last").glob(f"{m}-*.npz")
