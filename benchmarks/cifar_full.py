@@ -11,8 +11,8 @@ runs them in one go. Each stage's result is kept in ``--work`` (default out/cifa
   run/               the recorded run (a DiskStore: 12,500 states of 307,946 parameters)
   scores-<m>.npy     each method's scores; the all-epoch sweep saves its state at each epoch
                      start in sweep.pt (``sgi.influence(..., checkpoint=)``)
-  last/<m>-<k>.npz   validation mistakes and test error after removing the k first of m and
-                     retraining the last epoch (the paper's "retrain last")
+  last/<m>-<k>.npz   validation mistakes and loss, and test error, after removing the k first
+                     of m and retraining the last epoch (the paper's "retrain last")
   all/<case>.npz     for the chosen k: SGD-influence's k removed and all 20 epochs retrained;
                      2 fresh trainings (new seeds) with everything and with the k removed
   results.json       the table, printed beside the paper's 16.8% -> 15.6% at k = 300-600
@@ -46,10 +46,11 @@ import numpy as np
 import torch
 
 import sgdinfluence as sgi
-from sgdinfluence.app.cleanse import PAPER_KS, Result, best_k, choose_model, error, split, wrong
+from sgdinfluence.app.cleanse import PAPER_KS, Result, best_k, choose_model, error, split
 from sgdinfluence.app.data import load_data
 from sgdinfluence.app.experiments.cleansing import PAPER, CleansingConfig
 from sgdinfluence.app.models import build
+from sgdinfluence.core.objective import mode
 
 METHODS = ("sgd", "sgd-last", "random-0", "random-1", "random-2")
 FRESH_SEEDS = (1, 2)
@@ -166,7 +167,7 @@ def fresh(splits, cfg, removed: np.ndarray, seed: int) -> dict:
     run = sgi.fit(model, (splits.train.X[keep], splits.train.y[keep]), epochs=cfg.epochs,
                   batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
                   seed=seed, augment=crop, store="replay", progress=True)
-    return {"test": error(run.model, splits.test), "val_wrong": wrong(run.model, splits.val)}
+    return measure(run.model, splits)
 
 
 def main() -> None:
@@ -203,9 +204,8 @@ def main() -> None:
     while (run := record(work, splits, cfg, clock)) is None:
         time.sleep(60)  # another process records it
     stops = {"training": 0, "scores": 1, "last": 2, None: 3}[args.stop_after]
-    while (base := stage(work / "base.npz", "the model as trained", lambda: {
-            "val_wrong": wrong(run.model, splits.val), "test": error(run.model, splits.test)},
-            clock)) is None:
+    while (base := stage(work / "base.npz", "the model as trained",
+                         lambda: measure(run.model, splits), clock)) is None:
         time.sleep(10)
     while (done := step(run, base, work, splits, cfg, clock, ks, stops)) is None:
         time.sleep(60)  # the stages left are other processes' (or wait for theirs)
@@ -283,13 +283,16 @@ def status(work: Path) -> None:
     done = sorted(p.relative_to(work) for p in work.rglob("*.npz") if not p.name.startswith("."))
     print(f"{len(done)} stages done in {work}")
     if (work / "base.npz").exists():
-        base = float(np.load(work / "base.npz")["test"])
-        print(f"  the model as trained: test error {100 * base:.2f}%")
+        base = dict(np.load(work / "base.npz"))
+        print(f"  the model as trained: test error {100 * float(base['test']):.2f}%" + (
+            f" (val. loss {float(base['val_loss']):.4f})" if "val_loss" in base else ""))
     for m in METHODS:
-        row = {int(p.stem.rsplit("-", 1)[1]): float(np.load(p)["test"])
+        row = {int(p.stem.rsplit("-", 1)[1]): dict(np.load(p))
                for p in (work / "last").glob(f"{m}-*.npz")
                if p.stem.rsplit("-", 1)[0] == m}
-        points = ", ".join(f"k={k} {100 * e:.2f}%" for k, e in sorted(row.items()))
+        points = ", ".join(f"k={k} {100 * float(r['test']):.2f}%" + (
+            f" (val. loss {float(r['val_loss']):.4f})" if "val_loss" in r else "")
+            for k, r in sorted(row.items()))
         print(f"  {m}: {'scores' if (work / f'scores-{m}.npz').exists() else 'no scores'}; "
               f"test error, retrain last: {points or '-'}")
     for p in sorted((work / "all").glob("*.npz")):  # the chosen k's and fresh trainings
@@ -317,8 +320,20 @@ def together(jobs: int) -> None:
 
 
 def _after(run: sgi.Run, removed: np.ndarray, from_epoch: int, splits) -> dict:
-    model = run.retrain(removed, from_epoch=from_epoch)
-    return {"val_wrong": wrong(model, splits.val), "test": error(model, splits.test)}
+    return measure(run.retrain(removed, from_epoch=from_epoch), splits)
+
+
+def measure(model: torch.nn.Module, splits) -> dict:
+    """Validation mistakes, the query itself (mean validation cross-entropy, what the scores
+    estimate the change of) and test error, in eval mode."""
+    p = next(model.parameters())
+    with torch.no_grad(), mode(model, train=False):
+        logits = torch.cat([model(torch.as_tensor(splits.val.X[a:a + 2048]).to(p.device, p.dtype))
+                            .cpu() for a in range(0, len(splits.val.y), 2048)])
+    y = torch.as_tensor(splits.val.y, dtype=torch.long)
+    return {"val_wrong": (logits.argmax(1) != y).numpy(),
+            "val_loss": float(torch.nn.functional.cross_entropy(logits, y)),
+            "test": error(model, splits.test)}
 
 
 def table(s: dict) -> str:
