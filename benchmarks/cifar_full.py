@@ -235,6 +235,7 @@ def step(run: sgi.Run, base: dict, work: Path, splits, cfg, clock: dict, ks: lis
 
     mistakes = {m: {0: base["val_wrong"]} for m in METHODS}
     curves = {m: {0: (float(base["val_wrong"].mean()), float(base["test"]))} for m in METHODS}
+    losses = {m: {0: float(base.get("val_loss", np.nan))} for m in METHODS}  # (where recorded)
     # k by k, every method, the paper's best k first
     for k in sorted(ks, key=lambda k: (k not in (300, 600), k not in (100, 1000), k)):
         for m in order:
@@ -243,6 +244,7 @@ def step(run: sgi.Run, base: dict, work: Path, splits, cfg, clock: dict, ks: lis
             if r is not None:
                 mistakes[m][k] = r["val_wrong"]
                 curves[m][k] = (float(r["val_wrong"].mean()), float(r["test"]))
+                losses[m][k] = float(r.get("val_loss", np.nan))
     if any(k not in curves[m] for k in ks for m in METHODS):
         if stops == 3:  # nothing of the curve to take now: a fresh training needs no k
             for s in FRESH_SEEDS:
@@ -271,6 +273,8 @@ def step(run: sgi.Run, base: dict, work: Path, splits, cfg, clock: dict, ks: lis
         "ks": ks,
         "test_error": {m: {str(j): curves[m][j][1] for j in curves[m]} for m in METHODS},
         "val_error": {m: {str(j): curves[m][j][0] for j in curves[m]} for m in METHODS},
+        "val_loss": {m: {str(j): None if np.isnan(v) else v for j, v in losses[m].items()}
+                     for m in METHODS},
         "chosen_k": int(chosen), "significant": bool(k),
         "after": {c: float(r["test"]) for c, r in after.items()}, "seconds": clock,
         "paper": PAPER["cifar10"],
