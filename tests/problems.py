@@ -1,6 +1,7 @@
 """The small float64 problem the exactness tests share: 5 features, a noisy linear boundary."""
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -32,3 +33,27 @@ def small_problem(model_fn=lambda d: mlp(d, hidden=(8, 8)), n=40, n_val=30, d=5,
          > 0).long()
     torch.manual_seed(seed)
     return model_fn(d).double(), (X[:n], y[:n]), (X[n:], y[n:])
+
+
+class Interrupted(Exception):
+    """A checkpointed sweep stopped on purpose, as a kill would stop it."""
+
+
+def interrupt_sweep(monkeypatch, sweep, after: int = 1) -> list[int]:
+    """Call ``sweep()`` (an influence call with ``checkpoint=``) and stop it right after its
+    ``after``-th save, the file left as a kill would leave it; the steps it saved at."""
+    from sgdinfluence.core.estimators.sgd import SweepFile
+
+    real, saves = SweepFile.save, []
+
+    def save_then_stop(self, state):
+        real(self, state)
+        saves.append(state["t"])
+        if len(saves) == after:
+            raise Interrupted
+
+    with monkeypatch.context() as m:
+        m.setattr(SweepFile, "save", save_then_stop)
+        with pytest.raises(Interrupted):
+            sweep()
+    return saves

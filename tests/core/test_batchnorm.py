@@ -13,8 +13,8 @@ from torch import nn
 
 import sgdinfluence as sgi
 from oracle import unroll, unrolled_optimizer
-from problems import per_sample
-from sgdinfluence.core.estimators.sgd import SweepFile, sgd_influence
+from problems import interrupt_sweep, per_sample
+from sgdinfluence.core.estimators.sgd import sgd_influence
 from sgdinfluence.core.queries import Query
 
 
@@ -101,10 +101,6 @@ def test_the_query_over_epochs_reads_each_epochs_statistics():
     assert np.abs(scores - expected.numpy()).max() / np.abs(expected.numpy()).max() < 1e-9
 
 
-class Interrupted(Exception):
-    pass
-
-
 def test_an_interrupted_sweep_continues_from_its_checkpoint_to_the_same_scores(tmp_path,
                                                                                monkeypatch):
     # every part of the sweep's state: momentum's slot, batch norm's statistics, epoch ends
@@ -112,18 +108,8 @@ def test_an_interrupted_sweep_continues_from_its_checkpoint_to_the_same_scores(t
     run = sgi.fit(model, train, epochs=4, batch_size=8, lr=0.2, momentum=0.9)
     whole = sgi.influence(run, val, at="epochs")
     path = tmp_path / "sweep.pt"
-    real, saves = SweepFile.save, []
-
-    def save_then_stop(self, state):
-        real(self, state)
-        saves.append(state["t"])
-        if len(saves) == 2:  # killed after the second epoch start
-            raise Interrupted
-
-    monkeypatch.setattr(SweepFile, "save", save_then_stop)
-    with pytest.raises(Interrupted):
-        sgi.influence(run, val, at="epochs", checkpoint=path)
-    monkeypatch.setattr(SweepFile, "save", real)
+    saves = interrupt_sweep(monkeypatch, lambda: sgi.influence(run, val, at="epochs",
+                                                               checkpoint=path), after=2)
     assert path.is_file() and saves == [run.epoch_starts[3], run.epoch_starts[2]]
     with pytest.raises(sgi.Error, match="holds the sweep of another run, query or options"):
         sgi.influence(run, val, checkpoint=path)  # at the end, not over the epochs
@@ -141,16 +127,7 @@ def test_a_checkpoint_resumes_where_the_query_gradient_was_summed_in_another_ord
     run = sgi.fit(model, train, epochs=3, batch_size=8, lr=0.2)
     whole = sgi.influence(run, val)
     path = tmp_path / "sweep.pt"
-    real = SweepFile.save
-
-    def save_then_stop(self, state):
-        real(self, state)
-        raise Interrupted
-
-    monkeypatch.setattr(SweepFile, "save", save_then_stop)
-    with pytest.raises(Interrupted):
-        sgi.influence(run, val, checkpoint=path)
-    monkeypatch.setattr(SweepFile, "save", real)
+    interrupt_sweep(monkeypatch, lambda: sgi.influence(run, val, checkpoint=path))
     saved = read_run_file(path)
     saved["key"]["query"] = "digest of the same gradient summed in another order"
     saved["query"] = saved["query"] * (1 + 1e-14 * torch.randn_like(saved["query"]))

@@ -8,7 +8,7 @@ import torch
 
 import sgdinfluence as sgi
 from oracle import unrolled_optimizer
-from problems import per_sample, rel_err, small_problem, val_loss
+from problems import interrupt_sweep, per_sample, rel_err, small_problem, val_loss
 from sgdinfluence.core.estimators import _statistics
 from sgdinfluence.core.estimators.sgd import auto_epochs, sgd_influence
 from sgdinfluence.core.queries import Query
@@ -116,27 +116,12 @@ def test_sgd_nohessian_takes_no_damping():
         sgi.influence(run, val, "sgd-nohessian", damping=1.0)
 
 
-class Interrupted(Exception):
-    pass
-
-
 def test_a_damped_sweep_resumes_only_from_a_damped_checkpoint(tmp_path, monkeypatch):
-    from sgdinfluence.core.estimators.sgd import SweepFile
-
     model, train, val = small_problem(seed=8)
     run = sgi.fit(model, train, epochs=3, batch_size=8, lr=0.2, momentum=0.9)
     whole = sgi.influence(run, val, damping=0.5)
     path = tmp_path / "sweep.pt"
-    real = SweepFile.save
-
-    def save_then_stop(self, state):
-        real(self, state)
-        raise Interrupted
-
-    monkeypatch.setattr(SweepFile, "save", save_then_stop)
-    with pytest.raises(Interrupted):
-        sgi.influence(run, val, damping=0.5, checkpoint=path)
-    monkeypatch.setattr(SweepFile, "save", real)
+    interrupt_sweep(monkeypatch, lambda: sgi.influence(run, val, damping=0.5, checkpoint=path))
     for other in (dict(), dict(damping=0.25)):
         with pytest.raises(sgi.Error, match="holds the sweep of another run, query or options"):
             sgi.influence(run, val, checkpoint=path, **other)
