@@ -182,7 +182,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1,
                     help="start this many processes, sharing the stages")
     ap.add_argument("--status", action="store_true",
-                    help="print the stages done and under way, and the curve so far; no work")
+                    help="print the stages done and under way, the curve so far and, once "
+                    "finished, the table; no work")
     args = ap.parse_args()
     if args.status:
         return status(args.work)
@@ -307,6 +308,8 @@ def status(work: Path) -> None:
               f"{'' if alive(holder) else ', ended: the next call takes it over'})")
     if (work / "sweep.pt").exists():
         print("  the all-epoch sweep has a checkpoint (sweep.pt)")
+    if (work / "results.json").exists():
+        print("\n" + table(json.loads((work / "results.json").read_text())))
 
 
 def together(jobs: int) -> None:
@@ -341,23 +344,29 @@ def measure(model: torch.nn.Module, splits) -> dict:
 
 
 def table(s: dict) -> str:
+    """Markdown: test error and the query (validation loss) after retraining the last epoch,
+    per method and k, the random draws as mean ± std; then the chosen k's trainings."""
     ks = ["0"] + [str(k) for k in s["ks"]]
-    rand = np.array([[s["test_error"][f"random-{d}"][k] for k in ks] for d in range(3)])
-    rows = [("SGD-influence, all epochs", s["test_error"]["sgd"]),
-            ("SGD-influence, last epoch", s["test_error"]["sgd-last"])]
-    out = ["| test error, retrain last | " + " | ".join(ks) + " |",
-           "|---|" + "---|" * len(ks)]
-    out += [f"| {name} | " + " | ".join(f"{100 * row[k]:.2f}%" for k in ks) + " |"
-            for name, row in rows]
-    band = zip(rand.mean(0), rand.std(0), strict=True)
-    out.append("| random, 3 draws (mean ± std) | "
-               + " | ".join(f"{100 * m:.2f} ± {100 * d:.2f}%" for m, d in band) + " |")
+    out = []
+    for key, what, fmt in (("test_error", "test error", lambda v: f"{100 * v:.2f}%"),
+                           ("val_loss", "validation loss", lambda v: f"{v:.4f}")):
+        def cell(v, fmt=fmt):
+            return "–" if v is None else fmt(v)
+        rand = np.array([[np.nan if (v := s[key][f"random-{d}"].get(k)) is None else v
+                          for k in ks] for d in range(3)])
+        out += [f"\n| {what}, retrain last | " + " | ".join(ks) + " |",
+                "|---|" + "---|" * len(ks)]
+        out += [f"| {name} | " + " | ".join(cell(s[key][m].get(k)) for k in ks) + " |"
+                for name, m in (("SGD-influence, all epochs", "sgd"),
+                                ("SGD-influence, last epoch", "sgd-last"))]
+        band = zip(rand.mean(0), rand.std(0), strict=True)
+        out.append("| random, 3 draws (mean ± std) | " + " | ".join(
+            "–" if np.isnan(m) else f"{cell(m)} ± {cell(d)}" for m, d in band) + " |")
     sig = "" if s["significant"] else " (no k significant on validation: the lowest)"
     out.append(f"\nchosen k = {s['chosen_k']}{sig}; test error after:")
     out += [f"- {case}: {100 * e:.2f}%" for case, e in s["after"].items()]
     out.append(f"\npaper (Hara et al. 2019, Fig. 3): {s['paper']}")
-    return "\n".join(out)
-
+    return "\n".join(out).lstrip()
 
 if __name__ == "__main__":
     main()
