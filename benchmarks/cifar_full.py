@@ -29,7 +29,8 @@ computing it (``<stage>.claim`` holds its pid; a claim whose process has ended i
 does whatever no other process holds and its inputs allow (the last-epoch sweep and the random
 curves while another process sweeps all epochs), and waits for the rest. ``--jobs n`` starts n
 of them (with OMP_NUM_THREADS=1 on 2 cores, 2 processes of one thread retrain about twice as
-fast as one of two).
+fast as one of two); the last trains the fresh seeds on all data first (``--fresh-first``), so
+that these long trainings, which need no k, overlap the short curve stages.
 """
 
 from __future__ import annotations
@@ -180,7 +181,11 @@ def main() -> None:
     ap.add_argument("--stop-after", choices=["training", "scores", "last"], default=None,
                     help="stop once this stage is done (the next call continues)")
     ap.add_argument("--jobs", type=int, default=1,
-                    help="start this many processes, sharing the stages")
+                    help="start this many processes, sharing the stages (the last of them "
+                    "with --fresh-first)")
+    ap.add_argument("--fresh-first", action="store_true",
+                    help="train the fresh seeds on all data (they need no k) before taking "
+                    "curve stages, so that these long trainings overlap the short ones")
     ap.add_argument("--status", action="store_true",
                     help="print the stages done and under way, the curve so far and, once "
                     "finished, the table; no work")
@@ -208,6 +213,8 @@ def main() -> None:
     while (base := stage(work / "base.npz", "the model as trained",
                          lambda: measure(run.model, splits), clock)) is None:
         time.sleep(10)
+    if args.fresh_first and stops == 3:
+        fresh_all_data(work, splits, cfg, clock)
     while (done := step(run, base, work, splits, cfg, clock, ks, stops)) is None:
         time.sleep(60)  # the stages left are other processes' (or wait for theirs)
     save_json(clock_file, clock)
@@ -248,9 +255,7 @@ def step(run: sgi.Run, base: dict, work: Path, splits, cfg, clock: dict, ks: lis
                 losses[m][k] = float(r.get("val_loss", np.nan))
     if any(k not in curves[m] for k in ks for m in METHODS):
         if stops == 3:  # nothing of the curve to take now: a fresh training needs no k
-            for s in FRESH_SEEDS:
-                stage(work / "all" / f"fresh-{s}-0.npz", f"fresh seed {s}, all data",
-                      lambda s=s: fresh(splits, cfg, np.arange(0), s), clock)
+            fresh_all_data(work, splits, cfg, clock)
         return None
     if stops == 2:
         return {}
@@ -312,6 +317,13 @@ def status(work: Path) -> None:
         print("\n" + table(json.loads((work / "results.json").read_text())))
 
 
+def fresh_all_data(work: Path, splits, cfg, clock: dict) -> None:
+    """The fresh trainings with all the data, those that no other process holds."""
+    for s in FRESH_SEEDS:
+        stage(work / "all" / f"fresh-{s}-0.npz", f"fresh seed {s}, all data",
+              lambda s=s: fresh(splits, cfg, np.arange(0), s), clock)
+
+
 def together(jobs: int) -> None:
     """``--jobs n``: n processes of this script (the same arguments), sharing the stages."""
     argv, skip = [], False
@@ -319,8 +331,9 @@ def together(jobs: int) -> None:
         if not skip and not a.startswith("--jobs"):
             argv.append(a)
         skip = a == "--jobs"
-    children = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv])
-                for _ in range(jobs)]
+    children = [subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *argv,
+                                  *(["--fresh-first"] if i == jobs - 1 else [])])
+                for i in range(jobs)]
     if any([c.wait() for c in children]):
         raise SystemExit("a process failed (its error is above); run the command again to "
                          "continue")
