@@ -71,13 +71,19 @@ def save_json(path: Path, value: dict) -> None:
 
 
 def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A process that has ended but is not yet reaped
+    (a zombie: its parent waits on a sibling first) answers signals, so on Linux its state
+    in /proc decides."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         pass
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc: trust the signal
 
 
 def claim(path: Path) -> Path | None:
