@@ -236,12 +236,13 @@ def step(run: sgi.Run, base: dict, work: Path, splits, cfg, clock: dict, ks: lis
     inputs are there: None while some are left, then the summary ({} if stopped early)."""
     if stops == 0:
         return {}
-    order = {}
+    order, summed = {}, {}
     for m in METHODS:
         s = stage(work / f"scores-{m}.npz", f"scores {m}",
                   lambda m=m: {"scores": scores(run, m, splits.val, work)}, clock)
         if s is not None:
             order[m] = np.argsort(s["scores"], kind="stable")
+            summed[m] = np.cumsum(s["scores"][order[m]])  # the change its k first predict
     if len(order) < len(METHODS) and stops == 1:
         return None
     if stops == 1:
@@ -287,6 +288,8 @@ def step(run: sgi.Run, base: dict, work: Path, splits, cfg, clock: dict, ks: lis
         "val_error": {m: {str(j): curves[m][j][0] for j in curves[m]} for m in METHODS},
         "val_loss": {m: {str(j): None if np.isnan(v) else v for j, v in losses[m].items()}
                      for m in METHODS},
+        "val_loss_predicted": {m: {str(j): losses[m][0] + float(summed[m][j - 1]) if j else
+                                   losses[m][0] for j in [0, *ks]} for m in ("sgd", "sgd-last")},
         "chosen_k": int(chosen), "significant": bool(k),
         "after": {c: float(r["test"]) for c, r in after.items()}, "seconds": clock,
         "paper": PAPER["cifar10"],
@@ -375,9 +378,12 @@ def table(s: dict) -> str:
                           for k in ks] for d in range(3)])
         out += [f"\n| {what}, retrain last | " + " | ".join(ks) + " |",
                 "|---|" + "---|" * len(ks)]
-        out += [f"| {name} | " + " | ".join(cell(s[key][m].get(k)) for k in ks) + " |"
-                for name, m in (("SGD-influence, all epochs", "sgd"),
-                                ("SGD-influence, last epoch", "sgd-last"))]
+        for name, m in (("SGD-influence, all epochs", "sgd"),
+                        ("SGD-influence, last epoch", "sgd-last")):
+            out.append(f"| {name} | " + " | ".join(cell(s[key][m].get(k)) for k in ks) + " |")
+            if key == "val_loss" and "val_loss_predicted" in s:  # the scores' sum, for contrast
+                out.append("| … as the sum of its k scores predicts | " + " | ".join(
+                    cell(s["val_loss_predicted"][m][k]) for k in ks) + " |")
         band = zip(rand.mean(0), rand.std(0), strict=True)
         out.append("| random, 3 draws (mean ± std) | " + " | ".join(
             "–" if np.isnan(m) else f"{cell(m)} ± {cell(d)}" for m, d in band) + " |")
