@@ -9,7 +9,7 @@ lr 0.05, random crops and flips), as ``sgdinfluence experiment cleansing --datas
 runs them in one go. Each stage's result is kept in ``--work`` (default out/cifar-full):
 
   run/               the recorded run (a DiskStore: 12,500 states of 307,946 parameters)
-  scores-<m>.npy     each method's scores; the all-epoch sweep saves its state at each epoch
+  scores-<m>.npz     each method's scores; the all-epoch sweep saves its state at each epoch
                      start in sweep.pt (``sgi.influence(..., checkpoint=)``)
   last/<m>-<k>.npz   validation mistakes and loss, and test error, after removing the k first
                      of m and retraining the last epoch (the paper's "retrain last")
@@ -392,6 +392,7 @@ def table(s: dict) -> str:
     out += [f"- {case}: {100 * e:.2f}%" for case, e in s["after"].items()]
     out.append(f"\npaper (Hara et al. 2019, Fig. 3): {s['paper']}")
     return "\n".join(out).lstrip()
+
 
 if __name__ == "__main__":
     main()
