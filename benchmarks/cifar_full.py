@@ -47,11 +47,10 @@ import numpy as np
 import torch
 
 import sgdinfluence as sgi
-from sgdinfluence.app.cleanse import PAPER_KS, Result, best_k, choose_model, error, split
+from sgdinfluence.app.cleanse import PAPER_KS, Result, best_k, choose_model, error, outputs, split
 from sgdinfluence.app.data import load_data
 from sgdinfluence.app.experiments.cleansing import PAPER, CleansingConfig
 from sgdinfluence.app.models import build
-from sgdinfluence.core.objective import mode
 
 METHODS = ("sgd", "sgd-last", "random-0", "random-1", "random-2")
 FRESH_SEEDS = (1, 2)
@@ -355,10 +354,7 @@ def _after(run: sgi.Run, removed: np.ndarray, from_epoch: int, splits) -> dict:
 def measure(model: torch.nn.Module, splits) -> dict:
     """Validation mistakes, the query itself (mean validation cross-entropy, what the scores
     estimate the change of) and test error, in eval mode."""
-    p = next(model.parameters())
-    with torch.no_grad(), mode(model, train=False):
-        logits = torch.cat([model(torch.as_tensor(splits.val.X[a:a + 2048]).to(p.device, p.dtype))
-                            .cpu() for a in range(0, len(splits.val.y), 2048)])
+    logits = outputs(model, splits.val)
     y = torch.as_tensor(splits.val.y, dtype=torch.long)
     return {"val_wrong": (logits.argmax(1) != y).numpy(),
             "val_loss": float(torch.nn.functional.cross_entropy(logits, y)),

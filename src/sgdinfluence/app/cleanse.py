@@ -331,14 +331,19 @@ def choose_model(cfg: CleanseConfig, shape: tuple[int, ...]) -> tuple[str, Rando
 
 
 @torch.no_grad()
-def wrong(model: torch.nn.Module, table: Table, chunk: int = 2048) -> np.ndarray:
-    """Whether ``model`` (in eval mode) misclassifies each instance of ``table``: (N,)."""
+def outputs(model: torch.nn.Module, table: Table, chunk: int = 2048) -> torch.Tensor:
+    """The outputs of ``model`` (in eval mode, no gradient) for each instance of ``table``,
+    on the CPU: (N, classes)."""
     p = next(model.parameters())
     n = len(table.y)  # in chunks: images of a folder are read as they are needed
-    with mode(model, train=False):
-        pred = torch.cat([model(torch.as_tensor(table.X[a:a + chunk]).to(p.device, p.dtype))
-                          .argmax(1).cpu() for a in range(0, n, chunk)])
-    return pred.numpy() != table.y
+    with torch.no_grad(), mode(model, train=False):
+        return torch.cat([model(torch.as_tensor(table.X[a:a + chunk]).to(p.device, p.dtype))
+                          .cpu() for a in range(0, n, chunk)])
+
+
+def wrong(model: torch.nn.Module, table: Table, chunk: int = 2048) -> np.ndarray:
+    """Whether ``model`` (in eval mode) misclassifies each instance of ``table``: (N,)."""
+    return outputs(model, table, chunk).argmax(1).numpy() != table.y
 
 
 def error(model: torch.nn.Module, table: Table) -> float:
