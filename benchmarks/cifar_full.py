@@ -241,7 +241,7 @@ def step(run: sgi.Run, base: dict, work: Path, splits, cfg, clock: dict, ks: lis
                   lambda m=m: {"scores": scores(run, m, splits.val, work)}, clock)
         if s is not None:
             order[m] = np.argsort(s["scores"], kind="stable")
-            summed[m] = np.cumsum(s["scores"][order[m]])  # the change its k first predict
+            summed[m] = np.cumsum(np.r_[0, s["scores"][order[m]]])  # what its k first predict
     if len(order) < len(METHODS) and stops == 1:
         return None
     if stops == 1:
@@ -287,8 +287,8 @@ def step(run: sgi.Run, base: dict, work: Path, splits, cfg, clock: dict, ks: lis
         "val_error": {m: {str(j): curves[m][j][0] for j in curves[m]} for m in METHODS},
         "val_loss": {m: {str(j): None if np.isnan(v) else v for j, v in losses[m].items()}
                      for m in METHODS},
-        "val_loss_predicted": {m: {str(j): losses[m][0] + float(summed[m][j - 1]) if j else
-                                   losses[m][0] for j in [0, *ks]} for m in ("sgd", "sgd-last")},
+        "val_loss_predicted": {m: {str(j): losses[m][0] + float(summed[m][j]) for j in [0, *ks]}
+                               for m in ("sgd", "sgd-last")},
         "chosen_k": int(chosen), "significant": bool(k),
         "after": {c: float(r["test"]) for c, r in after.items()}, "seconds": clock,
         "paper": PAPER["cifar10"],
